@@ -1,0 +1,1 @@
+# contrib: see issue tracker

@@ -1,0 +1,1 @@
+# fs: see issue tracker

@@ -1,0 +1,617 @@
+/* minikv: the wire protocol, in one place.
+ *
+ * Every process talks to every other over TCP with length-prefixed binary
+ * frames. The same message encodings are used for Raft commands (a meta
+ * request that changes state is put in the Raft log as it came off the wire,
+ * wrapped in an envelope) so that there is one codec, one set of bounds
+ * checks and one fuzz target for all of it.
+ *
+ * Frame (all integers little-endian):
+ *
+ *   offset size field
+ *   0      2    magic     0x4B4D ("MK" on the wire)
+ *   2      1    version   MKV_WIRE_VERSION
+ *   3      1    flags     MKV_FRAME_REPLY | MKV_FRAME_MORE
+ *   4      2    type      message type (below)
+ *   6      2    reserved  0
+ *   8      4    status    replies: 0 or a negative minikv/errno code (err.h)
+ *   12     4    length    payload bytes that follow the header
+ *   16     8    req_id    chosen by the requester, echoed in the reply
+ *   24     4    crc       CRC32C of bytes 0..23 and of the payload
+ *   28     ...  payload
+ *
+ * A receiver checks magic, version and length (<= MKV_FRAME_MAX) before it
+ * allocates or reads the payload, and the CRC before it decodes it. A bad
+ * frame closes the connection (there is no way to resynchronise).
+ *
+ * Payload: the fields of the message, in the order listed below, with no
+ * padding:
+ *   U8/U16/U32/U64/I64  fixed-size little-endian integers
+ *   STR                 u16 length + bytes (no NUL byte allowed inside)
+ *   BLOB                u32 length + bytes
+ * A field's third value is its bound: the longest STR/BLOB accepted (0 for
+ * integers). Decoders reject a field over its bound and a payload that ends
+ * before the last field. Bytes after the last known field are ignored, so a
+ * newer sender may append fields.
+ *
+ * Lists travel as a BLOB holding records packed back to back, each encoded
+ * with a record layout (MKV_RECORDS below) exactly like a payload.
+ *
+ * A reply with status < 0 carries an mkv_error_rep payload (a message and,
+ * for MKV_ENOTLEADER, the leader's address) instead of the normal reply.
+ */
+#ifndef MKV_WIRE_H
+#define MKV_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "common.h"
+
+#define MKV_WIRE_MAGIC 0x4B4D
+#define MKV_WIRE_VERSION 1
+#define MKV_FRAME_HDR_SIZE 28
+/* Largest payload: a data frame of MKV_DATA_MAX plus room for its fields. */
+#define MKV_DATA_MAX (4u << 20)
+#define MKV_FRAME_MAX (MKV_DATA_MAX + 65536u)
+
+#define MKV_FRAME_REPLY 0x01
+#define MKV_FRAME_MORE 0x02
+
+/* Sizes that shape data layout. */
+#define MKV_BLOCK_SIZE (64u * 1024u)       /* CRC32C unit on chunk servers */
+#define MKV_CHUNK_SIZE (64ull << 20)       /* largest extent a chunk holds */
+#define MKV_VSHARDS 256
+
+/* Bounds on names. */
+#define MKV_NAME_MAX 255      /* one path component */
+#define MKV_KEY_MAX 1024      /* S3 key, bytes */
+#define MKV_BUCKET_MAX 63
+#define MKV_ETAG_MAX 80
+#define MKV_ATTR_MAX 8192     /* user metadata + stored headers, in total */
+#define MKV_LIST_MAX 1000     /* entries per listing reply */
+#define MKV_EXTENTS_MAX 65536 /* extents per object */
+#define MKV_MULTI_MAX 1000    /* keys per multi-delete, parts per complete */
+#define MKV_PARTS_MAX 10000   /* highest multipart part number */
+#define MKV_SECRET_MAX 512
+
+struct mkv_frame_hdr
+{
+    uint16_t magic;
+    uint8_t version;
+    uint8_t flags;
+    uint16_t type;
+    int32_t status;
+    uint32_t length;
+    uint64_t req_id;
+    uint32_t crc;
+};
+
+/* Encodes hdr (its crc is computed here over the header and payload) into
+ * out[MKV_FRAME_HDR_SIZE]. */
+MKV_API void mkv_frame_hdr_encode(struct mkv_frame_hdr *hdr, const void *payload,
+                                  uint8_t *out);
+/* Decodes and checks magic, version and length. The CRC is checked with
+ * mkv_frame_check once the payload is in. Returns 0 or -EPROTO. */
+MKV_API int mkv_frame_hdr_decode(const uint8_t *in, struct mkv_frame_hdr *hdr);
+/* 0 when hdr->crc matches the header bytes and payload, else -EBADMSG. */
+MKV_API int mkv_frame_check(const uint8_t *hdr_bytes, const struct mkv_frame_hdr *hdr,
+                            const void *payload);
+
+/* Field types of the codec. */
+enum mkv_ftype {
+    MKV_F_U8 = 1,
+    MKV_F_U16,
+    MKV_F_U32,
+    MKV_F_U64,
+    MKV_F_I64,
+    MKV_F_STR,
+    MKV_F_BLOB,
+};
+
+struct mkv_field
+{
+    uint8_t type;
+    uint16_t offset;
+    uint32_t max;
+    const char *name;
+};
+
+struct mkv_msgdesc
+{
+    uint16_t type;
+    const char *name;
+    const struct mkv_field *fields;
+    unsigned nfields;
+    size_t size; /* sizeof the C struct */
+};
+
+/* C types of the fields. STR and BLOB are slices: after decoding they point
+ * into the decoded buffer and are valid as long as it is. */
+#define MKV_CTYPE_U8 uint8_t
+#define MKV_CTYPE_U16 uint16_t
+#define MKV_CTYPE_U32 uint32_t
+#define MKV_CTYPE_U64 uint64_t
+#define MKV_CTYPE_I64 int64_t
+#define MKV_CTYPE_STR struct mkv_slice
+#define MKV_CTYPE_BLOB struct mkv_slice
+
+/* ------------------------------------------------------------------------
+ * Message catalogue. Each entry: NAME, type code, sender -> receiver.
+ * Replies use the request's type with MKV_FRAME_REPLY set.
+ * Requests marked [raft] change state: the meta leader appends them to the
+ * Raft log (in an mkv_raft_cmd envelope) and replies once applied.
+ * ------------------------------------------------------------------------ */
+
+/* Common. */
+#define MKV_FIELDS_error_rep(F, s) \
+    F(s, STR, message, 1024)       \
+    F(s, STR, leader, 256)
+#define MKV_FIELDS_ping_req(F, s) F(s, I64, sent_ns, 0)
+#define MKV_FIELDS_ping_rep(F, s) \
+    F(s, I64, sent_ns, 0)         \
+    F(s, I64, now_ns, 0)          \
+    F(s, STR, node, 256)
+
+/* Chunk service: gateway/FUSE/meta -> chunk server. */
+#define MKV_FIELDS_chunk_write_req(F, s) \
+    F(s, U64, chunk_id, 0)               \
+    F(s, U32, version, 0)                \
+    F(s, U32, base_version, 0)           \
+    F(s, U64, offset, 0)                 \
+    F(s, U32, flags, 0)                  \
+    F(s, BLOB, data, MKV_DATA_MAX)
+#define MKV_FIELDS_chunk_write_rep(F, s) \
+    F(s, U64, lsn, 0)                    \
+    F(s, U32, length, 0)
+#define MKV_FIELDS_chunk_read_req(F, s) \
+    F(s, U64, chunk_id, 0)              \
+    F(s, U32, version, 0)               \
+    F(s, U32, flags, 0)                 \
+    F(s, U64, offset, 0)                \
+    F(s, U32, length, 0)
+#define MKV_FIELDS_chunk_read_rep(F, s) F(s, BLOB, data, MKV_DATA_MAX)
+#define MKV_FIELDS_chunk_commit_req(F, s) \
+    F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref records */
+#define MKV_FIELDS_chunk_commit_rep(F, s) F(s, U32, count, 0)
+#define MKV_FIELDS_chunk_delete_req(F, s) \
+    F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref records */
+#define MKV_FIELDS_chunk_delete_rep(F, s) F(s, U32, count, 0)
+#define MKV_FIELDS_chunk_stat_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_chunk_stat_rep(F, s) \
+    F(s, U64, capacity, 0)              \
+    F(s, U64, free, 0)                  \
+    F(s, U64, used, 0)                  \
+    F(s, U64, live, 0)                  \
+    F(s, U64, chunks, 0)                \
+    F(s, U64, lsn, 0)                   \
+    F(s, U32, state, 0)                 \
+    F(s, STR, io_backend, 32)           \
+    F(s, U64, fsyncs, 0)                \
+    F(s, U64, fsync_ns_total, 0)        \
+    F(s, U64, corrupt_blocks, 0)        \
+    F(s, U64, segments, 0)
+
+/* Meta service: clients -> meta leader. */
+#define MKV_FIELDS_meta_status_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_meta_status_rep(F, s) \
+    F(s, U64, id, 0)                     \
+    F(s, U8, role, 0) /* 0 unavailable, 1 follower, 2 candidate, 3 leader */ \
+    F(s, U8, ready, 0)                   \
+    F(s, U64, term, 0)                   \
+    F(s, U64, commit_index, 0)           \
+    F(s, U64, applied_index, 0)          \
+    F(s, U64, last_index, 0)             \
+    F(s, U64, snapshot_index, 0)         \
+    F(s, U64, leader_id, 0)              \
+    F(s, STR, leader, 256)               \
+    F(s, STR, address, 256)              \
+    F(s, U32, voters, 0)                 \
+    F(s, U64, buckets, 0)                \
+    F(s, U64, objects, 0)                \
+    F(s, U64, bytes, 0)                  \
+    F(s, U64, uploads, 0)                \
+    F(s, U64, garbage, 0)                \
+    F(s, BLOB, chunk_servers, 65536) /* chunk_server records */
+#define MKV_FIELDS_meta_alloc_req(F, s) F(s, U32, count, 0) /* [raft] */
+#define MKV_FIELDS_meta_alloc_rep(F, s) \
+    F(s, U64, first, 0)                 \
+    F(s, U32, count, 0)
+#define MKV_FIELDS_bucket_create_req(F, s) /* [raft] */ \
+    F(s, STR, name, MKV_BUCKET_MAX)                     \
+    F(s, U32, replicas, 0)                              \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_bucket_create_rep(F, s) F(s, I64, ctime, 0)
+#define MKV_FIELDS_bucket_delete_req(F, s) F(s, STR, name, MKV_BUCKET_MAX) /* [raft] */
+#define MKV_FIELDS_bucket_delete_rep(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_bucket_head_req(F, s) F(s, STR, name, MKV_BUCKET_MAX)
+#define MKV_FIELDS_bucket_head_rep(F, s) \
+    F(s, I64, ctime, 0)                  \
+    F(s, U32, replicas, 0)               \
+    F(s, U64, ino, 0)
+#define MKV_FIELDS_bucket_list_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_bucket_list_rep(F, s) F(s, BLOB, buckets, 1u << 20) /* bucket_entry records */
+
+/* Objects, addressed by bucket + key (the S3 front). */
+#define MKV_FIELDS_obj_lookup_req(F, s) \
+    F(s, STR, bucket, MKV_BUCKET_MAX)   \
+    F(s, STR, key, MKV_KEY_MAX)         \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_obj_info(F, s)            \
+    F(s, U64, ino, 0)                        \
+    F(s, U8, type, 0) /* MKV_T_* */          \
+    F(s, U8, dflags, 0) /* MKV_DF_* */       \
+    F(s, U32, mode, 0)                       \
+    F(s, U32, uid, 0)                        \
+    F(s, U32, gid, 0)                        \
+    F(s, U32, nlink, 0)                      \
+    F(s, U64, size, 0)                       \
+    F(s, I64, atime, 0)                      \
+    F(s, I64, mtime, 0)                      \
+    F(s, I64, ctime, 0)                      \
+    F(s, STR, etag, MKV_ETAG_MAX)            \
+    F(s, STR, content_type, 256)             \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)          \
+    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX) \
+    F(s, STR, symlink, 4096)                 \
+    F(s, U64, generation, 0)
+#define MKV_FIELDS_obj_put_req(F, s) /* [raft] */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)             \
+    F(s, STR, key, MKV_KEY_MAX)                   \
+    F(s, U32, flags, 0) /* MKV_PUT_* */           \
+    F(s, STR, if_match, MKV_ETAG_MAX)             \
+    F(s, U64, size, 0)                            \
+    F(s, I64, mtime, 0) /* 0: the command's time */ \
+    F(s, U32, mode, 0)                            \
+    F(s, U32, uid, 0)                             \
+    F(s, U32, gid, 0)                             \
+    F(s, STR, etag, MKV_ETAG_MAX)                 \
+    F(s, STR, content_type, 256)                  \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)               \
+    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX)
+#define MKV_FIELDS_obj_put_rep(F, s) \
+    F(s, U64, ino, 0)                \
+    F(s, I64, mtime, 0)
+#define MKV_FIELDS_obj_delete_req(F, s) /* [raft] */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                \
+    F(s, STR, key, MKV_KEY_MAX)                      \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_obj_delete_rep(F, s) F(s, U32, existed, 0)
+#define MKV_FIELDS_obj_delete_multi_req(F, s) /* [raft], all or nothing */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                                    \
+    F(s, BLOB, keys, (MKV_KEY_MAX + 2u) * MKV_MULTI_MAX) /* key_entry records */
+#define MKV_FIELDS_obj_delete_multi_rep(F, s) \
+    F(s, BLOB, results, 8u * MKV_MULTI_MAX) /* status records, one per key */
+#define MKV_FIELDS_obj_list_req(F, s)  \
+    F(s, STR, bucket, MKV_BUCKET_MAX)  \
+    F(s, STR, prefix, MKV_KEY_MAX)     \
+    F(s, STR, delimiter, 16)           \
+    F(s, STR, start_after, MKV_KEY_MAX) \
+    F(s, U32, max_keys, 0)             \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_obj_list_rep(F, s)                      \
+    F(s, BLOB, entries, 2u << 20) /* list_entry records */ \
+    F(s, BLOB, prefixes, 2u << 20) /* key_entry records */ \
+    F(s, U8, truncated, 0)                                 \
+    F(s, STR, next, MKV_KEY_MAX)
+
+/* Multipart uploads. */
+#define MKV_FIELDS_mpu_create_req(F, s) /* [raft] */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                \
+    F(s, STR, key, MKV_KEY_MAX)                      \
+    F(s, STR, upload_id, 64)                         \
+    F(s, STR, content_type, 256)                     \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)
+#define MKV_FIELDS_mpu_create_rep(F, s) F(s, I64, initiated, 0)
+#define MKV_FIELDS_mpu_part_req(F, s) /* [raft] */ \
+    F(s, STR, upload_id, 64)                       \
+    F(s, U32, part_no, 0)                          \
+    F(s, U64, size, 0)                             \
+    F(s, STR, etag, MKV_ETAG_MAX)                  \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)                \
+    F(s, BLOB, extents, 40u * 1024u)
+#define MKV_FIELDS_mpu_part_rep(F, s) F(s, I64, mtime, 0)
+#define MKV_FIELDS_mpu_complete_req(F, s) /* [raft] */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                  \
+    F(s, STR, key, MKV_KEY_MAX)                        \
+    F(s, STR, upload_id, 64)                           \
+    F(s, BLOB, parts, (MKV_ETAG_MAX + 8u) * MKV_PARTS_MAX) /* part_ref records */ \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_mpu_complete_rep(F, s) \
+    F(s, STR, etag, MKV_ETAG_MAX)         \
+    F(s, U64, size, 0)                    \
+    F(s, U64, ino, 0)
+#define MKV_FIELDS_mpu_abort_req(F, s) /* [raft] */ \
+    F(s, STR, bucket, MKV_BUCKET_MAX)               \
+    F(s, STR, key, MKV_KEY_MAX)                     \
+    F(s, STR, upload_id, 64)
+#define MKV_FIELDS_mpu_abort_rep(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_mpu_get_req(F, s) F(s, STR, upload_id, 64)
+#define MKV_FIELDS_mpu_get_rep(F, s)  \
+    F(s, STR, bucket, MKV_BUCKET_MAX) \
+    F(s, STR, key, MKV_KEY_MAX)       \
+    F(s, I64, initiated, 0)           \
+    F(s, STR, content_type, 256)      \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)
+#define MKV_FIELDS_mpu_list_parts_req(F, s) \
+    F(s, STR, upload_id, 64)                \
+    F(s, U32, marker, 0)                    \
+    F(s, U32, max_parts, 0)
+#define MKV_FIELDS_mpu_list_parts_rep(F, s)                   \
+    F(s, BLOB, parts, 1u << 20) /* part_entry records */      \
+    F(s, U8, truncated, 0)                                    \
+    F(s, U32, next_marker, 0)
+#define MKV_FIELDS_mpu_list_uploads_req(F, s) \
+    F(s, STR, bucket, MKV_BUCKET_MAX)         \
+    F(s, STR, prefix, MKV_KEY_MAX)            \
+    F(s, STR, key_marker, MKV_KEY_MAX)        \
+    F(s, STR, upload_id_marker, 64)           \
+    F(s, U32, max_uploads, 0)
+#define MKV_FIELDS_mpu_list_uploads_rep(F, s)                   \
+    F(s, BLOB, uploads, 2u << 20) /* upload_entry records */    \
+    F(s, U8, truncated, 0)                                      \
+    F(s, STR, next_key, MKV_KEY_MAX)                            \
+    F(s, STR, next_upload_id, 64)
+
+/* Garbage collection of chunk data and the two-phase-commit check. */
+#define MKV_FIELDS_gc_list_req(F, s) F(s, U32, max, 0)
+#define MKV_FIELDS_gc_list_rep(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref */
+#define MKV_FIELDS_gc_done_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* [raft] */
+#define MKV_FIELDS_gc_done_rep(F, s) F(s, U32, count, 0)
+#define MKV_FIELDS_refcheck_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref */
+#define MKV_FIELDS_refcheck_rep(F, s) F(s, BLOB, referenced, MKV_MULTI_MAX) /* one byte per id */
+
+/* Access keys. Secrets are sealed with the cluster key (AES-256-GCM) before
+ * they are sent here; the meta service never sees them in the clear. */
+#define MKV_FIELDS_key_put_req(F, s) /* [raft] */ \
+    F(s, STR, access_key, 128)                    \
+    F(s, BLOB, sealed_secret, MKV_SECRET_MAX)     \
+    F(s, U32, flags, 0) /* MKV_KEYF_* */
+#define MKV_FIELDS_key_put_rep(F, s) F(s, I64, created, 0)
+#define MKV_FIELDS_key_get_req(F, s) F(s, STR, access_key, 128)
+#define MKV_FIELDS_key_get_rep(F, s)          \
+    F(s, BLOB, sealed_secret, MKV_SECRET_MAX) \
+    F(s, U32, flags, 0)                       \
+    F(s, I64, created, 0)
+#define MKV_FIELDS_key_delete_req(F, s) F(s, STR, access_key, 128) /* [raft] */
+#define MKV_FIELDS_key_delete_rep(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_key_list_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_key_list_rep(F, s) F(s, BLOB, keys, 1u << 20) /* key_info records */
+
+/* Raft command envelope: what the meta leader appends to the log. The
+ * client id and sequence make a retried command apply once; now_ns is the
+ * leader's clock so that apply is deterministic on every replica. */
+#define MKV_FIELDS_raft_cmd(F, s) \
+    F(s, U16, type, 0)            \
+    F(s, U64, client_id, 0)       \
+    F(s, U64, seq, 0)             \
+    F(s, I64, now_ns, 0)          \
+    F(s, BLOB, payload, MKV_FRAME_MAX)
+
+/* ------------------------------------------------------------------------
+ * Records packed inside BLOB lists.
+ * ------------------------------------------------------------------------ */
+#define MKV_FIELDS_chunk_ref(F, s) \
+    F(s, U64, chunk_id, 0)         \
+    F(s, U32, version, 0)          \
+    F(s, U32, flags, 0)
+/* A file's data: [file_off, file_off + len) is stored in chunk chunk_id at
+ * version, starting at chunk_off. Extents are sorted by file_off and do not
+ * overlap; a gap between extents reads as zeros (a hole). */
+#define MKV_FIELDS_extent(F, s) \
+    F(s, U64, file_off, 0)      \
+    F(s, U64, len, 0)           \
+    F(s, U64, chunk_id, 0)      \
+    F(s, U32, version, 0)       \
+    F(s, U32, flags, 0)         \
+    F(s, U64, chunk_off, 0)
+#define MKV_FIELDS_attr(F, s) \
+    F(s, STR, name, 256)      \
+    F(s, STR, value, 4096)
+#define MKV_FIELDS_key_entry(F, s) F(s, STR, key, MKV_KEY_MAX)
+#define MKV_FIELDS_status_entry(F, s) F(s, I64, status, 0)
+#define MKV_FIELDS_list_entry(F, s) \
+    F(s, STR, key, MKV_KEY_MAX)     \
+    F(s, U8, type, 0)               \
+    F(s, U64, size, 0)              \
+    F(s, I64, mtime, 0)             \
+    F(s, STR, etag, MKV_ETAG_MAX)
+#define MKV_FIELDS_bucket_entry(F, s) \
+    F(s, STR, name, MKV_BUCKET_MAX)   \
+    F(s, I64, ctime, 0)
+#define MKV_FIELDS_part_ref(F, s) \
+    F(s, U32, part_no, 0)         \
+    F(s, STR, etag, MKV_ETAG_MAX)
+#define MKV_FIELDS_part_entry(F, s) \
+    F(s, U32, part_no, 0)           \
+    F(s, U64, size, 0)              \
+    F(s, STR, etag, MKV_ETAG_MAX)   \
+    F(s, I64, mtime, 0)             \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)
+#define MKV_FIELDS_upload_entry(F, s) \
+    F(s, STR, key, MKV_KEY_MAX)       \
+    F(s, STR, upload_id, 64)          \
+    F(s, I64, initiated, 0)
+#define MKV_FIELDS_key_info(F, s) \
+    F(s, STR, access_key, 128)    \
+    F(s, U32, flags, 0)           \
+    F(s, I64, created, 0)
+#define MKV_FIELDS_chunk_server(F, s) \
+    F(s, U64, id, 0)                  \
+    F(s, STR, address, 256)           \
+    F(s, U32, state, 0)               \
+    F(s, U64, capacity, 0)            \
+    F(s, U64, free, 0)
+
+/* Every layout, with its type code. Requests and their replies share the
+ * code; records and the envelope have code 0 (they never head a frame). */
+#define MKV_MESSAGES(M)                                        \
+    M(ERROR, 0x0000, error_rep)                                \
+    M(PING, 0x0001, ping_req)                                  \
+    M(PING, 0x0001, ping_rep)                                  \
+    M(CHUNK_WRITE, 0x0101, chunk_write_req)                    \
+    M(CHUNK_WRITE, 0x0101, chunk_write_rep)                    \
+    M(CHUNK_READ, 0x0102, chunk_read_req)                      \
+    M(CHUNK_READ, 0x0102, chunk_read_rep)                      \
+    M(CHUNK_COMMIT, 0x0103, chunk_commit_req)                  \
+    M(CHUNK_COMMIT, 0x0103, chunk_commit_rep)                  \
+    M(CHUNK_DELETE, 0x0104, chunk_delete_req)                  \
+    M(CHUNK_DELETE, 0x0104, chunk_delete_rep)                  \
+    M(CHUNK_STAT, 0x0105, chunk_stat_req)                      \
+    M(CHUNK_STAT, 0x0105, chunk_stat_rep)                      \
+    M(META_STATUS, 0x0201, meta_status_req)                    \
+    M(META_STATUS, 0x0201, meta_status_rep)                    \
+    M(META_ALLOC, 0x0202, meta_alloc_req)                      \
+    M(META_ALLOC, 0x0202, meta_alloc_rep)                      \
+    M(BUCKET_CREATE, 0x0210, bucket_create_req)                \
+    M(BUCKET_CREATE, 0x0210, bucket_create_rep)                \
+    M(BUCKET_DELETE, 0x0211, bucket_delete_req)                \
+    M(BUCKET_DELETE, 0x0211, bucket_delete_rep)                \
+    M(BUCKET_HEAD, 0x0212, bucket_head_req)                    \
+    M(BUCKET_HEAD, 0x0212, bucket_head_rep)                    \
+    M(BUCKET_LIST, 0x0213, bucket_list_req)                    \
+    M(BUCKET_LIST, 0x0213, bucket_list_rep)                    \
+    M(OBJ_LOOKUP, 0x0220, obj_lookup_req)                      \
+    M(OBJ_LOOKUP, 0x0220, obj_info)                            \
+    M(OBJ_PUT, 0x0221, obj_put_req)                            \
+    M(OBJ_PUT, 0x0221, obj_put_rep)                            \
+    M(OBJ_DELETE, 0x0222, obj_delete_req)                      \
+    M(OBJ_DELETE, 0x0222, obj_delete_rep)                      \
+    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_req)          \
+    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_rep)          \
+    M(OBJ_LIST, 0x0224, obj_list_req)                          \
+    M(OBJ_LIST, 0x0224, obj_list_rep)                          \
+    M(MPU_CREATE, 0x0230, mpu_create_req)                      \
+    M(MPU_CREATE, 0x0230, mpu_create_rep)                      \
+    M(MPU_PART, 0x0231, mpu_part_req)                          \
+    M(MPU_PART, 0x0231, mpu_part_rep)                          \
+    M(MPU_COMPLETE, 0x0232, mpu_complete_req)                  \
+    M(MPU_COMPLETE, 0x0232, mpu_complete_rep)                  \
+    M(MPU_ABORT, 0x0233, mpu_abort_req)                        \
+    M(MPU_ABORT, 0x0233, mpu_abort_rep)                        \
+    M(MPU_GET, 0x0234, mpu_get_req)                            \
+    M(MPU_GET, 0x0234, mpu_get_rep)                            \
+    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_req)              \
+    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_rep)              \
+    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_req)          \
+    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_rep)          \
+    M(GC_LIST, 0x0240, gc_list_req)                            \
+    M(GC_LIST, 0x0240, gc_list_rep)                            \
+    M(GC_DONE, 0x0241, gc_done_req)                            \
+    M(GC_DONE, 0x0241, gc_done_rep)                            \
+    M(REFCHECK, 0x0242, refcheck_req)                          \
+    M(REFCHECK, 0x0242, refcheck_rep)                          \
+    M(KEY_PUT, 0x0250, key_put_req)                            \
+    M(KEY_PUT, 0x0250, key_put_rep)                            \
+    M(KEY_GET, 0x0251, key_get_req)                            \
+    M(KEY_GET, 0x0251, key_get_rep)                            \
+    M(KEY_DELETE, 0x0252, key_delete_req)                      \
+    M(KEY_DELETE, 0x0252, key_delete_rep)                      \
+    M(KEY_LIST, 0x0253, key_list_req)                          \
+    M(KEY_LIST, 0x0253, key_list_rep)                          \
+    M(RECORD, 0x0000, raft_cmd)                                \
+    M(RECORD, 0x0000, chunk_ref)                               \
+    M(RECORD, 0x0000, extent)                                  \
+    M(RECORD, 0x0000, attr)                                    \
+    M(RECORD, 0x0000, key_entry)                               \
+    M(RECORD, 0x0000, status_entry)                            \
+    M(RECORD, 0x0000, list_entry)                              \
+    M(RECORD, 0x0000, bucket_entry)                            \
+    M(RECORD, 0x0000, part_ref)                                \
+    M(RECORD, 0x0000, part_entry)                              \
+    M(RECORD, 0x0000, upload_entry)                            \
+    M(RECORD, 0x0000, key_info)                                \
+    M(RECORD, 0x0000, chunk_server)
+
+/* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
+ * share them; the duplicates are harmless enum re-definitions avoided by
+ * listing each code once here). */
+enum mkv_msg_type {
+    MKV_MSG_ERROR = 0x0000,
+    MKV_MSG_PING = 0x0001,
+    MKV_MSG_CHUNK_WRITE = 0x0101,
+    MKV_MSG_CHUNK_READ = 0x0102,
+    MKV_MSG_CHUNK_COMMIT = 0x0103,
+    MKV_MSG_CHUNK_DELETE = 0x0104,
+    MKV_MSG_CHUNK_STAT = 0x0105,
+    MKV_MSG_META_STATUS = 0x0201,
+    MKV_MSG_META_ALLOC = 0x0202,
+    MKV_MSG_BUCKET_CREATE = 0x0210,
+    MKV_MSG_BUCKET_DELETE = 0x0211,
+    MKV_MSG_BUCKET_HEAD = 0x0212,
+    MKV_MSG_BUCKET_LIST = 0x0213,
+    MKV_MSG_OBJ_LOOKUP = 0x0220,
+    MKV_MSG_OBJ_PUT = 0x0221,
+    MKV_MSG_OBJ_DELETE = 0x0222,
+    MKV_MSG_OBJ_DELETE_MULTI = 0x0223,
+    MKV_MSG_OBJ_LIST = 0x0224,
+    MKV_MSG_MPU_CREATE = 0x0230,
+    MKV_MSG_MPU_PART = 0x0231,
+    MKV_MSG_MPU_COMPLETE = 0x0232,
+    MKV_MSG_MPU_ABORT = 0x0233,
+    MKV_MSG_MPU_GET = 0x0234,
+    MKV_MSG_MPU_LIST_PARTS = 0x0235,
+    MKV_MSG_MPU_LIST_UPLOADS = 0x0236,
+    MKV_MSG_GC_LIST = 0x0240,
+    MKV_MSG_GC_DONE = 0x0241,
+    MKV_MSG_REFCHECK = 0x0242,
+    MKV_MSG_KEY_PUT = 0x0250,
+    MKV_MSG_KEY_GET = 0x0251,
+    MKV_MSG_KEY_DELETE = 0x0252,
+    MKV_MSG_KEY_LIST = 0x0253,
+};
+
+/* Values of small enumerated fields. */
+enum { MKV_T_FILE = 1, MKV_T_DIR = 2, MKV_T_SYMLINK = 3, MKV_T_FIFO = 4 };
+enum { MKV_DF_IMPLICIT = 0x01 }; /* directory made by a deeper S3 key */
+enum {
+    MKV_PUT_IF_NONE_MATCH = 0x01, /* fail with MKV_EPRECONDITION if the key exists */
+    MKV_PUT_KEEP_DATA = 0x02,     /* replace metadata only; extents unchanged */
+    MKV_PUT_DIR = 0x04,           /* make (or keep) the key an explicit directory */
+};
+enum { MKV_KEYF_ADMIN = 0x01, MKV_KEYF_DISABLED = 0x02 };
+enum { MKV_LIST_V2 = 0x01, MKV_LIST_NO_DIRS = 0x02 };
+enum { MKV_CHUNK_SYNC = 0x01 }; /* chunk_write flags: reply after fsync (default) */
+
+/* C structs for every layout: struct mkv_<name>. */
+#define MKV_STRUCT_FIELD(s, t, n, max) MKV_CTYPE_##t n;
+#define MKV_DECLARE_STRUCT(code_name, code, name) \
+    struct mkv_##name                             \
+    {                                             \
+        MKV_FIELDS_##name(MKV_STRUCT_FIELD, name) \
+    };
+MKV_MESSAGES(MKV_DECLARE_STRUCT)
+#undef MKV_DECLARE_STRUCT
+
+/* Descriptors: mkv_desc_<name>. */
+#define MKV_DECLARE_DESC(code_name, code, name) \
+    MKV_API extern const struct mkv_msgdesc mkv_desc_##name;
+MKV_MESSAGES(MKV_DECLARE_DESC)
+#undef MKV_DECLARE_DESC
+
+/* Bytes mkv_msg_encode will write for msg. */
+MKV_API size_t mkv_msg_size(const struct mkv_msgdesc *d, const void *msg);
+/* Encodes msg into buf[cap]; *out_len gets the size. Returns 0, -ENOSPC
+ * when cap is too small, or -EINVAL when a field is over its bound or a
+ * STR holds a NUL byte. */
+MKV_API int mkv_msg_encode(const struct mkv_msgdesc *d, const void *msg, uint8_t *buf,
+                           size_t cap, size_t *out_len);
+/* Appends the encoding of msg to b (for building record lists). */
+MKV_API int mkv_msg_append(struct mkv_buf *b, const struct mkv_msgdesc *d, const void *msg);
+/* Decodes buf[len] into msg (zeroed first). Slices point into buf.
+ * Returns 0 or -EPROTO (truncated, over a bound, NUL inside a STR). */
+MKV_API int mkv_msg_decode(const struct mkv_msgdesc *d, const uint8_t *buf, size_t len,
+                           void *msg);
+/* Decodes the next record of a packed list and advances *cursor. Returns 1
+ * when a record was decoded, 0 at the end of the list, -EPROTO on a bad
+ * record. */
+MKV_API int mkv_msg_next(const struct mkv_msgdesc *d, struct mkv_slice *cursor, void *msg);
+/* The descriptor of a request type (NULL when unknown). */
+MKV_API const struct mkv_msgdesc *mkv_msg_request_desc(uint16_t type);
+/* The descriptor of a reply type (NULL when unknown). */
+MKV_API const struct mkv_msgdesc *mkv_msg_reply_desc(uint16_t type);
+/* A short name for logs ("CHUNK_WRITE"), "UNKNOWN" if none. */
+MKV_API const char *mkv_msg_name(uint16_t type);
+
+#endif /* MKV_WIRE_H */

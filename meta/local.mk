@@ -1,0 +1,1 @@
+# meta: see issue tracker

@@ -1,0 +1,1 @@
+# s3gw: see issue tracker
