@@ -8,7 +8,8 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/crc32c.h lib/crc32c.c \
 	lib/minikv/buf.h lib/buf.c \
 	lib/minikv/config.h lib/config.c \
-	lib/minikv/wire.h lib/wire.c
+	lib/minikv/wire.h lib/wire.c \
+	lib/minikv/metrics.h lib/metrics.c
 lib_libminikv_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # llhttp, compiled from Debian's node-llhttp sources (configure --with-llhttp).
