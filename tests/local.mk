@@ -16,3 +16,28 @@ tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_config_LDADD = $(MKV_LIBS) $(UNIT_LIBS)
 
 TESTS += tests/unit/test_wire tests/unit/test_config
+
+# Fuzz targets (configure --enable-fuzz with CC=clang). Each component's
+# local.mk adds its targets to FUZZ_TARGETS inside "if FUZZ". `make fuzz`
+# builds them; `make fuzz-run` runs each for FUZZ_SECONDS on its corpus
+# (tests/fuzz/corpus/NAME, seeds committed) and fails on any crash.
+FUZZ_SECONDS = 20
+EXTRA_DIST += tests/fuzz/corpus
+if FUZZ
+noinst_PROGRAMS += tests/fuzz/fuzz_wire
+tests_fuzz_fuzz_wire_SOURCES = tests/fuzz/fuzz_wire.c
+tests_fuzz_fuzz_wire_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_wire_LDADD = $(MKV_LIBS)
+FUZZ_TARGETS += tests/fuzz/fuzz_wire
+endif
+fuzz: $(FUZZ_TARGETS)
+fuzz-run: fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  n=$$(basename $$t); c=$(abs_top_srcdir)/tests/fuzz/corpus/$${n#fuzz_}; \
+	  w=$$(mktemp -d); cp -r $$c/. $$w/ 2>/dev/null || true; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  ./$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $$w >$$n.fuzz.log 2>&1 \
+	    || { tail -n 60 $$n.fuzz.log; rm -rf $$w; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units|Done' $$n.fuzz.log | head -2; rm -rf $$w; \
+	done
+.PHONY: fuzz fuzz-run

@@ -11,7 +11,7 @@
  *   offset size field
  *   0      2    magic     0x4B4D ("MK" on the wire)
  *   2      1    version   MKV_WIRE_VERSION
- *   3      1    flags     MKV_FRAME_REPLY | MKV_FRAME_MORE
+ *   3      1    flags     MKV_FRAME_REPLY | MKV_FRAME_MORE | MKV_FRAME_SESSION
  *   4      2    type      message type (below)
  *   6      2    reserved  0
  *   8      4    status    replies: 0 or a negative minikv/errno code (err.h)
@@ -58,6 +58,12 @@
 
 #define MKV_FRAME_REPLY 0x01
 #define MKV_FRAME_MORE 0x02
+/* The payload starts with a 16-byte session prefix (u64 client_id, u64
+ * seq) before the message fields. Clients set it on requests marked [raft]
+ * so that a retry after an unknown outcome (leader lost, timeout) applies
+ * once: the state machine remembers the last seq per client_id. */
+#define MKV_FRAME_SESSION 0x04
+#define MKV_SESSION_PREFIX 16
 
 /* Sizes that shape data layout. */
 #define MKV_BLOCK_SIZE (64u * 1024u)       /* CRC32C unit on chunk servers */
