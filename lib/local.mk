@@ -9,7 +9,8 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/buf.h lib/buf.c \
 	lib/minikv/config.h lib/config.c \
 	lib/minikv/wire.h lib/wire.c \
-	lib/minikv/metrics.h lib/metrics.c
+	lib/minikv/metrics.h lib/metrics.c \
+	lib/minikv/net.h lib/net.c
 lib_libminikv_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # llhttp, compiled from Debian's node-llhttp sources (configure --with-llhttp).

@@ -41,3 +41,9 @@ fuzz-run: fuzz
 	  grep -E 'stat::number_of_executed_units|Done' $$n.fuzz.log | head -2; rm -rf $$w; \
 	done
 .PHONY: fuzz fuzz-run
+
+check_PROGRAMS += tests/unit/test_net
+tests_unit_test_net_SOURCES = tests/unit/test_net.c
+tests_unit_test_net_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_net_LDADD = $(MKV_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_net

@@ -127,6 +127,12 @@ MKV_API int mkv_peer_call(struct mkv_peer *p, struct mkv_call *call, uint16_t ty
 MKV_API int mkv_peer_call_raw(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
                               const void *payload, size_t len, uint64_t timeout_ms,
                               mkv_call_cb cb);
+/* Sends a frame the caller filled (mkv_outframe_new + payload), with frame
+ * flags such as MKV_FRAME_SESSION; takes ownership of of (also on error).
+ * The zero-copy path for large payloads. */
+MKV_API int mkv_peer_call_frame(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
+                                struct mkv_outframe *of, size_t payload_len, uint8_t flags,
+                                uint64_t timeout_ms, mkv_call_cb cb);
 /* Bytes queued to this peer and not yet written (for back-pressure). */
 MKV_API size_t mkv_peer_queued_bytes(const struct mkv_peer *p);
 
