@@ -10,7 +10,8 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/config.h lib/config.c \
 	lib/minikv/wire.h lib/wire.c \
 	lib/minikv/metrics.h lib/metrics.c \
-	lib/minikv/net.h lib/net.c
+	lib/minikv/net.h lib/net.c \
+	lib/minikv/client.h lib/client_priv.h lib/client.c lib/stream.c
 lib_libminikv_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # llhttp, compiled from Debian's node-llhttp sources (configure --with-llhttp).

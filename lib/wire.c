@@ -267,3 +267,23 @@ int mkv_frame_check(const uint8_t *hdr_bytes, const struct mkv_frame_hdr *hdr,
     if (hdr->length) crc = mkv_crc32c(crc, payload, hdr->length);
     return crc == hdr->crc ? 0 : -EBADMSG;
 }
+
+int mkv_msg_is_raft(uint16_t type)
+{
+    switch (type) {
+    case MKV_MSG_META_ALLOC:
+    case MKV_MSG_BUCKET_CREATE:
+    case MKV_MSG_BUCKET_DELETE:
+    case MKV_MSG_OBJ_PUT:
+    case MKV_MSG_OBJ_DELETE:
+    case MKV_MSG_OBJ_DELETE_MULTI:
+    case MKV_MSG_MPU_CREATE:
+    case MKV_MSG_MPU_PART:
+    case MKV_MSG_MPU_COMPLETE:
+    case MKV_MSG_MPU_ABORT:
+    case MKV_MSG_GC_DONE:
+    case MKV_MSG_KEY_PUT:
+    case MKV_MSG_KEY_DELETE: return 1;
+    default: return 0;
+    }
+}

@@ -617,6 +617,8 @@ MKV_API int mkv_msg_next(const struct mkv_msgdesc *d, struct mkv_slice *cursor, 
 MKV_API const struct mkv_msgdesc *mkv_msg_request_desc(uint16_t type);
 /* The descriptor of a reply type (NULL when unknown). */
 MKV_API const struct mkv_msgdesc *mkv_msg_reply_desc(uint16_t type);
+/* 1 for the request types marked [raft] above (they change state). */
+MKV_API int mkv_msg_is_raft(uint16_t type);
 /* A short name for logs ("CHUNK_WRITE"), "UNKNOWN" if none. */
 MKV_API const char *mkv_msg_name(uint16_t type);
 

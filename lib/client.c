@@ -1,0 +1,531 @@
+/* minikv: the client library — meta calls with leader following and retry
+ * sessions, chunk id pool, fire-and-forget chunk commits (see client.h).
+ * Streaming writers and readers are in lib/stream.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "client_priv.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_RETRY_MS 15000
+#define ID_BATCH 1024
+#define BACKOFF_MIN_MS 20
+#define BACKOFF_MAX_MS 1000
+
+static void meta_send(struct mkv_meta_req *req);
+static void slot_release(struct mkv_client *c, int slot);
+
+static int is_retryable(int status)
+{
+    switch (status) {
+    case MKV_ENOTLEADER:
+    case MKV_EUNAVAILABLE:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+    case -ETIMEDOUT:
+    case -EHOSTUNREACH:
+    case -ENETUNREACH:
+    case -EPIPE:
+    case -ENOTCONN:
+    case -ECONNABORTED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int add_meta_node(struct mkv_client *c, const char *addr)
+{
+    struct meta_node *n;
+    int rv;
+    if (c->nmeta >= MKV_ARRAY_SIZE(c->meta)) return -ENOSPC;
+    n = &c->meta[c->nmeta];
+    if (strlen(addr) >= sizeof n->addr) return -EINVAL;
+    rv = mkv_peer_new(c->loop, addr, &n->peer);
+    if (rv) return rv;
+    snprintf(n->addr, sizeof n->addr, "%s", addr);
+    return (int)c->nmeta++;
+}
+
+static void retry_timer_closed(uv_handle_t *h)
+{
+    struct mkv_client *c = h->data;
+    free(c->chunk_addr);
+    free(c);
+}
+
+int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_client **out,
+                   char *err, size_t errlen)
+{
+    struct mkv_client *c;
+    char *list, *tok, *save = NULL;
+    int rv = 0;
+    if (!o->meta || !*o->meta) return mkv_errf(err, errlen, -EINVAL, "no meta address given");
+    c = calloc(1, sizeof *c);
+    if (!c) return mkv_errf(err, errlen, -ENOMEM, "client");
+    c->loop = loop;
+    c->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->retry_ms = o->retry_ms ? o->retry_ms : DEFAULT_RETRY_MS;
+    c->write_window = o->write_window ? o->write_window : 8;
+    c->frame_bytes = o->frame_bytes ? o->frame_bytes : (1u << 20);
+    c->read_window = o->read_window ? o->read_window : 8;
+    if (c->frame_bytes % MKV_BLOCK_SIZE || c->frame_bytes > MKV_DATA_MAX ||
+        MKV_CHUNK_SIZE % c->frame_bytes) {
+        free(c);
+        return mkv_errf(err, errlen, -EINVAL, "frame size %u must divide the chunk size in blocks",
+                        o->frame_bytes);
+    }
+    if (getrandom(&c->client_base, sizeof c->client_base, 0) != sizeof c->client_base)
+        c->client_base = mkv_mono_ns() ^ (uint64_t)(uintptr_t)c;
+    c->client_base &= ~(uint64_t)(MKV_CLIENT_SLOTS - 1);
+    if (c->client_base == 0) c->client_base = MKV_CLIENT_SLOTS;
+    for (int i = 0; i < MKV_CLIENT_SLOTS; i++) c->slot_seq[i] = 1;
+    list = strdup(o->meta);
+    if (!list) {
+        free(c);
+        return mkv_errf(err, errlen, -ENOMEM, "client");
+    }
+    for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        rv = add_meta_node(c, tok);
+        if (rv < 0) {
+            mkv_errf(err, errlen, rv, "meta address '%s'", tok);
+            break;
+        }
+        rv = 0;
+    }
+    free(list);
+    if (rv == 0 && c->nmeta == 0) rv = mkv_errf(err, errlen, -EINVAL, "no meta address given");
+    if (rv == 0 && o->chunk && *o->chunk) {
+        c->chunk_addr = strdup(o->chunk);
+        rv = c->chunk_addr ? mkv_peer_new(loop, o->chunk, &c->chunk) : -ENOMEM;
+        if (rv) mkv_errf(err, errlen, rv, "chunk address '%s'", o->chunk);
+    }
+    if (rv) goto err_after_peers;
+    uv_timer_init(loop, &c->retry_timer);
+    c->retry_timer.data = c;
+    *out = c;
+    return 0;
+err_after_peers:
+    for (unsigned i = 0; i < c->nmeta; i++) mkv_peer_close(c->meta[i].peer);
+    if (c->chunk) mkv_peer_close(c->chunk);
+    free(c->chunk_addr);
+    free(c);
+    return rv;
+}
+
+uv_loop_t *mkv_client_loop(const struct mkv_client *c)
+{
+    return c->loop;
+}
+
+const char *mkv_client_leader(const struct mkv_client *c)
+{
+    return c->meta[c->leader].addr;
+}
+
+struct mkv_peer *mkv_client_chunk_peer(struct mkv_client *c, uint64_t chunk_id)
+{
+    (void)chunk_id; /* one chunk server until the vshard map exists */
+    return c->chunk;
+}
+
+/* ---- meta calls ---- */
+
+static void meta_finish(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_client *c = req->client;
+    if (req->slot >= 0) {
+        int slot = req->slot;
+        req->slot = -1;
+        slot_release(c, slot);
+    }
+    mkv_buf_free(&req->payload);
+    req->client = NULL;
+    if (status < 0 && !req->errmsg[0]) snprintf(req->errmsg, sizeof req->errmsg, "%s", mkv_strerror(status));
+    c->inflight--;
+    req->cb(req, status, reply);
+}
+
+static void retry_tick(uv_timer_t *t);
+
+static void schedule_retry(struct mkv_meta_req *req)
+{
+    struct mkv_client *c = req->client;
+    uint64_t backoff = BACKOFF_MIN_MS << MKV_MIN(req->attempts, 6u);
+    if (backoff > BACKOFF_MAX_MS) backoff = BACKOFF_MAX_MS;
+    req->due_ns = mkv_mono_ns() + backoff * 1000000ull;
+    req->next = c->retry_head;
+    c->retry_head = req;
+    if (!c->retry_active) {
+        uv_timer_start(&c->retry_timer, retry_tick, BACKOFF_MIN_MS, BACKOFF_MIN_MS);
+        c->retry_active = 1;
+    }
+}
+
+static void retry_tick(uv_timer_t *t)
+{
+    struct mkv_client *c = t->data;
+    uint64_t now = mkv_mono_ns();
+    struct mkv_meta_req *due = NULL, *req, **pp = &c->retry_head;
+    while ((req = *pp)) {
+        if (req->due_ns <= now) {
+            *pp = req->next;
+            req->next = due;
+            due = req;
+        } else {
+            pp = &req->next;
+        }
+    }
+    if (!c->retry_head) {
+        uv_timer_stop(&c->retry_timer);
+        c->retry_active = 0;
+    }
+    while ((req = due)) {
+        due = req->next;
+        meta_send(req);
+    }
+}
+
+static int find_or_add_meta(struct mkv_client *c, const char *addr)
+{
+    for (unsigned i = 0; i < c->nmeta; i++)
+        if (strcmp(c->meta[i].addr, addr) == 0) return (int)i;
+    return add_meta_node(c, addr);
+}
+
+static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_meta_req *req = MKV_CONTAINER_OF(call, struct mkv_meta_req, call);
+    struct mkv_client *c = req->client;
+    char leader[256] = "";
+    if (status < 0 && reply) mkv_reply_error(reply, req->errmsg, sizeof req->errmsg, leader, sizeof leader);
+    if (status == 0 || c->closing || !is_retryable(status) || status == -ECANCELED) {
+        meta_finish(req, status, reply);
+        return;
+    }
+    if (mkv_mono_ns() >= req->deadline_ns) {
+        MKV_DEBUG("client", "giving up type=%s status=%d", mkv_msg_name(req->type), status);
+        meta_finish(req, status == MKV_ENOTLEADER ? MKV_EUNAVAILABLE : status, reply);
+        return;
+    }
+    req->attempts++;
+    if (status == MKV_ENOTLEADER && leader[0]) {
+        int idx = find_or_add_meta(c, leader);
+        if (idx >= 0 && (unsigned)idx != c->leader) {
+            c->leader = (unsigned)idx;
+            meta_send(req); /* a fresh hint: go at once */
+            return;
+        }
+    }
+    if (status != MKV_EUNAVAILABLE && c->nmeta > 1) c->leader = (c->leader + 1) % c->nmeta;
+    schedule_retry(req);
+}
+
+static void meta_send(struct mkv_meta_req *req)
+{
+    struct mkv_client *c = req->client;
+    struct mkv_outframe *of;
+    uint8_t flags = 0;
+    int rv;
+    if (c->closing) {
+        meta_finish(req, -ECANCELED, NULL);
+        return;
+    }
+    if (req->slot >= 0) {
+        mkv_put_le64(req->payload.p, c->client_base | (uint64_t)req->slot);
+        mkv_put_le64(req->payload.p + 8, req->seq);
+        flags = MKV_FRAME_SESSION;
+    }
+    of = mkv_outframe_new(req->payload.len);
+    if (!of) {
+        meta_finish(req, -ENOMEM, NULL);
+        return;
+    }
+    memcpy(mkv_outframe_payload(of), req->payload.p, req->payload.len);
+    rv = mkv_peer_call_frame(c->meta[c->leader].peer, &req->call, req->type, of, req->payload.len,
+                             flags, c->timeout_ms, on_meta_reply);
+    if (rv) meta_finish(req, rv, NULL);
+}
+
+static int slot_acquire(struct mkv_client *c)
+{
+    for (int i = 0; i < MKV_CLIENT_SLOTS; i++) {
+        int s = (int)((c->slot_hint + (unsigned)i) % MKV_CLIENT_SLOTS);
+        if (!c->slot_busy[s]) {
+            c->slot_busy[s] = 1;
+            c->slot_hint = (unsigned)s + 1;
+            return s;
+        }
+    }
+    return -1;
+}
+
+static void slot_release(struct mkv_client *c, int slot)
+{
+    struct mkv_meta_req *req;
+    c->slot_busy[slot] = 0;
+    if ((req = c->slot_wait_head)) {
+        c->slot_wait_head = req->next;
+        if (!c->slot_wait_head) c->slot_wait_tail = NULL;
+        req->slot = slot_acquire(c);
+        req->seq = c->slot_seq[req->slot]++;
+        meta_send(req);
+    }
+}
+
+int mkv_meta_call(struct mkv_client *c, struct mkv_meta_req *req, uint16_t type,
+                  const struct mkv_msgdesc *d, const void *msg, mkv_meta_cb cb)
+{
+    size_t need = d ? mkv_msg_size(d, msg) : 0, len = 0;
+    int raft = mkv_msg_is_raft(type), rv;
+    if (c->closing) return -ECANCELED;
+    memset(&req->payload, 0, sizeof req->payload);
+    rv = mkv_buf_reserve(&req->payload, need + MKV_SESSION_PREFIX);
+    if (rv) return rv;
+    if (raft) {
+        memset(req->payload.p, 0, MKV_SESSION_PREFIX);
+        req->payload.len = MKV_SESSION_PREFIX;
+    }
+    if (d) {
+        rv = mkv_msg_encode(d, msg, req->payload.p + req->payload.len,
+                            req->payload.cap - req->payload.len, &len);
+        if (rv) {
+            mkv_buf_free(&req->payload);
+            return rv;
+        }
+        req->payload.len += len;
+    }
+    req->client = c;
+    req->cb = cb;
+    req->type = type;
+    req->attempts = 0;
+    req->errmsg[0] = '\0';
+    req->deadline_ns = mkv_mono_ns() + c->retry_ms * 1000000ull;
+    req->slot = -1;
+    req->next = NULL;
+    c->inflight++;
+    if (raft) {
+        req->slot = slot_acquire(c);
+        if (req->slot < 0) {
+            if (c->slot_wait_tail) c->slot_wait_tail->next = req;
+            else c->slot_wait_head = req;
+            c->slot_wait_tail = req;
+            return 0;
+        }
+        req->seq = c->slot_seq[req->slot]++;
+    }
+    meta_send(req);
+    return 0;
+}
+
+/* ---- chunk ids ---- */
+
+static void id_serve(struct mkv_client *c, int status);
+
+static void on_ids(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_client *c = req->data;
+    struct mkv_meta_alloc_rep rep;
+    c->id_inflight = 0;
+    if (status == 0 && (status = mkv_frame_decode(reply, &mkv_desc_meta_alloc_rep, &rep)) == 0) {
+        if (rep.first == 0 || rep.count == 0) {
+            status = -EPROTO;
+        } else {
+            c->id_next = rep.first;
+            c->id_end = rep.first + rep.count;
+        }
+    }
+    if (status) MKV_WARN("client", "chunk id allocation failed err=\"%s\"", req->errmsg);
+    id_serve(c, status);
+}
+
+static void id_serve(struct mkv_client *c, int status)
+{
+    struct mkv_id_req *r;
+    while ((r = c->id_wait_head) && (status || c->id_next < c->id_end)) {
+        c->id_wait_head = r->next;
+        if (!c->id_wait_head) c->id_wait_tail = NULL;
+        if (status) r->cb(r, status, 0);
+        else r->cb(r, 0, c->id_next++);
+    }
+    if (c->id_wait_head && !c->id_inflight && !c->closing) {
+        struct mkv_meta_alloc_req q = {ID_BATCH};
+        int rv;
+        c->id_inflight = 1;
+        c->id_req.data = c;
+        rv = mkv_meta_call(c, &c->id_req, MKV_MSG_META_ALLOC, &mkv_desc_meta_alloc_req, &q, on_ids);
+        if (rv) {
+            c->id_inflight = 0;
+            id_serve(c, rv);
+        }
+    }
+}
+
+int mkv_client_alloc_chunk(struct mkv_client *c, struct mkv_id_req *r, mkv_id_cb cb)
+{
+    if (c->closing) return -ECANCELED;
+    r->cb = cb;
+    r->next = NULL;
+    if (c->id_wait_tail) c->id_wait_tail->next = r;
+    else c->id_wait_head = r;
+    c->id_wait_tail = r;
+    id_serve(c, 0);
+    return 0;
+}
+
+/* ---- fire-and-forget chunk commits and deletes ---- */
+
+struct bg_call
+{
+    struct mkv_call call;
+    struct mkv_client *c;
+};
+
+static void on_bg_reply(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct bg_call *b = MKV_CONTAINER_OF(call, struct bg_call, call);
+    (void)reply;
+    if (status) MKV_DEBUG("client", "background chunk call failed status=%d", status);
+    b->c->inflight--;
+    free(b);
+}
+
+static void send_refs(struct mkv_client *c, uint16_t type, struct mkv_buf *refs)
+{
+    struct mkv_chunk_commit_req q; /* same layout as chunk_delete_req */
+    struct bg_call *b;
+    if (!refs->len || !c->chunk) return;
+    b = calloc(1, sizeof *b);
+    if (!b) return;
+    b->c = c;
+    q.ids = mkv_slice_mem(refs->p, refs->len);
+    c->inflight++;
+    if (mkv_peer_call(c->chunk, &b->call, type, &mkv_desc_chunk_commit_req, &q, 0, on_bg_reply)) {
+        c->inflight--;
+        free(b);
+    }
+}
+
+static void extents_to_chunks(struct mkv_client *c, struct mkv_slice extents, uint16_t type)
+{
+    struct mkv_extent e;
+    struct mkv_buf refs = MKV_BUF_INIT;
+    struct mkv_slice cur = extents;
+    uint64_t last = 0;
+    unsigned n = 0;
+    while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) {
+        struct mkv_chunk_ref r = {e.chunk_id, e.version, 0};
+        if (e.chunk_id == 0 || e.chunk_id == last) continue; /* one ref per chunk run */
+        last = e.chunk_id;
+        if (mkv_msg_append(&refs, &mkv_desc_chunk_ref, &r)) break;
+        if (++n == MKV_MULTI_MAX) {
+            send_refs(c, type, &refs);
+            mkv_buf_reset(&refs);
+            n = 0;
+        }
+    }
+    send_refs(c, type, &refs);
+    mkv_buf_free(&refs);
+}
+
+void mkv_client_commit_extents(struct mkv_client *c, struct mkv_slice extents)
+{
+    extents_to_chunks(c, extents, MKV_MSG_CHUNK_COMMIT);
+}
+
+void mkv_client_discard_extents(struct mkv_client *c, struct mkv_slice extents)
+{
+    extents_to_chunks(c, extents, MKV_MSG_CHUNK_DELETE);
+}
+
+/* ---- closing ---- */
+
+void mkv_client_close(struct mkv_client *c)
+{
+    struct mkv_meta_req *req;
+    struct mkv_id_req *r;
+    c->closing = 1;
+    while ((req = c->slot_wait_head)) {
+        c->slot_wait_head = req->next;
+        meta_finish(req, -ECANCELED, NULL);
+    }
+    c->slot_wait_tail = NULL;
+    while ((req = c->retry_head)) {
+        c->retry_head = req->next;
+        meta_finish(req, -ECANCELED, NULL);
+    }
+    while ((r = c->id_wait_head)) {
+        c->id_wait_head = r->next;
+        r->cb(r, -ECANCELED, 0);
+    }
+    c->id_wait_tail = NULL;
+    for (unsigned i = 0; i < c->nmeta; i++) mkv_peer_close(c->meta[i].peer);
+    if (c->chunk) mkv_peer_close(c->chunk);
+    uv_timer_stop(&c->retry_timer);
+    uv_close((uv_handle_t *)&c->retry_timer, retry_timer_closed);
+}
+
+/* ---- tools ---- */
+
+static void on_run_timeout(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+int mkv_run_until(uv_loop_t *loop, const int *done, uint64_t timeout_ms)
+{
+    uv_timer_t t;
+    int expired = 0;
+    uv_timer_init(loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, on_run_timeout, timeout_ms, 0);
+    while (!*done && !expired) uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *done ? 0 : -ETIMEDOUT;
+}
+
+struct sync_call
+{
+    struct mkv_meta_req req;
+    int done;
+    int status;
+    struct mkv_frame *reply;
+};
+
+static void on_sync_reply(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct sync_call *s = MKV_CONTAINER_OF(req, struct sync_call, req);
+    s->done = 1;
+    s->status = status;
+    if (reply && status == 0) {
+        mkv_frame_ref(reply);
+        s->reply = reply;
+    }
+}
+
+int mkv_meta_call_sync(struct mkv_client *c, uint16_t type, const struct mkv_msgdesc *d,
+                       const void *msg, struct mkv_frame **reply, char *err, size_t errlen)
+{
+    struct sync_call s;
+    int rv;
+    memset(&s, 0, sizeof s);
+    *reply = NULL;
+    rv = mkv_meta_call(c, &s.req, type, d, msg, on_sync_reply);
+    if (rv) return mkv_errf(err, errlen, rv, "%s", mkv_msg_name(type));
+    rv = mkv_run_until(c->loop, &s.done, c->retry_ms + c->timeout_ms + 1000);
+    if (rv) return mkv_errf(err, errlen, rv, "%s", mkv_msg_name(type));
+    if (s.status) {
+        if (err && errlen) snprintf(err, errlen, "%s", s.req.errmsg);
+        return s.status;
+    }
+    *reply = s.reply;
+    return 0;
+}

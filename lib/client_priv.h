@@ -1,0 +1,45 @@
+/* minikv client library: state shared by client.c and stream.c. */
+#ifndef MKV_CLIENT_PRIV_H
+#define MKV_CLIENT_PRIV_H
+
+#include "minikv/client.h"
+
+struct meta_node
+{
+    struct mkv_peer *peer;
+    char addr[256];
+};
+
+struct mkv_client
+{
+    uv_loop_t *loop;
+    uint64_t timeout_ms;
+    uint64_t retry_ms;
+    uint32_t write_window;
+    uint32_t frame_bytes;
+    uint32_t read_window;
+    struct meta_node meta[16];
+    unsigned nmeta;
+    unsigned leader;
+    struct mkv_peer *chunk;
+    char *chunk_addr;
+    /* sessions */
+    uint64_t client_base;
+    uint64_t slot_seq[MKV_CLIENT_SLOTS];
+    uint8_t slot_busy[MKV_CLIENT_SLOTS];
+    unsigned slot_hint;
+    struct mkv_meta_req *slot_wait_head, *slot_wait_tail;
+    /* retries */
+    struct mkv_meta_req *retry_head;
+    uv_timer_t retry_timer;
+    int retry_active;
+    /* chunk ids */
+    uint64_t id_next, id_end;
+    struct mkv_id_req *id_wait_head, *id_wait_tail;
+    int id_inflight;
+    struct mkv_meta_req id_req;
+    int closing;
+    unsigned inflight;
+};
+
+#endif /* MKV_CLIENT_PRIV_H */

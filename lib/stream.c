@@ -1,0 +1,561 @@
+/* minikv client library: streaming writes (bytes -> new chunks) and reads
+ * (extents -> bytes in order), pipelined with bounded windows.
+ *
+ * Writer: data is copied into frame-sized buffers laid out as a
+ * chunk_write_req (32 bytes of fields, then the data blob), so a full frame
+ * goes to the chunk server without another copy. Frame i covers bytes
+ * [i*F, (i+1)*F) of the object, which fall in chunk i*F / MKV_CHUNK_SIZE at
+ * offset i*F % MKV_CHUNK_SIZE; a chunk id is allocated when its first frame
+ * is ready. At most write_window frames are queued or in flight.
+ *
+ * Reader: up to read_window CHUNK_READ requests are in flight or delivered
+ * and not yet released; replies are delivered strictly in order. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_priv.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+
+#define WRITE_PREFIX 32 /* chunk_write_req fields before the data bytes */
+
+enum { W_OPEN, W_FINISHING, W_DONE, W_FAILED };
+
+struct wframe
+{
+    struct mkv_call call;
+    struct mkv_writer *w;
+    struct mkv_outframe *of;
+    uint64_t file_off;
+    uint32_t len;
+    struct wframe *next;
+};
+
+struct mkv_writer
+{
+    struct mkv_client *c;
+    struct mkv_writer_ops ops;
+    void *data;
+    int state;
+    int aborted;
+    int need_ready;
+    int status;
+    uint64_t size;
+    struct wframe *fill;
+    struct wframe *pending_head, *pending_tail;
+    unsigned npending;
+    unsigned inflight;
+    uint64_t *chunks; /* chunk id per chunk index, 0 while unallocated */
+    size_t nchunks, cap_chunks;
+    int id_wanted;
+    struct mkv_id_req idreq;
+};
+
+static void writer_pump(struct mkv_writer *w);
+
+static void wframe_free(struct wframe *f)
+{
+    if (f->of) mkv_outframe_free(f->of);
+    free(f);
+}
+
+int mkv_writer_new(struct mkv_client *c, const struct mkv_writer_ops *ops, void *data,
+                   struct mkv_writer **out)
+{
+    struct mkv_writer *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    if (!c->chunk) {
+        free(w);
+        return -ENOTCONN;
+    }
+    w->c = c;
+    w->ops = *ops;
+    w->data = data;
+    w->state = W_OPEN;
+    *out = w;
+    c->inflight++;
+    return 0;
+}
+
+uint64_t mkv_writer_size(const struct mkv_writer *w)
+{
+    return w->size;
+}
+
+static int writer_extents(struct mkv_writer *w, struct mkv_buf *b)
+{
+    for (size_t i = 0; i < w->nchunks; i++) {
+        struct mkv_extent e = {0};
+        e.file_off = (uint64_t)i * MKV_CHUNK_SIZE;
+        e.len = MKV_MIN(MKV_CHUNK_SIZE, w->size - e.file_off);
+        e.chunk_id = w->chunks[i];
+        e.version = 1;
+        if (mkv_msg_append(b, &mkv_desc_extent, &e)) return -ENOMEM;
+    }
+    return 0;
+}
+
+static void writer_release(struct mkv_writer *w)
+{
+    struct wframe *f;
+    while ((f = w->pending_head)) {
+        w->pending_head = f->next;
+        wframe_free(f);
+    }
+    if (w->fill) wframe_free(w->fill);
+    w->fill = NULL;
+    w->c->inflight--;
+    free(w->chunks);
+    free(w);
+}
+
+/* Frees an aborted writer once nothing references it. */
+static void writer_maybe_reap(struct mkv_writer *w)
+{
+    if (w->aborted && w->inflight == 0 && !w->id_wanted) writer_release(w);
+}
+
+static void writer_fail(struct mkv_writer *w, int status)
+{
+    struct mkv_slice none = {NULL, 0};
+    if (w->state == W_DONE || w->state == W_FAILED) return;
+    w->state = W_FAILED;
+    w->status = status;
+    if (!w->aborted) w->ops.on_done(w, w->data, status, none);
+}
+
+static void writer_check_done(struct mkv_writer *w)
+{
+    struct mkv_buf b = MKV_BUF_INIT;
+    int rv;
+    if (w->state != W_FINISHING || w->inflight || w->npending || w->fill) return;
+    rv = writer_extents(w, &b);
+    if (rv) {
+        writer_fail(w, rv);
+        mkv_buf_free(&b);
+        return;
+    }
+    w->state = W_DONE;
+    w->ops.on_done(w, w->data, 0, mkv_slice_mem(b.p, b.len));
+    mkv_buf_free(&b);
+}
+
+static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct wframe *f = MKV_CONTAINER_OF(call, struct wframe, call);
+    struct mkv_writer *w = f->w;
+    (void)reply;
+    w->inflight--;
+    free(f); /* the outframe belongs to the connection once sent */
+    if (w->aborted) {
+        writer_maybe_reap(w);
+        return;
+    }
+    if (status) {
+        MKV_DEBUG("client", "chunk write failed status=%d", status);
+        writer_fail(w, status);
+        return;
+    }
+    writer_pump(w);
+    if (w->state == W_OPEN && w->need_ready && w->inflight + w->npending < w->c->write_window) {
+        w->need_ready = 0;
+        w->ops.on_ready(w, w->data);
+    }
+    writer_check_done(w);
+}
+
+static void on_chunk_id(struct mkv_id_req *r, int status, uint64_t id)
+{
+    struct mkv_writer *w = MKV_CONTAINER_OF(r, struct mkv_writer, idreq);
+    w->id_wanted = 0;
+    if (w->aborted) {
+        writer_maybe_reap(w);
+        return;
+    }
+    if (status) {
+        writer_fail(w, status);
+        return;
+    }
+    w->chunks[w->nchunks - 1] = id;
+    writer_pump(w);
+    writer_check_done(w);
+}
+
+/* Makes sure chunk index idx has (or is getting) an id. Returns 1 when the
+ * id is known. */
+static int writer_chunk_ready(struct mkv_writer *w, size_t idx)
+{
+    if (idx < w->nchunks) return w->chunks[idx] != 0;
+    if (w->id_wanted) return 0;
+    if (idx >= w->cap_chunks) {
+        size_t cap = w->cap_chunks ? w->cap_chunks * 2 : 4;
+        uint64_t *p = realloc(w->chunks, cap * sizeof *p);
+        if (!p) {
+            writer_fail(w, -ENOMEM);
+            return 0;
+        }
+        w->chunks = p;
+        w->cap_chunks = cap;
+    }
+    w->chunks[w->nchunks++] = 0;
+    w->id_wanted = 1;
+    if (mkv_client_alloc_chunk(w->c, &w->idreq, on_chunk_id)) {
+        w->id_wanted = 0;
+        writer_fail(w, -ECANCELED);
+    }
+    return idx < w->nchunks && w->chunks[idx] != 0;
+}
+
+static void writer_pump(struct mkv_writer *w)
+{
+    struct wframe *f;
+    while (w->state != W_FAILED && (f = w->pending_head) && w->inflight < w->c->write_window) {
+        size_t idx = (size_t)(f->file_off / MKV_CHUNK_SIZE);
+        uint8_t *p;
+        struct mkv_outframe *of;
+        int rv;
+        if (!writer_chunk_ready(w, idx)) return;
+        w->pending_head = f->next;
+        if (!w->pending_head) w->pending_tail = NULL;
+        w->npending--;
+        p = mkv_outframe_payload(f->of);
+        mkv_put_le64(p, w->chunks[idx]);
+        mkv_put_le32(p + 8, 1);  /* version */
+        mkv_put_le32(p + 12, 0); /* base_version */
+        mkv_put_le64(p + 16, f->file_off % MKV_CHUNK_SIZE);
+        mkv_put_le32(p + 24, MKV_CHUNK_SYNC);
+        mkv_put_le32(p + 28, f->len);
+        of = f->of;
+        f->of = NULL;
+        w->inflight++;
+        rv = mkv_peer_call_frame(mkv_client_chunk_peer(w->c, w->chunks[idx]), &f->call,
+                                 MKV_MSG_CHUNK_WRITE, of, WRITE_PREFIX + f->len, 0, 0,
+                                 on_frame_written);
+        if (rv) {
+            w->inflight--;
+            free(f);
+            writer_fail(w, rv);
+            return;
+        }
+    }
+}
+
+static void writer_queue(struct mkv_writer *w, struct wframe *f)
+{
+    f->next = NULL;
+    if (w->pending_tail) w->pending_tail->next = f;
+    else w->pending_head = f;
+    w->pending_tail = f;
+    w->npending++;
+}
+
+int mkv_writer_write(struct mkv_writer *w, const void *data, size_t len)
+{
+    const uint8_t *src = data;
+    uint32_t fb = w->c->frame_bytes;
+    if (w->state == W_FAILED) return w->status;
+    if (w->state != W_OPEN) return -EINVAL;
+    while (len > 0) {
+        size_t take;
+        if (!w->fill) {
+            struct wframe *f = calloc(1, sizeof *f);
+            if (!f || !(f->of = mkv_outframe_new(WRITE_PREFIX + fb))) {
+                free(f);
+                writer_fail(w, -ENOMEM);
+                return -ENOMEM;
+            }
+            f->w = w;
+            f->file_off = w->size;
+            w->fill = f;
+        }
+        take = MKV_MIN(len, (size_t)(fb - w->fill->len));
+        memcpy(mkv_outframe_payload(w->fill->of) + WRITE_PREFIX + w->fill->len, src, take);
+        w->fill->len += (uint32_t)take;
+        w->size += take;
+        src += take;
+        len -= take;
+        if (w->fill->len == fb) {
+            writer_queue(w, w->fill);
+            w->fill = NULL;
+        }
+    }
+    writer_pump(w);
+    if (w->state == W_FAILED) return w->status;
+    if (w->inflight + w->npending >= w->c->write_window) {
+        w->need_ready = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int mkv_writer_finish(struct mkv_writer *w)
+{
+    if (w->state == W_FAILED) return w->status;
+    if (w->state != W_OPEN) return -EINVAL;
+    if (w->fill) {
+        if (w->fill->len) writer_queue(w, w->fill);
+        else wframe_free(w->fill);
+        w->fill = NULL;
+    }
+    w->state = W_FINISHING;
+    writer_pump(w);
+    writer_check_done(w);
+    return 0;
+}
+
+void mkv_writer_abort(struct mkv_writer *w)
+{
+    struct mkv_buf b = MKV_BUF_INIT;
+    w->aborted = 1;
+    if (w->state != W_DONE && w->nchunks) {
+        /* Drop what was written; anything missed is an orphan the chunk
+         * server's collector removes. */
+        if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
+        mkv_buf_free(&b);
+    }
+    w->state = W_FAILED;
+    writer_maybe_reap(w);
+}
+
+void mkv_writer_free(struct mkv_writer *w)
+{
+    w->aborted = 1;
+    writer_maybe_reap(w);
+}
+
+/* ---- reader ---- */
+
+static const uint8_t zeros[1u << 20];
+
+struct rpiece
+{
+    struct mkv_call call;
+    struct mkv_reader *r;
+    struct mkv_frame *frame;
+    const uint8_t *p;
+    size_t n;
+    int done;
+    int status;
+    int zero;
+    struct rpiece *next;
+};
+
+struct mkv_reader
+{
+    struct mkv_client *c;
+    struct mkv_reader_ops ops;
+    void *data;
+    struct mkv_extent *ext;
+    size_t next_ext, n_ext;
+    uint64_t pos, end;
+    struct rpiece *head, *tail;
+    unsigned queued;     /* pieces requested and not yet delivered */
+    unsigned unreleased; /* delivered, not yet released */
+    unsigned inflight;   /* calls on the wire */
+    int delivering;
+    int ended;
+    int aborted;
+};
+
+static void reader_request(struct mkv_reader *r);
+
+int mkv_reader_new(struct mkv_client *c, struct mkv_slice extents, uint64_t size, uint64_t off,
+                   uint64_t len, const struct mkv_reader_ops *ops, void *data,
+                   struct mkv_reader **out)
+{
+    struct mkv_reader *r;
+    struct mkv_slice cur = extents;
+    struct mkv_extent e;
+    size_t n = 0, cap = 0;
+    int rv;
+    if (off > size || len > size - off) return -EINVAL;
+    r = calloc(1, sizeof *r);
+    if (!r) return -ENOMEM;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1) {
+        if (n == cap) {
+            struct mkv_extent *p;
+            cap = cap ? cap * 2 : 8;
+            p = realloc(r->ext, cap * sizeof *p);
+            if (!p) {
+                rv = -ENOMEM;
+                break;
+            }
+            r->ext = p;
+        }
+        if (n && e.file_off < r->ext[n - 1].file_off + r->ext[n - 1].len) {
+            rv = -EPROTO; /* overlapping or unsorted: refuse rather than guess */
+            break;
+        }
+        r->ext[n++] = e;
+    }
+    if (rv < 0) {
+        free(r->ext);
+        free(r);
+        return rv;
+    }
+    r->n_ext = n;
+    r->c = c;
+    r->ops = *ops;
+    r->data = data;
+    r->pos = off;
+    r->end = off + len;
+    c->inflight++;
+    *out = r;
+    reader_request(r);
+    return 0;
+}
+
+static void reader_release_all(struct mkv_reader *r)
+{
+    struct rpiece *p;
+    while ((p = r->head)) {
+        r->head = p->next;
+        if (p->frame) mkv_frame_unref(p->frame);
+        if (!p->done) {
+            p->r = NULL; /* its call completes later and frees it */
+            continue;
+        }
+        free(p);
+    }
+    r->tail = NULL;
+}
+
+static void reader_end(struct mkv_reader *r, int status)
+{
+    if (r->ended) return;
+    r->ended = 1;
+    if (!r->aborted) r->ops.on_end(r, r->data, status);
+}
+
+static void reader_deliver(struct mkv_reader *r)
+{
+    struct rpiece *p;
+    if (r->delivering) return;
+    r->delivering = 1;
+    while (!r->ended && !r->aborted && (p = r->head) && p->done) {
+        r->head = p->next;
+        if (!r->head) r->tail = NULL;
+        r->queued--;
+        if (p->status) {
+            int st = p->status;
+            free(p);
+            reader_end(r, st);
+            break;
+        }
+        r->unreleased++;
+        r->ops.on_data(r, r->data, p->frame, p->p, p->n);
+        if (p->frame) mkv_frame_unref(p->frame);
+        free(p);
+    }
+    r->delivering = 0;
+    if (!r->ended && !r->aborted && !r->head && r->pos == r->end && r->unreleased == 0)
+        reader_end(r, 0);
+}
+
+static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct rpiece *p = MKV_CONTAINER_OF(call, struct rpiece, call);
+    struct mkv_reader *r = p->r;
+    struct mkv_chunk_read_rep rep;
+    if (!r) { /* the reader was aborted */
+        free(p);
+        return;
+    }
+    r->inflight--;
+    p->done = 1;
+    p->status = status;
+    if (status == 0) {
+        if (mkv_frame_decode(reply, &mkv_desc_chunk_read_rep, &rep) || rep.data.len != p->n) {
+            p->status = -EIO;
+        } else {
+            mkv_frame_ref(reply);
+            p->frame = reply;
+            p->p = rep.data.p;
+        }
+    }
+    if (r->aborted) {
+        if (r->inflight == 0) {
+            reader_release_all(r);
+            r->c->inflight--;
+            free(r->ext);
+            free(r);
+        }
+        return;
+    }
+    reader_deliver(r);
+}
+
+static void reader_request(struct mkv_reader *r)
+{
+    uint32_t fb = r->c->frame_bytes;
+    while (!r->ended && r->pos < r->end && r->queued + r->unreleased < r->c->read_window) {
+        struct rpiece *p = calloc(1, sizeof *p);
+        struct mkv_extent *e;
+        uint64_t n;
+        if (!p) {
+            reader_end(r, -ENOMEM);
+            return;
+        }
+        p->r = r;
+        while (r->next_ext < r->n_ext &&
+               r->ext[r->next_ext].file_off + r->ext[r->next_ext].len <= r->pos)
+            r->next_ext++;
+        e = r->next_ext < r->n_ext ? &r->ext[r->next_ext] : NULL;
+        if (!e || e->file_off > r->pos) {
+            /* A hole up to the next extent (or the end): zeros. */
+            uint64_t stop = e ? MKV_MIN(e->file_off, r->end) : r->end;
+            n = MKV_MIN(stop - r->pos, (uint64_t)sizeof zeros);
+            p->zero = 1;
+            p->done = 1;
+            p->p = zeros;
+            p->n = (size_t)n;
+        } else {
+            struct mkv_chunk_read_req q = {0};
+            uint64_t in_ext = r->pos - e->file_off;
+            n = MKV_MIN(MKV_MIN((uint64_t)fb, e->len - in_ext), r->end - r->pos);
+            q.chunk_id = e->chunk_id;
+            q.version = e->version;
+            q.offset = e->chunk_off + in_ext;
+            q.length = (uint32_t)n;
+            p->n = (size_t)n;
+            r->inflight++;
+            if (mkv_peer_call(mkv_client_chunk_peer(r->c, e->chunk_id), &p->call,
+                              MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req, &q, 0, on_piece)) {
+                r->inflight--;
+                p->done = 1;
+                p->status = -ENOTCONN;
+            }
+        }
+        r->pos += n;
+        if (r->tail) r->tail->next = p;
+        else r->head = p;
+        r->tail = p;
+        r->queued++;
+    }
+    reader_deliver(r);
+}
+
+void mkv_reader_release(struct mkv_reader *r)
+{
+    if (r->unreleased) r->unreleased--;
+    if (r->aborted) return;
+    reader_request(r);
+    if (!r->ended && !r->head && r->pos == r->end && r->unreleased == 0) reader_end(r, 0);
+}
+
+void mkv_reader_abort(struct mkv_reader *r)
+{
+    r->aborted = 1;
+    if (r->inflight == 0) {
+        reader_release_all(r);
+        r->c->inflight--;
+        free(r->ext);
+        free(r);
+    }
+}
+
+void mkv_reader_free(struct mkv_reader *r)
+{
+    mkv_reader_abort(r);
+}
