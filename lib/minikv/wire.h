@@ -197,7 +197,8 @@ struct mkv_msgdesc
     F(s, U64, fsyncs, 0)                \
     F(s, U64, fsync_ns_total, 0)        \
     F(s, U64, corrupt_blocks, 0)        \
-    F(s, U64, segments, 0)
+    F(s, U64, segments, 0)              \
+    F(s, BLOB, fsync_hist, 8u * 18u) /* u64 x MKV_HIST_BUCKETS, count, sum_ns */
 
 /* Meta service: clients -> meta leader. */
 #define MKV_FIELDS_meta_status_req(F, s) F(s, U32, flags, 0)
@@ -219,7 +220,7 @@ struct mkv_msgdesc
     F(s, U64, bytes, 0)                  \
     F(s, U64, uploads, 0)                \
     F(s, U64, garbage, 0)                \
-    F(s, BLOB, chunk_servers, 65536) /* chunk_server records */
+    F(s, BLOB, chunk_servers, 65536) /* chunk_server_info records */
 #define MKV_FIELDS_meta_alloc_req(F, s) F(s, U32, count, 0) /* [raft] */
 #define MKV_FIELDS_meta_alloc_rep(F, s) \
     F(s, U64, first, 0)                 \
@@ -443,7 +444,7 @@ struct mkv_msgdesc
     F(s, STR, access_key, 128)    \
     F(s, U32, flags, 0)           \
     F(s, I64, created, 0)
-#define MKV_FIELDS_chunk_server(F, s) \
+#define MKV_FIELDS_chunk_server_info(F, s) \
     F(s, U64, id, 0)                  \
     F(s, STR, address, 256)           \
     F(s, U32, state, 0)               \
@@ -528,7 +529,7 @@ struct mkv_msgdesc
     M(RECORD, 0x0000, part_entry)                              \
     M(RECORD, 0x0000, upload_entry)                            \
     M(RECORD, 0x0000, key_info)                                \
-    M(RECORD, 0x0000, chunk_server)
+    M(RECORD, 0x0000, chunk_server_info)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by

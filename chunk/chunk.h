@@ -1,0 +1,43 @@
+/* minikv chunk server: the chunk store served over the wire protocol.
+ *
+ * Requests: CHUNK_WRITE, CHUNK_READ, CHUNK_COMMIT, CHUNK_DELETE, CHUNK_STAT
+ * and PING (lib/minikv/wire.h). With meta addresses configured, the server
+ * also runs two collectors:
+ *  - garbage: asks the meta leader for chunk versions no longer referenced
+ *    (GC_LIST), deletes them, and confirms (GC_DONE);
+ *  - orphans: prepared versions older than orphan_age (data written by a
+ *    client that never committed it, or whose commit message was lost) are
+ *    checked with the meta service (REFCHECK): referenced ones are
+ *    committed, the rest deleted. This closes the two-phase commit. */
+#ifndef MKV_CHUNK_CHUNK_H
+#define MKV_CHUNK_CHUNK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "minikv/common.h"
+#include "store.h"
+
+struct mkv_chunk_server_opts
+{
+    struct mkv_store_opts store;
+    const char *listen;      /* HOST:PORT of the chunk service */
+    const char *meta;        /* meta addresses for the collectors; NULL: none */
+    uint64_t gc_interval_ms; /* 0: 2 s between garbage polls */
+    uint64_t orphan_age_ms;  /* 0: 10 min */
+    uint64_t orphan_interval_ms; /* 0: 60 s */
+};
+
+struct mkv_chunk_server;
+
+MKV_API int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *o,
+                                   struct mkv_chunk_server **out, char *err, size_t errlen);
+MKV_API int mkv_chunk_server_port(const struct mkv_chunk_server *s);
+/* Runs both collectors once now (tests). */
+MKV_API void mkv_chunk_server_collect(struct mkv_chunk_server *s);
+/* Stops serving, closes the store, then cb(data). */
+MKV_API void mkv_chunk_server_stop(struct mkv_chunk_server *s, void (*cb)(void *data), void *data);
+
+#endif /* MKV_CHUNK_CHUNK_H */

@@ -1,0 +1,589 @@
+/* minikv chunk server: wire protocol handlers and collectors (chunk.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunk.h"
+#include "minikv/client.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+#include "minikv/net.h"
+
+#define GC_BATCH 1000
+
+struct mkv_chunk_server
+{
+    uv_loop_t *loop;
+    struct mkv_store *store;
+    struct mkv_server *srv;
+    struct mkv_client *meta;
+    uv_timer_t gc_timer;
+    uv_timer_t orphan_timer;
+    uint64_t gc_interval_ms, orphan_age_ms, orphan_interval_ms;
+    int gc_running, orphan_running;
+    int stopping;
+    int pending_ops; /* store requests in flight */
+    int handles;
+    void (*stop_cb)(void *);
+    void *stop_data;
+    /* collector state */
+    struct mkv_meta_req gc_req;
+    struct mkv_meta_req orphan_req;
+    struct mkv_buf gc_ids;
+    struct mkv_buf orphan_ids;
+    unsigned gc_left;
+    int gc_full;
+    unsigned orphan_left;
+};
+
+/* One wire request being served by the store. */
+struct op
+{
+    struct mkv_store_req req;
+    struct mkv_chunk_server *cs;
+    struct mkv_conn *conn;
+    struct mkv_frame *frame;
+    struct mkv_outframe *out;
+    uint32_t length;
+    unsigned left;  /* sub-requests (commit/delete lists) */
+    unsigned done;
+    int status;
+    struct mkv_store_req *subs;
+};
+
+static void maybe_stopped(struct mkv_chunk_server *cs);
+
+static struct op *op_new(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct op *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->cs = cs;
+    o->conn = c;
+    o->frame = f;
+    o->req.data = o;
+    mkv_conn_ref(c);
+    cs->pending_ops++;
+    return o;
+}
+
+static void op_free(struct op *o)
+{
+    struct mkv_chunk_server *cs = o->cs;
+    if (o->frame) mkv_frame_unref(o->frame);
+    if (o->out) mkv_outframe_free(o->out);
+    mkv_conn_unref(o->conn);
+    free(o->subs);
+    free(o);
+    cs->pending_ops--;
+    maybe_stopped(cs);
+}
+
+static void reply_status(struct op *o, int status)
+{
+    if (mkv_conn_is_open(o->conn))
+        mkv_conn_reply_error(o->conn, &o->frame->hdr, status, mkv_strerror(status), NULL);
+}
+
+/* ---- CHUNK_WRITE ---- */
+
+static void on_written(struct mkv_store_req *req, int status)
+{
+    struct op *o = req->data;
+    if (status) {
+        reply_status(o, status);
+    } else if (mkv_conn_is_open(o->conn)) {
+        struct mkv_chunk_write_rep rep = {0};
+        struct mkv_store_stats st;
+        mkv_store_get_stats(o->cs->store, &st);
+        rep.lsn = st.lsn;
+        rep.length = o->length;
+        mkv_conn_reply(o->conn, &o->frame->hdr, &mkv_desc_chunk_write_rep, &rep);
+    }
+    op_free(o);
+}
+
+static void handle_write(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_chunk_write_req q;
+    struct op *o;
+    int rv = mkv_frame_decode(f, &mkv_desc_chunk_write_req, &q);
+    if (rv == 0 && (q.chunk_id == 0 || q.version == 0 || q.offset % MKV_BLOCK_SIZE ||
+                    q.offset > MKV_CHUNK_SIZE || q.data.len > MKV_CHUNK_SIZE - q.offset))
+        rv = -EINVAL;
+    if (rv) {
+        mkv_conn_reply_error(c, &f->hdr, rv, "invalid CHUNK_WRITE", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    o = op_new(cs, c, f);
+    if (!o) {
+        mkv_conn_reply_error(c, &f->hdr, -ENOMEM, NULL, NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    o->length = q.data.len;
+    /* The data stays in the frame, which the op holds until the callback. */
+    rv = mkv_store_write(cs->store, &o->req, q.chunk_id, q.version, q.base_version, q.offset,
+                         q.data.p, q.data.len, on_written);
+    if (rv) on_written(&o->req, rv);
+}
+
+/* ---- CHUNK_READ ---- */
+
+static void on_read(struct mkv_store_req *req, int status)
+{
+    struct op *o = req->data;
+    if (status) {
+        reply_status(o, status);
+    } else if (mkv_conn_is_open(o->conn)) {
+        struct mkv_outframe *of = o->out;
+        mkv_put_le32(mkv_outframe_payload(of), o->length);
+        o->out = NULL;
+        mkv_conn_send(o->conn, of, o->frame->hdr.type, MKV_FRAME_REPLY, 0, o->frame->hdr.req_id,
+                      4 + (size_t)o->length);
+    }
+    op_free(o);
+}
+
+static void handle_read(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_chunk_read_req q;
+    struct op *o;
+    int rv = mkv_frame_decode(f, &mkv_desc_chunk_read_req, &q);
+    if (rv == 0 && (q.chunk_id == 0 || q.length > MKV_DATA_MAX || q.offset > MKV_CHUNK_SIZE ||
+                    q.length > MKV_CHUNK_SIZE - q.offset))
+        rv = -EINVAL;
+    if (rv) {
+        mkv_conn_reply_error(c, &f->hdr, rv, "invalid CHUNK_READ", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    o = op_new(cs, c, f);
+    if (o) o->out = mkv_outframe_new(4 + (size_t)q.length);
+    if (!o || !o->out) {
+        if (o) op_free(o);
+        mkv_conn_reply_error(c, &f->hdr, -ENOMEM, NULL, NULL);
+        if (!o) mkv_frame_unref(f);
+        return;
+    }
+    o->length = q.length;
+    /* Read straight into the reply frame: no copy on the way out. */
+    rv = mkv_store_read(cs->store, &o->req, q.chunk_id, q.version, q.offset,
+                        mkv_outframe_payload(o->out) + 4, q.length, on_read);
+    if (rv) on_read(&o->req, rv);
+}
+
+/* ---- CHUNK_COMMIT / CHUNK_DELETE ---- */
+
+static void on_sub_done(struct mkv_store_req *req, int status)
+{
+    struct op *o = req->data;
+    if (status && status != -ENOENT && !o->status) o->status = status;
+    if (status == 0) o->done++;
+    if (--o->left > 0) return;
+    if (o->status) {
+        reply_status(o, o->status);
+    } else if (mkv_conn_is_open(o->conn)) {
+        struct mkv_chunk_commit_rep rep = {o->done};
+        mkv_conn_reply(o->conn, &o->frame->hdr, &mkv_desc_chunk_commit_rep, &rep);
+    }
+    op_free(o);
+}
+
+static void handle_refs(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_chunk_commit_req q; /* same layout as chunk_delete_req */
+    struct mkv_chunk_ref ref;
+    struct mkv_slice cur;
+    struct op *o;
+    unsigned n = 0, i = 0;
+    int rv = mkv_frame_decode(f, &mkv_desc_chunk_commit_req, &q);
+    if (rv == 0) {
+        cur = q.ids;
+        while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &ref)) == 1) n++;
+    }
+    if (rv < 0) {
+        mkv_conn_reply_error(c, &f->hdr, rv, "invalid chunk list", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    o = op_new(cs, c, f);
+    if (o && n) o->subs = calloc(n, sizeof *o->subs);
+    if (!o || (n && !o->subs)) {
+        if (o) op_free(o);
+        else mkv_frame_unref(f);
+        mkv_conn_reply_error(c, &f->hdr, -ENOMEM, NULL, NULL);
+        return;
+    }
+    if (n == 0) {
+        struct mkv_chunk_commit_rep rep = {0};
+        mkv_conn_reply(c, &f->hdr, &mkv_desc_chunk_commit_rep, &rep);
+        op_free(o);
+        return;
+    }
+    o->left = n;
+    cur = q.ids;
+    while (mkv_msg_next(&mkv_desc_chunk_ref, &cur, &ref) == 1) {
+        struct mkv_store_req *sub = &o->subs[i++];
+        sub->data = o;
+        rv = f->hdr.type == MKV_MSG_CHUNK_COMMIT
+                 ? mkv_store_commit(cs->store, sub, ref.chunk_id, ref.version, on_sub_done)
+                 : mkv_store_delete(cs->store, sub, ref.chunk_id, ref.version, on_sub_done);
+        if (rv) on_sub_done(sub, rv);
+    }
+}
+
+/* ---- CHUNK_STAT ---- */
+
+static void handle_stat(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_store_stats st;
+    struct mkv_chunk_stat_rep rep = {0};
+    uint8_t hist[8 * (MKV_HIST_BUCKETS + 2)];
+    mkv_store_get_stats(cs->store, &st);
+    rep.capacity = st.capacity;
+    rep.free = st.free;
+    rep.used = st.used;
+    rep.live = st.live;
+    rep.chunks = st.chunks;
+    rep.lsn = st.lsn;
+    rep.state = 0;
+    rep.io_backend = mkv_slice_str(st.io_backend ? st.io_backend : "");
+    rep.fsyncs = st.fsyncs;
+    rep.fsync_ns_total = st.fsync_latency.sum_ns;
+    rep.corrupt_blocks = st.corrupt_blocks;
+    rep.segments = st.segments;
+    for (int i = 0; i < MKV_HIST_BUCKETS; i++) mkv_put_le64(hist + 8 * i, st.fsync_latency.bucket[i]);
+    mkv_put_le64(hist + 8 * MKV_HIST_BUCKETS, st.fsync_latency.count);
+    mkv_put_le64(hist + 8 * (MKV_HIST_BUCKETS + 1), st.fsync_latency.sum_ns);
+    rep.fsync_hist = mkv_slice_mem(hist, sizeof hist);
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_chunk_stat_rep, &rep);
+    mkv_frame_unref(f);
+}
+
+static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
+{
+    struct mkv_chunk_server *cs = ctx;
+    if (cs->stopping) {
+        mkv_conn_reply_error(c, &f->hdr, MKV_EUNAVAILABLE, "chunk server is stopping", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    switch (f->hdr.type) {
+    case MKV_MSG_CHUNK_WRITE: handle_write(cs, c, f); return;
+    case MKV_MSG_CHUNK_READ: handle_read(cs, c, f); return;
+    case MKV_MSG_CHUNK_COMMIT:
+    case MKV_MSG_CHUNK_DELETE: handle_refs(cs, c, f); return;
+    case MKV_MSG_CHUNK_STAT: handle_stat(cs, c, f); return;
+    case MKV_MSG_PING: {
+        struct mkv_ping_req q;
+        struct mkv_ping_rep rep = {0};
+        if (mkv_frame_decode(f, &mkv_desc_ping_req, &q) == 0) {
+            rep.sent_ns = q.sent_ns;
+            rep.now_ns = mkv_now_ns();
+            rep.node = mkv_slice_str("chunk");
+            mkv_conn_reply(c, &f->hdr, &mkv_desc_ping_rep, &rep);
+        } else {
+            mkv_conn_reply_error(c, &f->hdr, -EPROTO, "invalid PING", NULL);
+        }
+        break;
+    }
+    default:
+        mkv_conn_reply_error(c, &f->hdr, -ENOSYS, "not a chunk service request", NULL);
+    }
+    mkv_frame_unref(f);
+}
+
+static const struct mkv_server_ops server_ops = {on_frame, NULL};
+
+/* ---- garbage collector: GC_LIST -> delete -> GC_DONE ---- */
+
+static void gc_run(struct mkv_chunk_server *cs);
+
+static void on_gc_done(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_chunk_server *cs = req->data;
+    (void)reply;
+    cs->gc_running = 0;
+    if (status) MKV_WARN("chunk", "gc confirmation failed err=\"%s\"", req->errmsg);
+    else if (cs->gc_full && !cs->stopping) gc_run(cs); /* more waiting */
+    maybe_stopped(cs);
+}
+
+/* One delete (or the guard held while deletes are issued) finished; after
+ * the last, the batch is confirmed to the meta service. */
+static void gc_step_done(struct mkv_chunk_server *cs)
+{
+    struct mkv_gc_done_req q;
+    if (--cs->gc_left > 0) return;
+    if (cs->stopping) {
+        cs->gc_running = 0;
+        maybe_stopped(cs);
+        return;
+    }
+    q.ids = mkv_slice_mem(cs->gc_ids.p, cs->gc_ids.len);
+    cs->gc_req.data = cs;
+    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_DONE, &mkv_desc_gc_done_req, &q, on_gc_done)) {
+        cs->gc_running = 0;
+        maybe_stopped(cs);
+    }
+}
+
+static void on_gc_deleted(struct mkv_store_req *r, int status)
+{
+    struct mkv_chunk_server *cs = r->data;
+    if (status && status != -ENOENT) MKV_WARN("chunk", "gc delete failed err=\"%s\"", mkv_strerror(status));
+    free(r);
+    cs->pending_ops--;
+    gc_step_done(cs);
+}
+
+static void on_gc_list(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_chunk_server *cs = req->data;
+    struct mkv_gc_list_rep rep;
+    struct mkv_chunk_ref ref;
+    struct mkv_slice cur;
+    unsigned n = 0;
+    if (status || cs->stopping || mkv_frame_decode(reply, &mkv_desc_gc_list_rep, &rep)) {
+        if (status && status != -ECANCELED)
+            MKV_DEBUG("chunk", "gc list failed err=\"%s\"", req->errmsg);
+        cs->gc_running = 0;
+        maybe_stopped(cs);
+        return;
+    }
+    mkv_buf_reset(&cs->gc_ids);
+    mkv_buf_append(&cs->gc_ids, rep.ids.p, rep.ids.len);
+    cur = rep.ids;
+    while (mkv_msg_next(&mkv_desc_chunk_ref, &cur, &ref) == 1) n++;
+    if (n == 0) {
+        cs->gc_running = 0;
+        maybe_stopped(cs);
+        return;
+    }
+    cs->gc_full = n >= GC_BATCH;
+    cs->gc_left = 1; /* guard: confirm only after every delete was issued */
+    cur = mkv_slice_mem(cs->gc_ids.p, cs->gc_ids.len);
+    while (mkv_msg_next(&mkv_desc_chunk_ref, &cur, &ref) == 1) {
+        struct mkv_store_req *r = calloc(1, sizeof *r);
+        int rv;
+        if (!r) continue; /* stays garbage in meta: retried next round */
+        r->data = cs;
+        cs->pending_ops++;
+        cs->gc_left++;
+        rv = mkv_store_delete(cs->store, r, ref.chunk_id, ref.version, on_gc_deleted);
+        if (rv) on_gc_deleted(r, rv);
+    }
+    gc_step_done(cs);
+}
+
+static void gc_run(struct mkv_chunk_server *cs)
+{
+    struct mkv_gc_list_req q = {GC_BATCH};
+    if (cs->gc_running || cs->stopping || !cs->meta) return;
+    cs->gc_running = 1;
+    cs->gc_req.data = cs;
+    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_LIST, &mkv_desc_gc_list_req, &q, on_gc_list))
+        cs->gc_running = 0;
+}
+
+static void on_gc_timer(uv_timer_t *t)
+{
+    gc_run(t->data);
+}
+
+/* ---- orphan collector: prepared data nobody committed ---- */
+
+struct orphan_ctx
+{
+    struct mkv_buf *ids;
+    unsigned n;
+};
+
+static int collect_prepared(void *arg, uint64_t chunk_id, uint32_t version)
+{
+    struct orphan_ctx *oc = arg;
+    struct mkv_chunk_ref ref = {chunk_id, version, 0};
+    if (mkv_msg_append(oc->ids, &mkv_desc_chunk_ref, &ref)) return 1;
+    return ++oc->n >= GC_BATCH;
+}
+
+static void on_orphan_done(struct mkv_store_req *r, int status)
+{
+    struct mkv_chunk_server *cs = r->data;
+    if (status && status != -ENOENT)
+        MKV_WARN("chunk", "orphan resolution failed err=\"%s\"", mkv_strerror(status));
+    free(r);
+    cs->pending_ops--;
+    if (--cs->orphan_left == 0) {
+        cs->orphan_running = 0;
+        maybe_stopped(cs);
+    }
+}
+
+static void on_refcheck(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_chunk_server *cs = req->data;
+    struct mkv_refcheck_rep rep;
+    struct mkv_chunk_ref ref;
+    struct mkv_slice cur;
+    unsigned i = 0, kept = 0, dropped = 0;
+    if (status || cs->stopping || mkv_frame_decode(reply, &mkv_desc_refcheck_rep, &rep)) {
+        if (status && status != -ECANCELED)
+            MKV_DEBUG("chunk", "orphan check failed err=\"%s\"", req->errmsg);
+        cs->orphan_running = 0;
+        maybe_stopped(cs);
+        return;
+    }
+    cs->orphan_left = 1;
+    cur = mkv_slice_mem(cs->orphan_ids.p, cs->orphan_ids.len);
+    while (mkv_msg_next(&mkv_desc_chunk_ref, &cur, &ref) == 1 && i < rep.referenced.len) {
+        struct mkv_store_req *r = calloc(1, sizeof *r);
+        int referenced = rep.referenced.p[i++] != 0, rv;
+        if (!r) continue;
+        r->data = cs;
+        cs->pending_ops++;
+        cs->orphan_left++;
+        if (referenced) {
+            kept++;
+            rv = mkv_store_commit(cs->store, r, ref.chunk_id, ref.version, on_orphan_done);
+        } else {
+            dropped++;
+            rv = mkv_store_delete(cs->store, r, ref.chunk_id, ref.version, on_orphan_done);
+        }
+        if (rv) on_orphan_done(r, rv);
+    }
+    if (kept || dropped)
+        MKV_INFO("chunk", "resolved prepared data committed=%u deleted=%u", kept, dropped);
+    if (--cs->orphan_left == 0) {
+        cs->orphan_running = 0;
+        maybe_stopped(cs);
+    }
+}
+
+static void orphan_run(struct mkv_chunk_server *cs)
+{
+    struct orphan_ctx oc;
+    struct mkv_refcheck_req q;
+    if (cs->orphan_running || cs->stopping || !cs->meta) return;
+    mkv_buf_reset(&cs->orphan_ids);
+    oc.ids = &cs->orphan_ids;
+    oc.n = 0;
+    if (mkv_store_list_prepared(cs->store, cs->orphan_age_ms, collect_prepared, &oc) < 0 || oc.n == 0)
+        return;
+    cs->orphan_running = 1;
+    q.ids = mkv_slice_mem(cs->orphan_ids.p, cs->orphan_ids.len);
+    cs->orphan_req.data = cs;
+    if (mkv_meta_call(cs->meta, &cs->orphan_req, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q, on_refcheck))
+        cs->orphan_running = 0;
+}
+
+static void on_orphan_timer(uv_timer_t *t)
+{
+    orphan_run(t->data);
+}
+
+void mkv_chunk_server_collect(struct mkv_chunk_server *cs)
+{
+    gc_run(cs);
+    orphan_run(cs);
+}
+
+/* ---- start / stop ---- */
+
+int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *o,
+                           struct mkv_chunk_server **out, char *err, size_t errlen)
+{
+    struct mkv_chunk_server *cs = calloc(1, sizeof *cs);
+    int rv;
+    if (!cs) return mkv_errf(err, errlen, -ENOMEM, "chunk server");
+    cs->loop = loop;
+    cs->gc_interval_ms = o->gc_interval_ms ? o->gc_interval_ms : 2000;
+    cs->orphan_age_ms = o->orphan_age_ms ? o->orphan_age_ms : 10 * 60 * 1000;
+    cs->orphan_interval_ms = o->orphan_interval_ms ? o->orphan_interval_ms : 60 * 1000;
+    rv = mkv_store_open(loop, &o->store, &cs->store, err, errlen);
+    if (rv) goto err_after_alloc;
+    rv = mkv_server_listen(loop, o->listen, &server_ops, cs, &cs->srv, err, errlen);
+    if (rv) goto err_after_store;
+    if (o->meta && *o->meta) {
+        struct mkv_client_opts co = {0};
+        co.meta = o->meta;
+        rv = mkv_client_new(loop, &co, &cs->meta, err, errlen);
+        if (rv) goto err_after_listen;
+    }
+    uv_timer_init(loop, &cs->gc_timer);
+    uv_timer_init(loop, &cs->orphan_timer);
+    cs->gc_timer.data = cs->orphan_timer.data = cs;
+    cs->handles = 2;
+    if (cs->meta) {
+        uv_timer_start(&cs->gc_timer, on_gc_timer, cs->gc_interval_ms, cs->gc_interval_ms);
+        uv_timer_start(&cs->orphan_timer, on_orphan_timer, cs->orphan_interval_ms, cs->orphan_interval_ms);
+    }
+    MKV_INFO("chunk", "serving listen=%s port=%d dir=%s", o->listen, mkv_server_port(cs->srv), o->store.dir);
+    *out = cs;
+    return 0;
+err_after_listen:
+    mkv_server_close(cs->srv, NULL, NULL);
+err_after_store:
+    mkv_store_close(cs->store, NULL, NULL);
+err_after_alloc:
+    free(cs);
+    return rv;
+}
+
+int mkv_chunk_server_port(const struct mkv_chunk_server *s)
+{
+    return mkv_server_port(s->srv);
+}
+
+static void on_store_closed(void *data)
+{
+    struct mkv_chunk_server *cs = data;
+    void (*cb)(void *) = cs->stop_cb;
+    void *d = cs->stop_data;
+    mkv_buf_free(&cs->gc_ids);
+    mkv_buf_free(&cs->orphan_ids);
+    free(cs);
+    if (cb) cb(d);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct mkv_chunk_server *cs = h->data;
+    cs->handles--;
+    maybe_stopped(cs);
+}
+
+static void maybe_stopped(struct mkv_chunk_server *cs)
+{
+    if (!cs->stopping || cs->pending_ops || cs->handles || cs->gc_running || cs->orphan_running ||
+        cs->srv)
+        return;
+    if (cs->store) {
+        struct mkv_store *st = cs->store;
+        cs->store = NULL;
+        mkv_store_close(st, on_store_closed, cs);
+    }
+}
+
+static void on_server_closed(void *data)
+{
+    struct mkv_chunk_server *cs = data;
+    cs->srv = NULL;
+    maybe_stopped(cs);
+}
+
+void mkv_chunk_server_stop(struct mkv_chunk_server *cs, void (*cb)(void *data), void *data)
+{
+    cs->stopping = 1;
+    cs->stop_cb = cb;
+    cs->stop_data = data;
+    if (cs->meta) {
+        mkv_client_close(cs->meta); /* fails collector calls with -ECANCELED */
+        cs->meta = NULL;
+    }
+    uv_close((uv_handle_t *)&cs->gc_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cs->orphan_timer, on_timer_closed);
+    mkv_server_close(cs->srv, on_server_closed, cs);
+}
