@@ -1,1 +1,18 @@
-# meta: see issue tracker
+# meta: the metadata service. libmeta holds the namespace state machine
+# (ns*.c, over LMDB), the Raft node (node.c, fsm.c) and the service
+# (server.c); minikv-meta is the daemon around it.
+noinst_LIBRARIES += meta/libmeta.a
+meta_libmeta_a_SOURCES = \
+	meta/ns.h meta/ns_int.h \
+	meta/ns_store.c meta/ns_path.c meta/ns_obj.c meta/ns_list.c meta/ns_mpu.c \
+	meta/ns_misc.c meta/ns_apply.c
+meta_libmeta_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(RAFT_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
+
+# For programs that embed the meta service.
+META_LIBS = meta/libmeta.a $(MKV_LIBS) $(RAFT_LIBS) $(LMDB_LIBS) $(UV_LIBS) $(CRYPTO_LIBS)
+
+check_PROGRAMS += tests/unit/test_ns
+tests_unit_test_ns_SOURCES = tests/unit/test_ns.c
+tests_unit_test_ns_CFLAGS = $(UNIT_CFLAGS) $(LMDB_CFLAGS)
+tests_unit_test_ns_LDADD = $(META_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_ns

@@ -1,0 +1,200 @@
+/* minikv meta: chunk id allocation, garbage collection, the reference
+ * check and access keys. */
+#include <errno.h>
+#include <string.h>
+
+#include "meta/ns_int.h"
+
+#define DECODE(desc, p, len, msg) \
+    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
+
+/* Largest range one meta_alloc hands out. */
+#define NS_ALLOC_MAX (1u << 20)
+
+int ns_meta_alloc(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_meta_alloc_req req;
+    struct mkv_meta_alloc_rep rep;
+    DECODE(mkv_desc_meta_alloc_req, p, len, &req);
+    if (req.count == 0 || req.count > NS_ALLOC_MAX) return -EINVAL;
+    if (op->ns->next_chunk > UINT64_MAX - req.count) return -EOVERFLOW;
+    rep.first = op->ns->next_chunk;
+    rep.count = req.count;
+    op->ns->next_chunk += req.count;
+    return ns_reply(op, &mkv_desc_meta_alloc_rep, &rep);
+}
+
+int ns_gc_list(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_gc_list_req req;
+    struct mkv_gc_list_rep rep;
+    struct mkv_buf list = MKV_BUF_INIT;
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint32_t max, n = 0;
+    int rc, rv;
+    DECODE(mkv_desc_gc_list_req, p, len, &req);
+    max = req.max ? MKV_MIN(req.max, MKV_MULTI_MAX) : MKV_MULTI_MAX;
+    if ((rv = ns_cursor(op, op->ns->db_garbage, &c))) return rv;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct mkv_chunk_ref r;
+        if (k.mv_size != 12) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        r.chunk_id = mkv_get_be64(k.mv_data);
+        r.version = mkv_get_be32((const uint8_t *)k.mv_data + 8);
+        r.flags = 0;
+        if (mkv_msg_append(&list, &mkv_desc_chunk_ref, &r)) {
+            rc = ENOMEM;
+            break;
+        }
+        n++;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        mkv_buf_free(&list);
+        return ns_fail(op, rc, "gc_list");
+    }
+    rep.ids = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
+    rv = ns_reply(op, &mkv_desc_gc_list_rep, &rep);
+    mkv_buf_free(&list);
+    return rv;
+}
+
+int ns_gc_done(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_gc_done_req req;
+    struct mkv_gc_done_rep rep = {0};
+    struct mkv_chunk_ref r;
+    struct mkv_slice cur;
+    int rv;
+    DECODE(mkv_desc_gc_done_req, p, len, &req);
+    cur = req.ids;
+    while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &r)) == 1) {
+        uint8_t k[12];
+        mkv_put_be64(k, r.chunk_id);
+        mkv_put_be32(k + 8, r.version);
+        rv = ns_del(op, op->ns->db_garbage, k, 12);
+        if (rv == 0) {
+            op->ns->cnt.garbage--;
+            rep.count++;
+        } else if (rv != -ENOENT) {
+            return rv;
+        }
+    }
+    if (rv < 0) return -EPROTO;
+    return ns_reply(op, &mkv_desc_gc_done_rep, &rep);
+}
+
+int ns_refcheck(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_refcheck_req req;
+    struct mkv_refcheck_rep rep;
+    struct mkv_chunk_ref r;
+    struct mkv_slice cur;
+    uint8_t out[MKV_MULTI_MAX];
+    uint32_t n = 0;
+    int rv;
+    DECODE(mkv_desc_refcheck_req, p, len, &req);
+    cur = req.ids;
+    while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &r)) == 1) {
+        int ref;
+        if (n == MKV_MULTI_MAX) return -EINVAL;
+        ref = ns_ref_exists(op, r.chunk_id, r.version);
+        if (ref < 0) return ref;
+        out[n++] = (uint8_t)ref;
+    }
+    if (rv < 0) return -EPROTO;
+    rep.referenced = mkv_slice_mem(out, n);
+    return ns_reply(op, &mkv_desc_refcheck_rep, &rep);
+}
+
+/* ---- access keys: access key -> key_get_rep record ---- */
+
+int ns_key_put(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_key_put_req req;
+    struct mkv_key_put_rep rep;
+    struct mkv_key_get_rep rec, old;
+    int rv;
+    DECODE(mkv_desc_key_put_req, p, len, &req);
+    if (req.access_key.len == 0) return MKV_EBADNAME;
+    rv = ns_get_msg(op, op->ns->db_keys, req.access_key.p, req.access_key.len,
+                    &mkv_desc_key_get_rep, &old);
+    if (rv && rv != -ENOENT) return rv;
+    rec.sealed_secret = req.sealed_secret;
+    rec.flags = req.flags;
+    rec.created = rv == 0 ? old.created : op->now; /* a replaced key keeps its date */
+    if ((rv = ns_put_msg(op, op->ns->db_keys, req.access_key.p, req.access_key.len,
+                         &mkv_desc_key_get_rep, &rec)))
+        return rv;
+    rep.created = rec.created;
+    return ns_reply(op, &mkv_desc_key_put_rep, &rep);
+}
+
+int ns_key_get(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_key_get_req req;
+    MDB_val v;
+    int rv;
+    DECODE(mkv_desc_key_get_req, p, len, &req);
+    if (req.access_key.len == 0) return MKV_ENOKEY;
+    rv = ns_get(op, op->ns->db_keys, req.access_key.p, req.access_key.len, &v);
+    if (rv == -ENOENT) return MKV_ENOKEY;
+    if (rv) return rv;
+    if (mkv_buf_append(op->reply, v.mv_data, v.mv_size)) return ns_fail(op, ENOMEM, "reply");
+    return 0;
+}
+
+int ns_key_delete(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_key_delete_req req;
+    struct mkv_key_delete_rep rep = {0};
+    int rv;
+    DECODE(mkv_desc_key_delete_req, p, len, &req);
+    if (req.access_key.len == 0) return MKV_ENOKEY;
+    rv = ns_del(op, op->ns->db_keys, req.access_key.p, req.access_key.len);
+    if (rv == -ENOENT) return MKV_ENOKEY;
+    if (rv) return rv;
+    return ns_reply(op, &mkv_desc_key_delete_rep, &rep);
+}
+
+int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_key_list_req req;
+    struct mkv_key_list_rep rep;
+    struct mkv_buf list = MKV_BUF_INIT;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, rv;
+    DECODE(mkv_desc_key_list_req, p, len, &req);
+    if ((rv = ns_cursor(op, op->ns->db_keys, &c))) return rv;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct mkv_key_get_rep rec;
+        struct mkv_key_info ki;
+        if (mkv_msg_decode(&mkv_desc_key_get_rep, v.mv_data, v.mv_size, &rec)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        ki.access_key = mkv_slice_mem(k.mv_data, k.mv_size);
+        ki.flags = rec.flags;
+        ki.created = rec.created;
+        if (list.len + k.mv_size + 14 > (1u << 20)) break; /* reply bound */
+        if (mkv_msg_append(&list, &mkv_desc_key_info, &ki)) {
+            rc = ENOMEM;
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        mkv_buf_free(&list);
+        return ns_fail(op, rc, "key_list");
+    }
+    rep.keys = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
+    rv = ns_reply(op, &mkv_desc_key_list_rep, &rep);
+    mkv_buf_free(&list);
+    return rv;
+}

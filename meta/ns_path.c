@@ -1,0 +1,364 @@
+/* minikv meta: names, directory entries, inodes and chunk references. */
+#include <errno.h>
+#include <string.h>
+
+#include "meta/ns_int.h"
+
+/* ---- names ---- */
+
+int mkv_ns_check_bucket(const uint8_t *s, size_t len)
+{
+    unsigned dots = 0, digits_only = 1;
+    if (len < 3 || len > MKV_BUCKET_MAX) return MKV_EBADNAME;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = s[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && c != '.' && c != '-') return MKV_EBADNAME;
+        if (c == '.') {
+            dots++;
+            if (i > 0 && s[i - 1] == '.') return MKV_EBADNAME;
+            if (i == 0 || i + 1 == len) return MKV_EBADNAME;
+        } else if (!(c >= '0' && c <= '9')) {
+            digits_only = 0;
+        }
+    }
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9'))) return MKV_EBADNAME;
+    if (!((s[len - 1] >= 'a' && s[len - 1] <= 'z') || (s[len - 1] >= '0' && s[len - 1] <= '9')))
+        return MKV_EBADNAME;
+    /* Dotted quads such as 192.168.5.4 (dots are not doubled or at the ends,
+     * checked above). */
+    if (digits_only && dots == 3) return MKV_EBADNAME;
+    if (len >= 4 && memcmp(s, "xn--", 4) == 0) return MKV_EBADNAME;
+    if (len >= 8 && memcmp(s + len - 8, "-s3alias", 8) == 0) return MKV_EBADNAME;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
+static size_t utf8_seq(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    uint32_t cp;
+    size_t len;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    return len;
+}
+
+int mkv_ns_check_key(const uint8_t *k, size_t len)
+{
+    size_t start = 0;
+    if (len == 0 || len > MKV_KEY_MAX || k[0] == '/') return MKV_EBADNAME;
+    for (size_t i = 0; i < len;) {
+        size_t n;
+        if (k[i] == 0) return MKV_EBADNAME;
+        n = utf8_seq(k + i, len - i);
+        if (!n) return MKV_EBADNAME;
+        i += n;
+    }
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && k[i] != '/') continue;
+        size_t cl = i - start;
+        if (cl == 0 && i < len) return MKV_EBADNAME; /* "a//b" */
+        if (cl == 0 && i == len) break;              /* trailing '/' */
+        if (cl > MKV_NAME_MAX) return -ENAMETOOLONG;
+        if ((cl == 1 && k[start] == '.') || (cl == 2 && k[start] == '.' && k[start + 1] == '.'))
+            return MKV_EBADNAME;
+        start = i + 1;
+    }
+    return 0;
+}
+
+int ns_path_parse(struct ns_path *path, struct mkv_slice key)
+{
+    int rv = mkv_ns_check_key(key.p, key.len);
+    size_t start = 0;
+    if (rv) return rv;
+    path->p = key.p;
+    path->len = key.len;
+    path->dir = key.p[key.len - 1] == '/';
+    path->n = 0;
+    for (size_t i = 0; i <= key.len; i++) {
+        if (i < key.len && key.p[i] != '/') continue;
+        if (i > start) {
+            path->off[path->n] = (uint16_t)start;
+            path->clen[path->n] = (uint16_t)(i - start);
+            path->n++;
+        }
+        start = i + 1;
+    }
+    return 0;
+}
+
+struct mkv_slice ns_etag_bare(struct mkv_slice e)
+{
+    if (e.len >= 2 && e.p[0] == '"' && e.p[e.len - 1] == '"') {
+        e.p++;
+        e.len -= 2;
+    }
+    return e;
+}
+
+int ns_slice_cmp(struct mkv_slice a, struct mkv_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (c) return c;
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+/* ---- buckets ---- */
+
+int ns_bucket_get(struct ns_op *op, struct mkv_slice name, struct mkv_ns_bucket *b)
+{
+    int rv;
+    if (name.len == 0 || name.len > MKV_BUCKET_MAX) return MKV_ENOBUCKET;
+    rv = ns_get_msg(op, op->ns->db_buckets, name.p, name.len, &ns_desc_ns_bucket, b);
+    return rv == -ENOENT ? MKV_ENOBUCKET : rv;
+}
+
+/* ---- directory entries ----
+ * key: parent inode (8, big-endian) + name (+ '/' for a directory)
+ * value: inode (8, LE) + type (1) + dflags (1) */
+
+size_t ns_dent_key(uint8_t *k, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir)
+{
+    mkv_put_be64(k, dir);
+    memcpy(k + 8, name, nlen);
+    if (is_dir) k[8 + nlen++] = '/';
+    return 8 + nlen;
+}
+
+int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen,
+                 uint64_t *ino, int *type)
+{
+    uint8_t k[8 + MKV_NAME_MAX + 1];
+    MDB_val v;
+    int rv;
+    if (nlen > MKV_NAME_MAX) return -ENOENT;
+    for (int is_dir = 1; is_dir >= 0; is_dir--) {
+        rv = ns_get(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir), &v);
+        if (rv == -ENOENT) continue;
+        if (rv) return rv;
+        if (v.mv_size < 10) return ns_fail(op, MDB_CORRUPTED, "dentry");
+        *ino = mkv_get_le64(v.mv_data);
+        *type = ((const uint8_t *)v.mv_data)[8];
+        return 0;
+    }
+    return -ENOENT;
+}
+
+int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir,
+                uint64_t ino, uint8_t dflags)
+{
+    uint8_t k[8 + MKV_NAME_MAX + 1], v[10];
+    mkv_put_le64(v, ino);
+    v[8] = is_dir ? MKV_T_DIR : MKV_T_FILE;
+    v[9] = dflags;
+    return ns_put(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir), v,
+                  sizeof v);
+}
+
+int ns_dent_del(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir)
+{
+    uint8_t k[8 + MKV_NAME_MAX + 1];
+    return ns_del(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir));
+}
+
+int ns_dir_empty(struct ns_op *op, uint64_t dir)
+{
+    MDB_cursor *c;
+    uint8_t k[8];
+    MDB_val key = {8, k}, v;
+    int rc, rv;
+    mkv_put_be64(k, dir);
+    if ((rv = ns_cursor(op, op->ns->db_dentries, &c))) return rv;
+    rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) return 1;
+    if (rc) return ns_fail(op, rc, "dir_empty");
+    return !(key.mv_size >= 8 && mkv_get_be64(key.mv_data) == dir);
+}
+
+/* ---- inodes: key inode (8, big-endian), value an obj_info record ---- */
+
+int ns_ino_get(struct ns_op *op, uint64_t ino, struct mkv_obj_info *oi)
+{
+    uint8_t k[8];
+    mkv_put_be64(k, ino);
+    return ns_get_msg(op, op->ns->db_inodes, k, 8, &mkv_desc_obj_info, oi);
+}
+
+int ns_ino_put(struct ns_op *op, const struct mkv_obj_info *oi)
+{
+    uint8_t k[8];
+    mkv_put_be64(k, oi->ino);
+    return ns_put_msg(op, op->ns->db_inodes, k, 8, &mkv_desc_obj_info, oi);
+}
+
+int ns_ino_del(struct ns_op *op, uint64_t ino)
+{
+    uint8_t k[8];
+    mkv_put_be64(k, ino);
+    return ns_del(op, op->ns->db_inodes, k, 8);
+}
+
+int ns_walk(struct ns_op *op, uint64_t dir, const struct ns_path *path, unsigned upto,
+            uint64_t *out)
+{
+    for (unsigned i = 0; i < upto; i++) {
+        uint64_t ino;
+        int type, rv;
+        rv = ns_dent_find(op, dir, path->p + path->off[i], path->clen[i], &ino, &type);
+        if (rv) return rv;
+        if (type != MKV_T_DIR) return -ENOENT;
+        dir = ino;
+    }
+    *out = dir;
+    return 0;
+}
+
+/* ---- extents and attributes ---- */
+
+int ns_extents_check(struct mkv_slice ext, uint64_t size, uint32_t max_count)
+{
+    struct mkv_extent e;
+    uint64_t end = 0;
+    uint32_t n = 0;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &ext, &e)) == 1) {
+        if (++n > max_count) return -E2BIG;
+        if (e.len == 0 || e.chunk_id == 0) return -EINVAL;
+        if (e.file_off < end || e.file_off + e.len < e.file_off) return -EINVAL;
+        if (e.file_off + e.len > size) return -EINVAL;
+        if (e.chunk_off > MKV_CHUNK_SIZE || e.len > MKV_CHUNK_SIZE - e.chunk_off) return -EINVAL;
+        end = e.file_off + e.len;
+    }
+    return rv < 0 ? -EINVAL : 0;
+}
+
+int ns_attrs_check(struct mkv_slice attrs)
+{
+    struct mkv_attr a;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_attr, &attrs, &a)) == 1) {
+    }
+    return rv < 0 ? -EINVAL : 0;
+}
+
+/* ---- chunk references ----
+ * refs key: chunk (8, BE) + version (4, BE) + owner; empty value.
+ * owner: NS_OWNER_INODE + inode (8, BE) | NS_OWNER_PART + upload id + NUL +
+ *        part number (4, BE)
+ * garbage key: chunk (8, BE) + version (4, BE); value: time added (8, LE). */
+
+size_t ns_owner_inode(uint8_t *o, uint64_t ino)
+{
+    o[0] = NS_OWNER_INODE;
+    mkv_put_be64(o + 1, ino);
+    return 9;
+}
+
+size_t ns_owner_part(uint8_t *o, struct mkv_slice upload_id, uint32_t part_no)
+{
+    o[0] = NS_OWNER_PART;
+    memcpy(o + 1, upload_id.p, upload_id.len);
+    o[1 + upload_id.len] = 0;
+    mkv_put_be32(o + 2 + upload_id.len, part_no);
+    return 6 + upload_id.len;
+}
+
+static size_t ref_key(uint8_t *k, uint64_t chunk, uint32_t version, const uint8_t *owner,
+                      size_t olen)
+{
+    mkv_put_be64(k, chunk);
+    mkv_put_be32(k + 8, version);
+    if (olen) memcpy(k + 12, owner, olen);
+    return 12 + olen;
+}
+
+int ns_ref_exists(struct ns_op *op, uint64_t chunk, uint32_t version)
+{
+    MDB_cursor *c;
+    uint8_t k[12];
+    MDB_val key = {12, k}, v;
+    int rc, rv;
+    ref_key(k, chunk, version, NULL, 0);
+    if ((rv = ns_cursor(op, op->ns->db_refs, &c))) return rv;
+    rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+    if (rc == 0) rv = key.mv_size >= 12 && memcmp(key.mv_data, k, 12) == 0;
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return ns_fail(op, rc, "ref_exists");
+    return rv;
+}
+
+int ns_garbage_add(struct ns_op *op, uint64_t chunk, uint32_t version)
+{
+    uint8_t k[12], v[8];
+    MDB_val tmp;
+    int rv;
+    ref_key(k, chunk, version, NULL, 0);
+    rv = ns_get(op, op->ns->db_garbage, k, 12, &tmp);
+    if (rv == 0) return 0;
+    if (rv != -ENOENT) return rv;
+    mkv_put_le64(v, (uint64_t)op->now);
+    if ((rv = ns_put(op, op->ns->db_garbage, k, 12, v, 8))) return rv;
+    op->ns->cnt.garbage++;
+    return 0;
+}
+
+int ns_refs_add(struct ns_op *op, struct mkv_slice ext, const uint8_t *owner, size_t olen)
+{
+    uint8_t k[12 + 80];
+    struct mkv_extent e;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &ext, &e)) == 1) {
+        if ((rv = ns_put(op, op->ns->db_refs, k, ref_key(k, e.chunk_id, e.version, owner, olen),
+                         "", 0)))
+            return rv;
+        rv = ns_del(op, op->ns->db_garbage, k, 12);
+        if (rv == 0) op->ns->cnt.garbage--;
+        else if (rv != -ENOENT) return rv;
+    }
+    return rv < 0 ? -EINVAL : 0;
+}
+
+int ns_refs_drop(struct ns_op *op, struct mkv_slice ext, const uint8_t *owner, size_t olen)
+{
+    uint8_t k[12 + 80];
+    struct mkv_extent e;
+    struct mkv_slice cur = ext;
+    int rv;
+    /* First every reference of this owner, then the garbage check, so that
+     * a pair used by two extents of the owner is judged once it is gone. */
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1) {
+        rv = ns_del(op, op->ns->db_refs, k, ref_key(k, e.chunk_id, e.version, owner, olen));
+        if (rv && rv != -ENOENT) return rv;
+    }
+    if (rv < 0) return -EINVAL;
+    cur = ext;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1) {
+        int ref = ns_ref_exists(op, e.chunk_id, e.version);
+        if (ref < 0) return ref;
+        if (!ref && (rv = ns_garbage_add(op, e.chunk_id, e.version))) return rv;
+    }
+    return rv < 0 ? -EINVAL : 0;
+}
