@@ -40,4 +40,12 @@ MKV_API void mkv_chunk_server_collect(struct mkv_chunk_server *s);
 /* Stops serving, closes the store, then cb(data). */
 MKV_API void mkv_chunk_server_stop(struct mkv_chunk_server *s, void (*cb)(void *data), void *data);
 
+/* Fills so->io_backend, compression and enc_key (pointing at key, which
+ * must outlive so) from option text: io "auto|uring|sync", compression
+ * "none|lz4|zstd", key_file holding 64 hex digits (NULL: no encryption).
+ * Returns 0 or -EINVAL with a message naming the option. */
+MKV_API int mkv_chunk_parse_store_opts(const char *io, const char *compression, long long level,
+                                       const char *key_file, uint8_t key[32],
+                                       struct mkv_store_opts *so, char *err, size_t errlen);
+
 #endif /* MKV_CHUNK_CHUNK_H */

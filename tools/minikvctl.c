@@ -1,0 +1,509 @@
+/* minikvctl: the minikv admin tool.
+ *
+ * Talks to the metadata service (and the chunk server for `status`) over
+ * the wire protocol through the client library, like every other front.
+ * Exit codes: 0 success, 1 the cluster refused or failed the request,
+ * 2 bad usage, 3 cannot reach the cluster. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "minikv/client.h"
+#include "minikv/config.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+#include "minikv/names.h"
+
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+struct ctl
+{
+    uv_loop_t loop;
+    struct mkv_client *client;
+    const char *meta;
+    const char *chunk;
+    int json;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
+            "Commands:\n"
+            "  status                    metadata group (role, term, indexes, leader),\n"
+            "                            namespace counters and chunk server state\n"
+            "  buckets                   list buckets\n"
+            "  bucket create NAME        create a bucket\n"
+            "  bucket delete NAME        delete an empty bucket\n"
+            "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
+            "  stat BUCKET KEY           show an object's metadata and extents\n"
+            "  uploads BUCKET            list multipart uploads in progress\n"
+            "  keys                      list access keys (secrets are never shown)\n\n"
+            "Options:\n"
+            "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
+            "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK or 127.0.0.1:7100)\n"
+            "  --json             machine-readable output\n"
+            "  -h, --help         show this help\n"
+            "  --version          show the version\n\n"
+            "Exit status: 0 success, 1 the request failed, 2 usage error, 3 cluster unreachable.\n");
+}
+
+static int exit_for(int status)
+{
+    switch (status) {
+    case 0: return 0;
+    case -ECONNREFUSED:
+    case -ETIMEDOUT:
+    case -EHOSTUNREACH:
+    case -ECONNRESET:
+    case MKV_EUNAVAILABLE:
+    case MKV_ENOTLEADER: return EXIT_UNREACHABLE;
+    default: return EXIT_FAILED;
+    }
+}
+
+static int call(struct ctl *c, uint16_t type, const struct mkv_msgdesc *d, const void *msg,
+                struct mkv_frame **reply)
+{
+    char err[512];
+    int rv = mkv_meta_call_sync(c->client, type, d, msg, reply, err, sizeof err);
+    if (rv) fprintf(stderr, "minikvctl: %s: %s\n", mkv_msg_name(type), err[0] ? err : mkv_strerror(rv));
+    return rv;
+}
+
+static void json_str(const char *s, size_t n)
+{
+    struct mkv_buf b = MKV_BUF_INIT;
+    mkv_buf_put_json(&b, s, n);
+    printf("\"%s\"", b.p ? (char *)b.p : "");
+    mkv_buf_free(&b);
+}
+
+static void fmt_time(int64_t ns, char *buf, size_t len)
+{
+    time_t t = (time_t)(ns / 1000000000LL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *role_name(int role)
+{
+    static const char *const names[] = {"unavailable", "follower", "candidate", "leader"};
+    return role >= 0 && role <= 3 ? names[role] : "unknown";
+}
+
+/* ---- status ---- */
+
+struct chunk_probe
+{
+    struct mkv_call call;
+    int done;
+    int status;
+    struct mkv_chunk_stat_rep rep;
+    char backend[33];
+};
+
+static void on_chunk_stat(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct chunk_probe *p = MKV_CONTAINER_OF(call, struct chunk_probe, call);
+    p->done = 1;
+    p->status = status;
+    if (status == 0 && (p->status = mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &p->rep)) == 0)
+        snprintf(p->backend, sizeof p->backend, "%.*s", (int)p->rep.io_backend.len,
+                 (const char *)p->rep.io_backend.p);
+}
+
+static int cmd_status(struct ctl *c)
+{
+    struct mkv_meta_status_req q = {0};
+    struct mkv_meta_status_rep s;
+    struct mkv_frame *reply = NULL;
+    struct mkv_peer *peer = NULL;
+    struct chunk_probe cp;
+    struct mkv_chunk_stat_req cq = {0};
+    int rv = call(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply);
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &s)) {
+        mkv_frame_unref(reply);
+        fprintf(stderr, "minikvctl: malformed status reply\n");
+        return EXIT_FAILED;
+    }
+    memset(&cp, 0, sizeof cp);
+    cp.status = -ECONNREFUSED;
+    if (mkv_peer_new(&c->loop, c->chunk, &peer) == 0 &&
+        mkv_peer_call(peer, &cp.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &cq, 3000, on_chunk_stat) == 0)
+        mkv_run_until(&c->loop, &cp.done, 5000);
+    if (c->json) {
+        printf("{\"meta\":{\"id\":%" PRIu64 ",\"role\":\"%s\",\"ready\":%s,\"term\":%" PRIu64
+               ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64 ",\"last_index\":%" PRIu64
+               ",\"snapshot_index\":%" PRIu64 ",\"leader_id\":%" PRIu64 ",\"leader\":",
+               s.id, role_name(s.role), s.ready ? "true" : "false", s.term, s.commit_index,
+               s.applied_index, s.last_index, s.snapshot_index, s.leader_id);
+        json_str((const char *)s.leader.p, s.leader.len);
+        printf(",\"address\":");
+        json_str((const char *)s.address.p, s.address.len);
+        printf(",\"voters\":%u},\"namespace\":{\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64
+               ",\"bytes\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "},\"chunk\":",
+               s.voters, s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
+        if (cp.status) {
+            printf("{\"address\":");
+            json_str(c->chunk, strlen(c->chunk));
+            printf(",\"error\":");
+            json_str(mkv_strerror(cp.status), strlen(mkv_strerror(cp.status)));
+            printf("}}\n");
+        } else {
+            printf("{\"address\":");
+            json_str(c->chunk, strlen(c->chunk));
+            printf(",\"state\":\"up\",\"io_backend\":\"%s\",\"capacity\":%" PRIu64 ",\"free\":%" PRIu64
+                   ",\"used\":%" PRIu64 ",\"live\":%" PRIu64 ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64
+                   ",\"fsyncs\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64 "}}\n",
+                   cp.backend, cp.rep.capacity, cp.rep.free, cp.rep.used, cp.rep.live, cp.rep.chunks,
+                   cp.rep.segments, cp.rep.fsyncs, cp.rep.corrupt_blocks);
+        }
+    } else {
+        printf("metadata group\n");
+        printf("  node            %" PRIu64 " at %.*s (%s%s)\n", s.id, (int)s.address.len,
+               (const char *)s.address.p, role_name(s.role), s.ready ? ", ready" : ", not ready");
+        printf("  leader          %" PRIu64 " at %.*s\n", s.leader_id, (int)s.leader.len, (const char *)s.leader.p);
+        printf("  voters          %u\n", s.voters);
+        printf("  term            %" PRIu64 "\n", s.term);
+        printf("  commit index    %" PRIu64 "\n", s.commit_index);
+        printf("  applied index   %" PRIu64 "\n", s.applied_index);
+        printf("  last index      %" PRIu64 "\n", s.last_index);
+        printf("  snapshot index  %" PRIu64 "\n", s.snapshot_index);
+        printf("namespace\n");
+        printf("  buckets         %" PRIu64 "\n  objects         %" PRIu64 "\n  bytes           %" PRIu64
+               "\n  uploads         %" PRIu64 "\n  gc pending      %" PRIu64 "\n",
+               s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
+        printf("chunk server %s\n", c->chunk);
+        if (cp.status) {
+            printf("  state           down (%s)\n", mkv_strerror(cp.status));
+        } else {
+            printf("  state           up, io %s\n", cp.backend);
+            printf("  capacity        %" PRIu64 " bytes (%" PRIu64 " free)\n", cp.rep.capacity, cp.rep.free);
+            printf("  used            %" PRIu64 " bytes in %" PRIu64 " segments, %" PRIu64 " live\n",
+                   cp.rep.used, cp.rep.segments, cp.rep.live);
+            printf("  chunks          %" PRIu64 "\n  wal fsyncs      %" PRIu64 "\n  corrupt blocks  %" PRIu64 "\n",
+                   cp.rep.chunks, cp.rep.fsyncs, cp.rep.corrupt_blocks);
+        }
+    }
+    if (peer) mkv_peer_close(peer);
+    mkv_frame_unref(reply);
+    return s.ready && cp.status == 0 ? 0 : EXIT_FAILED;
+}
+
+/* ---- buckets ---- */
+
+static int cmd_buckets(struct ctl *c)
+{
+    struct mkv_bucket_list_req q = {0};
+    struct mkv_bucket_list_rep rep;
+    struct mkv_bucket_entry e;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    int first = 1, rv = call(c, MKV_MSG_BUCKET_LIST, &mkv_desc_bucket_list_req, &q, &reply);
+    char date[32];
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_bucket_list_rep, &rep)) {
+        mkv_frame_unref(reply);
+        return EXIT_FAILED;
+    }
+    if (c->json) printf("[");
+    cur = rep.buckets;
+    while (mkv_msg_next(&mkv_desc_bucket_entry, &cur, &e) == 1) {
+        fmt_time(e.ctime, date, sizeof date);
+        if (c->json) {
+            printf("%s{\"name\":", first ? "" : ",");
+            json_str((const char *)e.name.p, e.name.len);
+            printf(",\"created\":\"%s\"}", date);
+        } else {
+            printf("%s  %.*s\n", date, (int)e.name.len, (const char *)e.name.p);
+        }
+        first = 0;
+    }
+    if (c->json) printf("]\n");
+    mkv_frame_unref(reply);
+    return 0;
+}
+
+static int cmd_bucket(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_frame *reply = NULL;
+    int rv;
+    if (argc != 2 || (strcmp(argv[0], "create") && strcmp(argv[0], "delete"))) {
+        fprintf(stderr, "minikvctl: usage: bucket create|delete NAME\n");
+        return EXIT_USAGE;
+    }
+    if (mkv_check_bucket(argv[1], strlen(argv[1]))) {
+        fprintf(stderr, "minikvctl: '%s' is not a valid bucket name (3-63 lowercase letters, digits, '.', '-')\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[0], "create")) {
+        struct mkv_bucket_create_req q = {0};
+        q.name = mkv_slice_str(argv[1]);
+        rv = call(c, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req, &q, &reply);
+    } else {
+        struct mkv_bucket_delete_req q = {0};
+        q.name = mkv_slice_str(argv[1]);
+        rv = call(c, MKV_MSG_BUCKET_DELETE, &mkv_desc_bucket_delete_req, &q, &reply);
+    }
+    if (reply) mkv_frame_unref(reply);
+    if (rv == 0 && !c->json) printf("bucket %s %sd\n", argv[1], argv[0]);
+    if (rv == 0 && c->json) printf("{\"bucket\":\"%s\",\"result\":\"%sd\"}\n", argv[1], argv[0]);
+    return exit_for(rv);
+}
+
+/* ---- ls, stat, uploads ---- */
+
+static int cmd_ls(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_obj_list_req q = {0};
+    char *next = NULL;
+    int first = 1, rv = 0;
+    if (argc < 1 || argc > 2) {
+        fprintf(stderr, "minikvctl: usage: ls BUCKET [PREFIX]\n");
+        return EXIT_USAGE;
+    }
+    if (c->json) printf("[");
+    q.bucket = mkv_slice_str(argv[0]);
+    q.prefix = mkv_slice_str(argc > 1 ? argv[1] : "");
+    q.max_keys = MKV_LIST_MAX;
+    for (;;) {
+        struct mkv_frame *reply = NULL;
+        struct mkv_obj_list_rep rep;
+        struct mkv_list_entry e;
+        struct mkv_slice cur;
+        char date[32];
+        q.start_after = mkv_slice_str(next ? next : "");
+        rv = call(c, MKV_MSG_OBJ_LIST, &mkv_desc_obj_list_req, &q, &reply);
+        if (rv) break;
+        if (mkv_frame_decode(reply, &mkv_desc_obj_list_rep, &rep)) {
+            mkv_frame_unref(reply);
+            rv = -EPROTO;
+            break;
+        }
+        cur = rep.entries;
+        while (mkv_msg_next(&mkv_desc_list_entry, &cur, &e) == 1) {
+            fmt_time(e.mtime, date, sizeof date);
+            if (c->json) {
+                printf("%s{\"key\":", first ? "" : ",");
+                json_str((const char *)e.key.p, e.key.len);
+                printf(",\"size\":%" PRIu64 ",\"modified\":\"%s\",\"etag\":", e.size, date);
+                json_str((const char *)e.etag.p, e.etag.len);
+                printf(",\"type\":\"%s\"}", e.type == MKV_T_DIR ? "dir" : "file");
+            } else {
+                printf("%s %12" PRIu64 "  %.*s\n", date, e.size, (int)e.key.len, (const char *)e.key.p);
+            }
+            first = 0;
+        }
+        free(next);
+        next = NULL;
+        if (rep.truncated && rep.next.len) {
+            next = strndup((const char *)rep.next.p, rep.next.len);
+            mkv_frame_unref(reply);
+            if (!next) {
+                rv = -ENOMEM;
+                break;
+            }
+            continue;
+        }
+        mkv_frame_unref(reply);
+        break;
+    }
+    free(next);
+    if (c->json && rv == 0) printf("]\n");
+    return exit_for(rv);
+}
+
+static int cmd_stat(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_obj_lookup_req q = {0};
+    struct mkv_obj_info info;
+    struct mkv_frame *reply = NULL;
+    struct mkv_extent e;
+    struct mkv_slice cur;
+    char date[32];
+    int rv, first = 1;
+    if (argc != 2) {
+        fprintf(stderr, "minikvctl: usage: stat BUCKET KEY\n");
+        return EXIT_USAGE;
+    }
+    q.bucket = mkv_slice_str(argv[0]);
+    q.key = mkv_slice_str(argv[1]);
+    rv = call(c, MKV_MSG_OBJ_LOOKUP, &mkv_desc_obj_lookup_req, &q, &reply);
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_obj_info, &info)) {
+        mkv_frame_unref(reply);
+        return EXIT_FAILED;
+    }
+    fmt_time(info.mtime, date, sizeof date);
+    if (c->json) {
+        printf("{\"ino\":%" PRIu64 ",\"type\":\"%s\",\"size\":%" PRIu64 ",\"mode\":\"%04o\",\"modified\":\"%s\",\"etag\":",
+               info.ino, info.type == MKV_T_DIR ? "dir" : "file", info.size, info.mode & 07777, date);
+        json_str((const char *)info.etag.p, info.etag.len);
+        printf(",\"content_type\":");
+        json_str((const char *)info.content_type.p, info.content_type.len);
+        printf(",\"extents\":[");
+    } else {
+        printf("inode         %" PRIu64 "\ntype          %s\nsize          %" PRIu64 "\nmodified      %s\n"
+               "etag          %.*s\ncontent-type  %.*s\nextents\n",
+               info.ino, info.type == MKV_T_DIR ? "directory" : "file", info.size, date, (int)info.etag.len,
+               (const char *)info.etag.p, (int)info.content_type.len, (const char *)info.content_type.p);
+    }
+    cur = info.extents;
+    while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) {
+        if (c->json)
+            printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 ",\"chunk\":%" PRIu64 ",\"version\":%u,\"vshard\":%u}",
+                   first ? "" : ",", e.file_off, e.len, e.chunk_id, e.version, (unsigned)(e.chunk_id % MKV_VSHARDS));
+        else
+            printf("  [%" PRIu64 ", +%" PRIu64 ")  chunk %016" PRIx64 " v%u (vshard %u)\n", e.file_off, e.len,
+                   e.chunk_id, e.version, (unsigned)(e.chunk_id % MKV_VSHARDS));
+        first = 0;
+    }
+    if (c->json) printf("]}\n");
+    mkv_frame_unref(reply);
+    return 0;
+}
+
+static int cmd_uploads(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_mpu_list_uploads_req q = {0};
+    struct mkv_mpu_list_uploads_rep rep;
+    struct mkv_upload_entry u;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    char date[32];
+    int rv, first = 1;
+    if (argc != 1) {
+        fprintf(stderr, "minikvctl: usage: uploads BUCKET\n");
+        return EXIT_USAGE;
+    }
+    q.bucket = mkv_slice_str(argv[0]);
+    q.max_uploads = MKV_LIST_MAX;
+    rv = call(c, MKV_MSG_MPU_LIST_UPLOADS, &mkv_desc_mpu_list_uploads_req, &q, &reply);
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_mpu_list_uploads_rep, &rep)) {
+        mkv_frame_unref(reply);
+        return EXIT_FAILED;
+    }
+    if (c->json) printf("[");
+    cur = rep.uploads;
+    while (mkv_msg_next(&mkv_desc_upload_entry, &cur, &u) == 1) {
+        fmt_time(u.initiated, date, sizeof date);
+        if (c->json) {
+            printf("%s{\"key\":", first ? "" : ",");
+            json_str((const char *)u.key.p, u.key.len);
+            printf(",\"upload_id\":");
+            json_str((const char *)u.upload_id.p, u.upload_id.len);
+            printf(",\"initiated\":\"%s\"}", date);
+        } else {
+            printf("%s  %.*s  %.*s\n", date, (int)u.upload_id.len, (const char *)u.upload_id.p, (int)u.key.len,
+                   (const char *)u.key.p);
+        }
+        first = 0;
+    }
+    if (c->json) printf("]\n");
+    mkv_frame_unref(reply);
+    return 0;
+}
+
+static int cmd_keys(struct ctl *c)
+{
+    struct mkv_key_list_req q = {0};
+    struct mkv_key_list_rep rep;
+    struct mkv_key_info k;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    char date[32];
+    int rv = call(c, MKV_MSG_KEY_LIST, &mkv_desc_key_list_req, &q, &reply), first = 1;
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_key_list_rep, &rep)) {
+        mkv_frame_unref(reply);
+        return EXIT_FAILED;
+    }
+    if (c->json) printf("[");
+    cur = rep.keys;
+    while (mkv_msg_next(&mkv_desc_key_info, &cur, &k) == 1) {
+        fmt_time(k.created, date, sizeof date);
+        if (c->json) {
+            printf("%s{\"access_key\":", first ? "" : ",");
+            json_str((const char *)k.access_key.p, k.access_key.len);
+            printf(",\"admin\":%s,\"disabled\":%s,\"created\":\"%s\"}", k.flags & MKV_KEYF_ADMIN ? "true" : "false",
+                   k.flags & MKV_KEYF_DISABLED ? "true" : "false", date);
+        } else {
+            printf("%s  %.*s%s%s\n", date, (int)k.access_key.len, (const char *)k.access_key.p,
+                   k.flags & MKV_KEYF_ADMIN ? "  admin" : "", k.flags & MKV_KEYF_DISABLED ? "  disabled" : "");
+        }
+        first = 0;
+    }
+    if (c->json) printf("]\n");
+    mkv_frame_unref(reply);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c;
+    struct mkv_client_opts co = {0};
+    char err[512];
+    int i, rv;
+    memset(&c, 0, sizeof c);
+    mkv_log_init();
+    if (mkv_log_threshold == MKV_LOG_INFO) mkv_log_threshold = MKV_LOG_ERROR; /* tools are quiet */
+    c.meta = getenv("MINIKV_META") ? getenv("MINIKV_META") : "127.0.0.1:7000";
+    c.chunk = getenv("MINIKV_CHUNK") ? getenv("MINIKV_CHUNK") : "127.0.0.1:7100";
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("minikvctl %s\n", PACKAGE_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            c.json = 1;
+        } else if (!strcmp(argv[i], "--meta") && i + 1 < argc) {
+            c.meta = argv[++i];
+        } else if (!strncmp(argv[i], "--meta=", 7)) {
+            c.meta = argv[i] + 7;
+        } else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) {
+            c.chunk = argv[++i];
+        } else if (!strncmp(argv[i], "--chunk=", 8)) {
+            c.chunk = argv[i] + 8;
+        } else {
+            fprintf(stderr, "minikvctl: unknown option '%s' (see --help)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    uv_loop_init(&c.loop);
+    co.meta = c.meta;
+    co.retry_ms = 5000;
+    co.timeout_ms = 5000;
+    if (mkv_client_new(&c.loop, &co, &c.client, err, sizeof err)) {
+        fprintf(stderr, "minikvctl: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[i], "status") && i + 1 == argc) rv = cmd_status(&c);
+    else if (!strcmp(argv[i], "buckets") && i + 1 == argc) rv = cmd_buckets(&c);
+    else if (!strcmp(argv[i], "bucket")) rv = cmd_bucket(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(argv[i], "ls")) rv = cmd_ls(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(argv[i], "stat")) rv = cmd_stat(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(argv[i], "uploads")) rv = cmd_uploads(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(argv[i], "keys") && i + 1 == argc) rv = cmd_keys(&c);
+    else {
+        fprintf(stderr, "minikvctl: unknown command '%s' (see --help)\n", argv[i]);
+        rv = EXIT_USAGE;
+    }
+    mkv_client_close(c.client);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c.loop);
+    return rv;
+}
