@@ -1,0 +1,179 @@
+# minikv integration tests: shared harness (sourced by every t_*.sh).
+#
+# Each test runs real processes on 127.0.0.1, on ports it picks, in its own
+# temporary directory, and removes its processes, mounts and files on exit
+# even when it fails (the directory is kept and its logs printed when a
+# test fails). A watchdog ends a test that runs past MKV_TEST_TIMEOUT.
+#
+# Provides: mkv_start_server [extra server args], mkv_stop_server,
+# mkv_kill_server, aws_v2/aws_new (the two AWS CLIs), s3req (python
+# signed raw requests), expect_eq/expect_contains/fail, rand_file.
+
+set -u
+set -o pipefail
+
+: "${top_builddir:?top_builddir must be set (run through make check)}"
+: "${top_srcdir:?top_srcdir must be set}"
+MKV_TEST_TIMEOUT=${MKV_TEST_TIMEOUT:-600}
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "/tmp/minikv-${TEST_NAME}.XXXXXX")
+SERVER_PID=""
+MOUNTS=""
+PY=/usr/bin/python3
+MINIKV="$top_builddir/tools/minikv"
+MINIKVCTL="$top_builddir/tools/minikvctl"
+export PYTHONDONTWRITEBYTECODE=1
+
+log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%H:%M:%S)" "$*"; }
+
+fail() {
+    log "FAIL: $*"
+    exit 1
+}
+
+mkv_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "${WATCHDOG_PID:-}" ] && kill "$WATCHDOG_PID" 2>/dev/null
+    for m in $MOUNTS; do
+        fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    # Anything else this test started (clients in the background).
+    pkill -KILL -P $$ 2>/dev/null
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+        log "exit status $rc; logs in $T"
+        for f in "$T"/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- $f (last 60 lines)"
+            tail -n 60 "$f"
+        done
+        if [ "${MKV_KEEP_FAILED:-0}" = 1 ]; then
+            log "kept $T"
+            exit "$rc"
+        fi
+    fi
+    for m in $MOUNTS; do umount -l "$m" 2>/dev/null; done
+    rm -rf "$T"
+    exit "$rc"
+}
+trap mkv_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The watchdog: a test that hangs is a failure, not a stuck CI.
+( sleep "$MKV_TEST_TIMEOUT"; echo "[$TEST_NAME] watchdog: over ${MKV_TEST_TIMEOUT}s, stopping" >&2; kill -TERM $$ ) 2>/dev/null &
+WATCHDOG_PID=$!
+
+skip() {
+    log "SKIP: $*"
+    exit 77
+}
+
+# Free TCP ports on 127.0.0.1: bound to port 0 and released, so another
+# process could take one in between; the server then fails to start and the
+# test fails loudly rather than talking to something else.
+free_ports() {
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# Starts `minikv server` on fresh ports with its data in $DATA (default
+# $T/data) and waits until /health/ready answers 200. Sets S3_PORT,
+# META_PORT, CHUNK_PORT, ENDPOINT and the AWS_* variables.
+mkv_start_server() {
+    DATA=${DATA:-$T/data}
+    if [ -z "${S3_PORT:-}" ]; then
+        # META_PORT+1 is Raft's: ask for a pair and use the first two.
+        set -- "$@"
+        local ports
+        ports=$(free_ports 4)
+        S3_PORT=$(echo "$ports" | cut -d' ' -f1)
+        CHUNK_PORT=$(echo "$ports" | cut -d' ' -f2)
+        META_PORT=$(echo "$ports" | cut -d' ' -f3)
+        # Raft takes META_PORT+1; make sure it is free too.
+        "$PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $META_PORT + 1))" 2>/dev/null ||
+            { S3_PORT=""; mkv_start_server "$@"; return; }
+    fi
+    ENDPOINT="http://127.0.0.1:$S3_PORT"
+    "$MINIKV" server --data "$DATA" --listen "127.0.0.1:$S3_PORT" --meta-listen "127.0.0.1:$META_PORT" \
+        --chunk-listen "127.0.0.1:$CHUNK_PORT" "$@" >>"$T/server.log" 2>&1 &
+    SERVER_PID=$!
+    mkv_wait_ready 30 || fail "server did not become ready"
+    if [ -z "${MINIKV_ACCESS_KEY:-}" ]; then
+        AWS_ACCESS_KEY_ID=$(sed -n 's/^aws_access_key_id = //p' "$DATA/credentials")
+        AWS_SECRET_ACCESS_KEY=$(sed -n 's/^aws_secret_access_key = //p' "$DATA/credentials")
+    else
+        AWS_ACCESS_KEY_ID=$MINIKV_ACCESS_KEY
+        AWS_SECRET_ACCESS_KEY=$MINIKV_SECRET_KEY
+    fi
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY ENDPOINT S3_PORT META_PORT CHUNK_PORT DATA
+    export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER=""
+    export MINIKV_META="127.0.0.1:$META_PORT" MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT"
+}
+
+mkv_wait_ready() {
+    local limit=$(( $1 * 10 )) i
+    for i in $(seq "$limit"); do
+        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "server exited during start-up"
+            return 1
+        fi
+        if curl -fs "http://127.0.0.1:$S3_PORT/health/ready" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+mkv_stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || fail "server exited with status $? on SIGTERM"
+    SERVER_PID=""
+}
+
+mkv_kill_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -KILL "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+}
+
+# The two AWS CLIs: Debian's awscli 2.x, and a newer botocore-based aws
+# found on PATH (it sends CRC32 checksums and aws-chunked bodies).
+aws_v2() { /usr/bin/aws --endpoint-url "$ENDPOINT" --cli-read-timeout 60 "$@"; }
+AWS_NEW=""
+for a in $(type -ap aws); do
+    [ "$a" = /usr/bin/aws ] && continue
+    AWS_NEW=$a
+    break
+done
+aws_new() { "$AWS_NEW" --endpoint-url "$ENDPOINT" "$@"; }
+
+# Signed raw requests from the test suite's own SigV4 client.
+s3req() { "$PY" "$top_srcdir/tests/integration/s3req.py" "$@"; }
+
+expect_eq() {
+    [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"
+}
+
+expect_contains() {
+    case "$1" in *"$2"*) ;; *) fail "${3:-missing text}: '$2' not in: $(printf '%s' "$1" | head -c 600)" ;; esac
+}
+
+# rand_file PATH SIZE_BYTES
+rand_file() {
+    head -c "$2" /dev/urandom >"$1"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
