@@ -102,6 +102,10 @@ MKV_API int mkv_http_server_port(const struct mkv_http_server *s);
 MKV_API void mkv_http_server_stop(struct mkv_http_server *s, void (*cb)(void *data), void *data);
 /* Open connections (for /metrics and tests). */
 MKV_API uint64_t mkv_http_server_connections(const struct mkv_http_server *s);
+/* Serves an already connected stream socket (a socketpair in tests and
+ * fuzzing, a socket handed over by a supervisor). The server owns fd on
+ * success. opts.listen may be NULL for a server that only adopts. */
+MKV_API int mkv_http_server_adopt(struct mkv_http_server *s, uv_os_sock_t fd);
 
 /* The value of a header, compared case-insensitively; NULL if absent. */
 MKV_API const char *mkv_http_header(const struct mkv_http_req *r, const char *name);
@@ -110,6 +114,12 @@ MKV_API const char *mkv_http_header(const struct mkv_http_req *r, const char *na
  * than buflen-1. */
 MKV_API int mkv_http_query(const struct mkv_http_req *r, const char *name, char *buf,
                            size_t buflen);
+/* Percent-decodes s[0..n) into out (cap bytes; NUL-terminated when room
+ * is left, but the result may itself contain NUL bytes). With
+ * MKV_HTTP_PLUS_SPACE a '+' decodes to a space (query strings). Returns the
+ * decoded length, -EINVAL for a malformed escape, -ENOSPC if cap is short. */
+#define MKV_HTTP_PLUS_SPACE 1
+MKV_API int mkv_http_unescape(const char *s, size_t n, char *out, size_t cap, int flags);
 
 /* Starts delivering the body to cb (sends "100 Continue" first when the
  * client asked for it). Call once. */
