@@ -363,12 +363,11 @@ enum mkv_s3_error mkv_chunked_feed(struct mkv_chunked *d, const void *buf, size_
         case ST_SIZE:
         case ST_TRAILER:
             if (take_line(d, *p++)) {
-                int st = d->state;
-                d->line_len = 0;
-                if (st == ST_SIZE)
+                if (d->state == ST_SIZE)
                     size_line(d);
                 else
                     trailer_line(d);
+                d->line_len = 0;
             }
             break;
         case ST_DONE:

@@ -20,11 +20,22 @@ S3HTTP_LIBS = s3gw/libs3http.a lib/libllhttp.a $(MKV_LIBS) $(SSL_LIBS) $(CRYPTO_
 S3HTTP_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/s3gw $(LLHTTP_CPPFLAGS)
 
 # Unit tests (cmocka).
-check_PROGRAMS += tests/unit/test_sigv4
-TESTS += tests/unit/test_sigv4
+check_PROGRAMS += tests/unit/test_sigv4 tests/unit/test_chunked tests/unit/test_xml
+TESTS += tests/unit/test_sigv4 tests/unit/test_chunked tests/unit/test_xml
 
 tests_unit_test_sigv4_SOURCES = tests/unit/test_sigv4.c
 tests_unit_test_sigv4_CPPFLAGS = $(S3HTTP_CPPFLAGS)
 tests_unit_test_sigv4_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_sigv4_LDADD = $(S3HTTP_LIBS) $(UNIT_LIBS)
 
+
+tests_unit_test_chunked_SOURCES = tests/unit/test_chunked.c
+tests_unit_test_chunked_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_unit_test_chunked_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_chunked_LDADD = $(S3HTTP_LIBS) $(UNIT_LIBS)
+
+# XML parser and checksum known-answer tests share a program.
+tests_unit_test_xml_SOURCES = tests/unit/test_xml.c
+tests_unit_test_xml_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_unit_test_xml_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_xml_LDADD = $(S3HTTP_LIBS) $(UNIT_LIBS)
