@@ -104,7 +104,7 @@ mkv_start_server() {
         "$PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $META_PORT + 1))" 2>/dev/null ||
             { S3_PORT=""; mkv_start_server "$@"; return; }
     fi
-    ENDPOINT="http://127.0.0.1:$S3_PORT"
+    ENDPOINT="${MKV_SCHEME:-http}://127.0.0.1:$S3_PORT"
     "$MINIKV" server --data "$DATA" --listen "127.0.0.1:$S3_PORT" --meta-listen "127.0.0.1:$META_PORT" \
         --chunk-listen "127.0.0.1:$CHUNK_PORT" "$@" >>"$T/server.log" 2>&1 &
     SERVER_PID=$!
@@ -129,7 +129,7 @@ mkv_wait_ready() {
             log "server exited during start-up"
             return 1
         fi
-        if curl -fs "http://127.0.0.1:$S3_PORT/health/ready" >/dev/null 2>&1; then return 0; fi
+        if curl -kfs "${MKV_SCHEME:-http}://127.0.0.1:$S3_PORT/health/ready" >/dev/null 2>&1; then return 0; fi
         sleep 0.1
     done
     return 1
