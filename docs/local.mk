@@ -1,1 +1,1 @@
-# docs: see issue tracker
+# docs: shipped with the distribution (EXTRA_DIST has docs/).
