@@ -5,7 +5,8 @@ noinst_LIBRARIES += meta/libmeta.a
 meta_libmeta_a_SOURCES = \
 	meta/ns.h meta/ns_int.h \
 	meta/ns_store.c meta/ns_path.c meta/ns_obj.c meta/ns_list.c meta/ns_mpu.c \
-	meta/ns_misc.c meta/ns_apply.c
+	meta/ns_misc.c meta/ns_apply.c \
+	meta/node.h meta/node_int.h meta/node.c meta/fsm.c
 meta_libmeta_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(RAFT_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # For programs that embed the meta service.
@@ -16,3 +17,9 @@ tests_unit_test_ns_SOURCES = tests/unit/test_ns.c
 tests_unit_test_ns_CFLAGS = $(UNIT_CFLAGS) $(LMDB_CFLAGS)
 tests_unit_test_ns_LDADD = $(META_LIBS) $(UNIT_LIBS)
 TESTS += tests/unit/test_ns
+
+check_PROGRAMS += tests/unit/test_raft
+tests_unit_test_raft_SOURCES = tests/unit/test_raft.c
+tests_unit_test_raft_CFLAGS = $(UNIT_CFLAGS) $(RAFT_CFLAGS) $(LMDB_CFLAGS)
+tests_unit_test_raft_LDADD = $(META_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_raft

@@ -78,6 +78,8 @@ uint64_t mkv_ns_applied(const struct mkv_ns *ns);
 void mkv_ns_counters(const struct mkv_ns *ns, struct mkv_ns_counters *out);
 /* Entries mkv_ns_apply skipped because they were already applied. */
 uint64_t mkv_ns_skipped(const struct mkv_ns *ns);
+/* Commands that failed after modifying a table (a bug; logged). */
+uint64_t mkv_ns_partial(const struct mkv_ns *ns);
 
 /* ---- snapshots ----
  * A snapshot is a header (MKV_NS_SNAP_HDR bytes: "MKVNSNP1", u64 applied

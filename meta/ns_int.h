@@ -82,6 +82,7 @@ struct mkv_ns
     uint64_t next_chunk, next_chunk_c;
     struct mkv_ns_counters cnt, cnt_c;
     uint64_t skipped;
+    uint64_t partial; /* commands that failed after writing (bugs) */
     int failed; /* a fatal error happened: every call fails */
     char *dir;
     uint64_t map_size;
@@ -96,6 +97,7 @@ struct ns_op
     int64_t now;    /* the envelope's clock (queries: 0) */
     uint64_t index; /* raft index (queries: 0) */
     int fatal;      /* LMDB error code when the state machine failed */
+    int wrote;      /* a table was modified */
     struct mkv_buf *reply;
     struct mkv_buf scratch; /* encode area for puts */
 };

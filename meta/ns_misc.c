@@ -71,6 +71,10 @@ int ns_gc_done(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_slice cur;
     int rv;
     DECODE(mkv_desc_gc_done_req, p, len, &req);
+    cur = req.ids; /* the whole list is checked before the first delete */
+    while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &r)) == 1) {
+    }
+    if (rv < 0) return -EPROTO;
     cur = req.ids;
     while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &r)) == 1) {
         uint8_t k[12];

@@ -175,20 +175,17 @@ static int preconditions(const struct ns_put_args *a, const struct mkv_obj_info 
 }
 
 static int put_dir(struct ns_op *op, const struct ns_put_args *a, uint64_t parent,
-                   const uint8_t *name, size_t nlen, int exists, uint64_t ino, int type,
+                   const uint8_t *name, size_t nlen, int exists, struct mkv_obj_info *old,
                    int64_t mtime, uint64_t *ino_out)
 {
     struct mkv_ns *ns = op->ns;
     struct mkv_obj_info oi;
     int rv, was_implicit = 0;
-    if (exists && type != MKV_T_DIR) return MKV_EKEYCONFLICT;
     if (exists) {
-        if ((rv = ns_ino_get(op, ino, &oi))) return rv == -ENOENT ? NS_EFATAL : rv;
+        oi = *old;
         was_implicit = (oi.dflags & MKV_DF_IMPLICIT) != 0;
-        if ((rv = preconditions(a, was_implicit ? NULL : &oi))) return rv;
         oi.dflags &= (uint8_t)~MKV_DF_IMPLICIT;
     } else {
-        if ((rv = preconditions(a, NULL))) return rv;
         memset(&oi, 0, sizeof oi);
         oi.ino = ns->next_ino++;
         oi.type = MKV_T_DIR;
@@ -214,6 +211,8 @@ static int put_dir(struct ns_op *op, const struct ns_put_args *a, uint64_t paren
     return 0;
 }
 
+/* Every check comes before the first write, so that a refused put leaves
+ * no trace (commands do not run in nested transactions). */
 int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out,
                 int64_t *mtime_out)
 {
@@ -228,7 +227,8 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     uint8_t owner[9];
     const uint8_t *lname;
     size_t llen;
-    int type = 0, exists, rv, is_dir;
+    unsigned missing = 0, have_missing = 0;
+    int type = 0, exists = 0, rv, is_dir;
 
     if ((rv = ns_bucket_get(op, a->bucket, &b))) return rv;
     if ((rv = ns_path_parse(&path, a->key))) return rv;
@@ -237,33 +237,46 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     if (!is_dir && !keep && (rv = ns_extents_check(a->extents, a->size, MKV_EXTENTS_MAX)))
         return rv;
     if ((rv = ns_attrs_check(a->attrs))) return rv;
+    /* Walk the existing part of the path; the rest will be created. */
     dir = b.ino;
     for (unsigned i = 0; i + 1 < path.n; i++) {
-        const uint8_t *name = path.p + path.off[i];
-        rv = ns_dent_find(op, dir, name, path.clen[i], &ino, &type);
-        if (rv == 0) {
-            if (type != MKV_T_DIR) return MKV_EKEYCONFLICT;
-            dir = ino;
-            continue;
+        rv = ns_dent_find(op, dir, path.p + path.off[i], path.clen[i], &ino, &type);
+        if (rv == -ENOENT) {
+            missing = i;
+            have_missing = 1;
+            break;
         }
-        if (rv != -ENOENT) return rv;
-        if ((rv = mkdir_implicit(op, dir, name, path.clen[i], &dir))) return rv;
+        if (rv) return rv;
+        if (type != MKV_T_DIR) return MKV_EKEYCONFLICT;
+        dir = ino;
     }
     lname = path.p + path.off[path.n - 1];
     llen = path.clen[path.n - 1];
-    rv = ns_dent_find(op, dir, lname, llen, &ino, &type);
-    if (rv && rv != -ENOENT) return rv;
-    exists = rv == 0;
+    if (!have_missing) {
+        rv = ns_dent_find(op, dir, lname, llen, &ino, &type);
+        if (rv && rv != -ENOENT) return rv;
+        exists = rv == 0;
+    }
+    if (exists) {
+        if (is_dir != (type == MKV_T_DIR)) return MKV_EKEYCONFLICT;
+        if ((rv = ns_ino_get(op, ino, &old))) return rv == -ENOENT ? NS_EFATAL : rv;
+    }
+    /* An implicit directory is no object for preconditions. */
+    if ((rv = preconditions(a, exists && !(is_dir && (old.dflags & MKV_DF_IMPLICIT)) ? &old
+                                                                                   : NULL)))
+        return rv;
+    if (!is_dir && keep && !exists) return MKV_ENOTFOUND;
+
+    /* Writes from here on. */
+    if (have_missing)
+        for (unsigned i = missing; i + 1 < path.n; i++)
+            if ((rv = mkdir_implicit(op, dir, path.p + path.off[i], path.clen[i], &dir)))
+                return rv;
     if (is_dir) {
-        rv = put_dir(op, a, dir, lname, llen, exists, ino, type, mtime, ino_out);
+        rv = put_dir(op, a, dir, lname, llen, exists, &old, mtime, ino_out);
         if (!rv) *mtime_out = mtime;
         return rv;
     }
-    if (exists && type == MKV_T_DIR) return MKV_EKEYCONFLICT;
-    if (exists && (rv = ns_ino_get(op, ino, &old))) return rv == -ENOENT ? NS_EFATAL : rv;
-    if ((rv = preconditions(a, exists ? &old : NULL))) return rv;
-    if (keep && !exists) return MKV_ENOTFOUND;
-
     memset(&oi, 0, sizeof oi);
     if (exists) {
         /* old points into LMDB pages that the writes below may reuse. */
@@ -347,7 +360,7 @@ static int cleanup_parents(struct ns_op *op, const uint64_t *chain, const struct
         rv = ns_dir_empty(op, chain[i]);
         if (rv < 0) return rv;
         if (!rv) break;
-        if ((rv = ns_ino_del(op, chain[i]))) return rv;
+        if ((rv = ns_ino_del(op, chain[i]))) return rv == -ENOENT ? NS_EFATAL : rv;
         if ((rv = ns_dent_del(op, chain[i - 1], path->p + path->off[i - 1], path->clen[i - 1], 1)))
             return rv == -ENOENT ? NS_EFATAL : rv;
     }
@@ -395,8 +408,9 @@ static int delete_key(struct ns_op *op, uint64_t bucket_ino, struct mkv_slice ke
             *existed = 1;
             return 0;
         }
-        if ((rv = ns_ino_del(op, ino))) return rv;
-        if ((rv = ns_dent_del(op, chain[path.n - 1], lname, llen, 1))) return rv;
+        if ((rv = ns_ino_del(op, ino))) return rv == -ENOENT ? NS_EFATAL : rv;
+        if ((rv = ns_dent_del(op, chain[path.n - 1], lname, llen, 1)))
+            return rv == -ENOENT ? NS_EFATAL : rv;
     } else {
         struct mkv_buf ext = MKV_BUF_INIT;
         uint8_t owner[9];
@@ -406,7 +420,7 @@ static int delete_key(struct ns_op *op, uint64_t bucket_ino, struct mkv_slice ke
         if (!rv) rv = ns_dent_del(op, chain[path.n - 1], lname, llen, 0);
         if (!rv) rv = ns_refs_drop(op, oi.extents, owner, ns_owner_inode(owner, ino));
         mkv_buf_free(&ext);
-        if (rv) return rv;
+        if (rv) return rv == -ENOENT || rv == -EINVAL ? NS_EFATAL : rv;
         ns->cnt.bytes -= size;
     }
     ns->cnt.objects--;
@@ -429,50 +443,38 @@ int ns_obj_delete(struct ns_op *op, const uint8_t *p, size_t len)
 
 int ns_obj_delete_multi(struct ns_op *op, const uint8_t *p, size_t len)
 {
-    struct mkv_ns *ns = op->ns;
     struct mkv_obj_delete_multi_req req;
     struct mkv_obj_delete_multi_rep rep;
     struct mkv_ns_bucket b;
-    struct mkv_ns_counters saved = ns->cnt;
     struct mkv_key_entry ke;
     struct mkv_slice cur;
     int64_t st[MKV_MULTI_MAX];
     struct mkv_buf out = MKV_BUF_INIT;
-    MDB_txn *parent = op->txn, *sub;
     unsigned n = 0, failed = 0;
-    int rv, rc;
+    int rv;
 
     DECODE(mkv_desc_obj_delete_multi_req, p, len, &req);
     if ((rv = ns_bucket_get(op, req.bucket, &b))) return rv;
+    /* All or nothing: only a bad key can make a delete fail (other than a
+     * fatal error), so every key is checked before anything is deleted. */
     cur = req.keys;
-    while ((rv = mkv_msg_next(&mkv_desc_key_entry, &cur, &ke)) == 1)
-        if (++n > MKV_MULTI_MAX) return -EINVAL;
+    while ((rv = mkv_msg_next(&mkv_desc_key_entry, &cur, &ke)) == 1) {
+        if (n == MKV_MULTI_MAX) return -EINVAL;
+        st[n] = mkv_ns_check_key(ke.key.p, ke.key.len);
+        if (st[n]) failed++;
+        n++;
+    }
     if (rv < 0) return -EPROTO;
-    /* All or nothing: the keys are deleted in a nested transaction that is
-     * dropped if any key fails. */
-    if ((rc = mdb_txn_begin(ns->env, parent, 0, &sub))) return ns_fail(op, rc, "multi begin");
-    op->txn = sub;
     cur = req.keys;
     for (unsigned i = 0; i < n; i++) {
         int existed = 0;
         mkv_msg_next(&mkv_desc_key_entry, &cur, &ke);
-        rv = delete_key(op, b.ino, ke.key, &existed);
-        if (op->fatal) break;
-        st[i] = rv ? rv : existed;
-        if (rv) failed++;
-    }
-    op->txn = parent;
-    if (op->fatal) {
-        mdb_txn_abort(sub);
-        return NS_EFATAL;
-    }
-    if (failed) {
-        mdb_txn_abort(sub);
-        ns->cnt = saved;
-        for (unsigned i = 0; i < n; i++)
-            if (st[i] >= 0) st[i] = -ECANCELED;
-    } else if ((rc = mdb_txn_commit(sub))) {
-        return ns_fail(op, rc, "multi commit");
+        if (failed) {
+            if (st[i] == 0) st[i] = -ECANCELED;
+            continue;
+        }
+        if ((rv = delete_key(op, b.ino, ke.key, &existed))) return rv; /* fatal only */
+        st[i] = existed;
     }
     for (unsigned i = 0; i < n; i++) {
         struct mkv_status_entry se = {st[i]};
@@ -481,7 +483,7 @@ int ns_obj_delete_multi(struct ns_op *op, const uint8_t *p, size_t len)
             return ns_fail(op, ENOMEM, "multi reply");
         }
     }
-    rep.results = mkv_slice_mem(out.p, out.len);
+    rep.results = mkv_slice_mem(out.p ? out.p : (const uint8_t *)"", out.len);
     rv = ns_reply(op, &mkv_desc_obj_delete_multi_rep, &rep);
     mkv_buf_free(&out);
     return rv;

@@ -49,6 +49,7 @@ int ns_put(struct ns_op *op, MDB_dbi db, const void *k, size_t klen, const void 
     MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
     int rc = mdb_put(op->txn, db, &key, &val, 0);
     if (rc) return ns_fail(op, rc, "put");
+    op->wrote = 1;
     return 0;
 }
 
@@ -58,6 +59,7 @@ int ns_del(struct ns_op *op, MDB_dbi db, const void *k, size_t klen)
     int rc = mdb_del(op->txn, db, &key, NULL);
     if (rc == MDB_NOTFOUND) return -ENOENT;
     if (rc) return ns_fail(op, rc, "del");
+    op->wrote = 1;
     return 0;
 }
 
@@ -316,6 +318,11 @@ void mkv_ns_counters(const struct mkv_ns *ns, struct mkv_ns_counters *out)
 uint64_t mkv_ns_skipped(const struct mkv_ns *ns)
 {
     return ns->skipped;
+}
+
+uint64_t mkv_ns_partial(const struct mkv_ns *ns)
+{
+    return ns->partial;
 }
 
 /* ---- snapshots ---- */

@@ -1,0 +1,541 @@
+/* minikv meta: a Raft node: lifecycle, group membership, leadership and
+ * the command/read paths. The FSM adapter is in fsm.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "meta/node_int.h"
+#include "minikv/config.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+
+#define MAX_PEERS 16
+
+/* ---- addresses ---- */
+
+int mkv_node_shift_port(const char *addr, int delta, char *out, size_t outlen)
+{
+    char host[256];
+    int port, n;
+    if (mkv_parse_hostport(addr, host, sizeof host, &port)) return -EINVAL;
+    port += delta;
+    if (port <= 0 || port > 65535) return -EINVAL;
+    if (strchr(host, ':'))
+        n = snprintf(out, outlen, "[%s]:%d", host, port);
+    else
+        n = snprintf(out, outlen, "%s:%d", host, port);
+    return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+int mkv_node_parse_peers(const char *peers, char *buf, size_t buflen, uint64_t *ids,
+                         char **addrs, int max)
+{
+    char *save = NULL, *tok;
+    int n = 0;
+    if (!peers || strlen(peers) >= buflen) return -EINVAL;
+    strcpy(buf, peers);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '='), *end;
+        char host[256];
+        int port;
+        unsigned long long id;
+        while (*tok == ' ') tok++;
+        if (!eq || n == max) return -EINVAL;
+        *eq = 0;
+        errno = 0;
+        id = strtoull(tok, &end, 10);
+        if (errno || end == tok || *end || id == 0) return -EINVAL;
+        if (mkv_parse_hostport(eq + 1, host, sizeof host, &port) || port <= 0 || port >= 65535)
+            return -EINVAL;
+        for (int i = 0; i < n; i++)
+            if (ids[i] == id) return -EINVAL;
+        ids[n] = id;
+        addrs[n] = eq + 1;
+        n++;
+    }
+    return n;
+}
+
+/* ---- the reply queue and the end-of-iteration commit ---- */
+
+static void idle_noop(uv_idle_t *h)
+{
+    (void)h;
+}
+
+/* Work is queued: keep the loop from blocking in poll so that this
+ * iteration reaches the check phase (and its commit) at once. */
+void mkv_node_kick(struct mkv_node *n)
+{
+    if (n->open_handles == 2 && !uv_is_closing((uv_handle_t *)&n->idle))
+        uv_idle_start(&n->idle, idle_noop);
+}
+
+static void enqueue(struct mkv_node *n, struct mkv_node_req *req)
+{
+    req->next = NULL;
+    if (n->q_tail)
+        n->q_tail->next = req;
+    else
+        n->q_head = req;
+    n->q_tail = req;
+}
+
+/* Commits the batch, then answers every queued command. */
+static void deliver(struct mkv_node *n)
+{
+    struct mkv_node_req *req, *next;
+    if (!n->fatal && mkv_ns_dirty(n->ns) && mkv_ns_flush(n->ns)) mkv_node_fail(n, "commit");
+    req = n->q_head;
+    n->q_head = n->q_tail = NULL;
+    for (; req; req = next) {
+        next = req->next;
+        /* After a failure the batch holding the result is gone: the
+         * outcome is unknown to the client. */
+        struct mkv_buf r = req->reply;
+        if (n->fatal) req->status = MKV_EUNAVAILABLE;
+        /* The callback may reuse req (submit again): take the reply out. */
+        memset(&req->reply, 0, sizeof req->reply);
+        req->cb(req, req->status, req->status ? NULL : r.p, req->status ? 0 : r.len);
+        mkv_buf_free(&r);
+    }
+}
+
+static void barrier_cb(struct raft_barrier *b, int status)
+{
+    struct mkv_node *n = b->data;
+    n->barrier_inflight = 0;
+    if (status == 0 && !n->stopping && raft_state(&n->raft) == RAFT_LEADER &&
+        n->raft.current_term == n->barrier_term) {
+        n->ready = 1;
+        n->ready_term = n->barrier_term;
+        MKV_INFO("meta", "leader ready id=%llu term=%llu applied=%llu",
+                 (unsigned long long)n->id, (unsigned long long)n->raft.current_term,
+                 (unsigned long long)raft_last_applied(&n->raft));
+    }
+    mkv_node_kick(n);
+}
+
+/* Notices leadership changes; a new leader issues a barrier and serves
+ * reads once it is applied. */
+static void track_leadership(struct mkv_node *n)
+{
+    struct raft *r = &n->raft;
+    if (n->stopping || n->fatal) {
+        n->ready = 0;
+        return;
+    }
+    if (raft_state(r) != RAFT_LEADER) {
+        if (n->ready) MKV_INFO("meta", "no longer leader id=%llu", (unsigned long long)n->id);
+        n->ready = 0;
+        return;
+    }
+    if (n->ready && n->ready_term == r->current_term) return;
+    n->ready = 0;
+    if (n->barrier_inflight) return;
+    n->barrier.data = n;
+    n->barrier_term = r->current_term;
+    if (raft_barrier(r, &n->barrier, barrier_cb) == 0)
+        n->barrier_inflight = 1;
+    else
+        mkv_node_kick(n); /* try again next iteration */
+}
+
+static void log_replay(struct mkv_node *n)
+{
+    if (n->replay_logged) return;
+    if (raft_last_applied(&n->raft) < n->stats.start_last_index && !n->ready) return;
+    n->replay_logged = 1;
+    MKV_INFO("meta",
+             "replay done snapshot=%llu log_last=%llu replayed=%llu skipped=%llu applied=%llu",
+             (unsigned long long)n->stats.start_snapshot,
+             (unsigned long long)n->stats.start_last_index,
+             (unsigned long long)n->stats.replayed, (unsigned long long)n->stats.replay_skipped,
+             (unsigned long long)raft_last_applied(&n->raft));
+}
+
+static void check_cb(uv_check_t *h)
+{
+    struct mkv_node *n = h->data;
+    deliver(n);
+    if (n->fatal && !n->fatal_reported) {
+        n->fatal_reported = 1;
+        if (n->on_fatal) n->on_fatal(n->data);
+    }
+    track_leadership(n);
+    log_replay(n);
+    if (!n->q_head && !mkv_ns_dirty(n->ns)) uv_idle_stop(&n->idle);
+}
+
+void mkv_node_fail(struct mkv_node *n, const char *why)
+{
+    if (!n->fatal) MKV_ERROR("meta", "state machine failed: node stops serving op=%s", why);
+    n->fatal = 1;
+    n->ready = 0;
+    mkv_node_kick(n);
+}
+
+/* ---- commands and reads ---- */
+
+static void apply_cb(struct raft_apply *a, int status, void *result)
+{
+    struct mkv_node_req *req = a->data;
+    struct mkv_node *n = req->node;
+    if (status == 0 && result == n) {
+        struct mkv_buf tmp = req->reply;
+        req->status = n->res_status;
+        req->reply = n->res_reply;
+        n->res_reply = tmp;
+        mkv_buf_reset(&n->res_reply);
+    } else {
+        /* RAFT_LEADERSHIPLOST, RAFT_SHUTDOWN, an FSM error: unknown. */
+        req->status = MKV_EUNAVAILABLE;
+    }
+    enqueue(n, req);
+    mkv_node_kick(n);
+}
+
+int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
+                    uint64_t client_id, uint64_t seq, int64_t now_ns, const void *payload,
+                    size_t len, mkv_node_cb cb)
+{
+    struct mkv_raft_cmd cmd;
+    struct raft_buffer b;
+    size_t used;
+    int rv;
+    if (n->fatal || n->stopping) return MKV_EUNAVAILABLE;
+    if (raft_state(&n->raft) != RAFT_LEADER) return MKV_ENOTLEADER;
+    if (len > MKV_FRAME_MAX) return -EINVAL;
+    cmd.type = type;
+    cmd.client_id = client_id;
+    cmd.seq = seq;
+    cmd.now_ns = now_ns;
+    cmd.payload = mkv_slice_mem(payload ? payload : "", len);
+    /* raft's uv log format needs entry sizes that are multiples of 8 (its
+     * segment reader does not skip padding otherwise); the envelope decoder
+     * ignores trailing bytes. */
+    used = mkv_msg_size(&mkv_desc_raft_cmd, &cmd);
+    b.len = (used + 7) & ~(size_t)7;
+    b.base = raft_calloc(1, b.len);
+    if (!b.base) return -ENOMEM;
+    if ((rv = mkv_msg_encode(&mkv_desc_raft_cmd, &cmd, b.base, b.len, &used))) {
+        raft_free(b.base);
+        return rv;
+    }
+    req->node = n;
+    req->cb = cb;
+    req->status = 0;
+    req->next = NULL;
+    memset(&req->reply, 0, sizeof req->reply);
+    req->apply.data = req;
+    rv = raft_apply(&n->raft, &req->apply, &b, 1, apply_cb);
+    if (rv) {
+        raft_free(b.base);
+        if (rv == RAFT_NOTLEADER) return MKV_ENOTLEADER;
+        if (rv == RAFT_NOMEM) return -ENOMEM;
+        MKV_WARN("meta", "raft_apply failed err=\"%s\"", raft_strerror(rv));
+        return MKV_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
+                   struct mkv_buf *reply)
+{
+    mkv_buf_reset(reply);
+    if (n->fatal || n->stopping) {
+        *status = MKV_EUNAVAILABLE;
+        return 0;
+    }
+    if (!mkv_node_ready(n)) {
+        *status = MKV_ENOTLEADER;
+        return 0;
+    }
+    if (mkv_ns_query(n->ns, type, req, len, status, reply)) {
+        mkv_node_fail(n, "query");
+        *status = MKV_EUNAVAILABLE;
+        return -EIO;
+    }
+    return 0;
+}
+
+int mkv_node_ready(const struct mkv_node *n)
+{
+    return n->ready && !n->fatal && !n->stopping &&
+           raft_state((struct raft *)&n->raft) == RAFT_LEADER &&
+           n->raft.current_term == n->ready_term;
+}
+
+const char *mkv_node_leader(struct mkv_node *n, uint64_t *id)
+{
+    raft_id lid = 0;
+    const char *addr = NULL;
+    raft_leader(&n->raft, &lid, &addr);
+    if (id) *id = lid;
+    if (!lid || !addr || mkv_node_shift_port(addr, -1, n->leader_buf, sizeof n->leader_buf))
+        n->leader_buf[0] = 0;
+    return n->leader_buf;
+}
+
+void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
+{
+    struct raft *r = &n->raft;
+    struct mkv_ns_counters c;
+    uint64_t lid;
+    const char *leader = mkv_node_leader(n, &lid);
+    unsigned voters = 0;
+    memset(st, 0, sizeof *st);
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
+    mkv_ns_counters(n->ns, &c);
+    st->id = n->id;
+    st->role = (uint8_t)raft_state(r);
+    st->ready = (uint8_t)mkv_node_ready(n);
+    st->term = r->current_term;
+    st->commit_index = r->commit_index;
+    st->applied_index = raft_last_applied(r);
+    st->last_index = raft_last_index(r);
+    st->snapshot_index = r->log.snapshot.last_index;
+    st->leader_id = lid;
+    st->leader = mkv_slice_str(leader);
+    st->address = mkv_slice_str(n->address);
+    st->voters = voters;
+    st->buckets = c.buckets;
+    st->objects = c.objects;
+    st->bytes = c.bytes;
+    st->uploads = c.uploads;
+    st->garbage = c.garbage;
+    st->chunk_servers = mkv_slice_mem("", 0);
+}
+
+void mkv_node_get_stats(const struct mkv_node *n, struct mkv_node_stats *st)
+{
+    *st = n->stats;
+}
+
+struct mkv_ns *mkv_node_ns(struct mkv_node *n)
+{
+    return n->ns;
+}
+
+/* ---- start and stop ---- */
+
+static void node_free(struct mkv_node *n)
+{
+    mkv_node_fsm_cleanup(n);
+    mkv_ns_close(n->ns);
+    mkv_buf_free(&n->res_reply);
+    free(n->dir);
+    free(n->address);
+    free(n);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct mkv_node *n = h->data;
+    void (*cb)(void *) = n->stop_cb;
+    void *data = n->stop_data;
+    if (--n->open_handles > 0) return;
+    node_free(n);
+    if (cb) cb(data);
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct mkv_node *n = r->data;
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    /* Pending commands failed with RAFT_LEADERSHIPLOST and are queued with
+     * the applied ones: commit, then answer them all. */
+    deliver(n);
+    uv_close((uv_handle_t *)&n->check, handle_closed);
+    uv_close((uv_handle_t *)&n->idle, handle_closed);
+}
+
+void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
+{
+    MKV_INFO("meta", "node stopping id=%llu applied=%llu", (unsigned long long)n->id,
+             (unsigned long long)raft_last_applied(&n->raft));
+    n->stopping = 1;
+    n->ready = 0;
+    n->stop_cb = cb;
+    n->stop_data = data;
+    raft_close(&n->raft, raft_closed);
+}
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0750) && errno != EEXIST) return -errno;
+    return 0;
+}
+
+/* Builds the bootstrap configuration from the peers (or this node alone)
+ * and finds this member's Raft address. */
+static int build_config(struct mkv_node *n, const struct mkv_node_opts *o,
+                        struct raft_configuration *conf, char *err, size_t errlen)
+{
+    char buf[4096], raddr[288], *addrs[MAX_PEERS];
+    uint64_t ids[MAX_PEERS];
+    int np, self = -1, rv;
+    if (o->peers && *o->peers) {
+        np = mkv_node_parse_peers(o->peers, buf, sizeof buf, ids, addrs, MAX_PEERS);
+        if (np < 0) return mkv_errf(err, errlen, -EINVAL, "bad --peers \"%s\"", o->peers);
+    } else {
+        ids[0] = o->id;
+        addrs[0] = (char *)o->address;
+        np = 1;
+    }
+    for (int i = 0; i < np; i++)
+        if (ids[i] == o->id) self = i;
+    if (self < 0) return mkv_errf(err, errlen, -EINVAL, "id %llu is not in the peers",
+                                  (unsigned long long)o->id);
+    if (mkv_node_shift_port(addrs[self], 1, n->raft_address, sizeof n->raft_address))
+        return mkv_errf(err, errlen, -EINVAL, "bad address \"%s\"", addrs[self]);
+    raft_configuration_init(conf);
+    for (int i = 0; i < np; i++) {
+        if (mkv_node_shift_port(addrs[i], 1, raddr, sizeof raddr)) {
+            raft_configuration_close(conf);
+            return mkv_errf(err, errlen, -EINVAL, "bad address \"%s\"", addrs[i]);
+        }
+        if ((rv = raft_configuration_add(conf, ids[i], raddr, RAFT_VOTER))) {
+            raft_configuration_close(conf);
+            return mkv_errf(err, errlen, -EINVAL, "configuration: %s", raft_strerror(rv));
+        }
+    }
+    return 0;
+}
+
+int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_node **out,
+                   char *err, size_t errlen)
+{
+    struct mkv_ns_opts nso = {0};
+    struct raft_configuration conf;
+    struct mkv_node *n;
+    char path[PATH_MAX], bind[288];
+    unsigned election = o->election_ms ? o->election_ms : 1000;
+    unsigned heartbeat = o->heartbeat_ms ? o->heartbeat_ms : 100;
+    int rv;
+
+    if (!o->dir || !o->address || o->id == 0)
+        return mkv_errf(err, errlen, -EINVAL, "meta node needs dir, address and id");
+    if (heartbeat >= election)
+        return mkv_errf(err, errlen, -EINVAL, "heartbeat must be shorter than election timeout");
+    n = calloc(1, sizeof *n);
+    if (!n) return -ENOMEM;
+    n->loop = loop;
+    n->id = o->id;
+    n->on_fatal = o->on_fatal;
+    n->data = o->data;
+    n->dir = strdup(o->dir);
+    n->address = strdup(o->address);
+    if (!n->dir || !n->address) {
+        rv = -ENOMEM;
+        goto err_after_alloc;
+    }
+    if ((rv = build_config(n, o, &conf, err, errlen))) goto err_after_alloc;
+    snprintf(path, sizeof path, "%s/raft", o->dir);
+    if ((rv = mkdir_p(o->dir)) || (rv = mkdir_p(path))) {
+        mkv_errf(err, errlen, rv, "mkdir %s", path);
+        goto err_after_conf;
+    }
+    snprintf(path, sizeof path, "%s/ns", o->dir);
+    nso.dir = path;
+    nso.map_size = o->map_size;
+    nso.no_sync = o->no_sync;
+    if ((rv = mkv_ns_open(&nso, &n->ns, err, errlen))) goto err_after_conf;
+
+    if ((rv = raft_uv_tcp_init(&n->transport, loop))) {
+        rv = mkv_errf(err, errlen, -ENOMEM, "raft transport: %s", raft_strerror(rv));
+        goto err_after_ns;
+    }
+    /* Listening on a wildcard (or another) host than the advertised one. */
+    if (mkv_node_shift_port(o->address, 1, bind, sizeof bind) == 0 &&
+        strcmp(bind, n->raft_address) != 0 &&
+        (rv = raft_uv_tcp_set_bind_address(&n->transport, bind))) {
+        rv = mkv_errf(err, errlen, -EINVAL, "raft bind %s: %s", bind, raft_strerror(rv));
+        goto err_after_transport;
+    }
+    snprintf(path, sizeof path, "%s/raft", o->dir);
+    if ((rv = raft_uv_init(&n->io, loop, path, &n->transport))) {
+        mkv_errf(err, errlen, -EIO, "raft io %s: %s (%s)", path, raft_strerror(rv),
+                 n->io.errmsg);
+        rv = -EIO;
+        goto err_after_transport;
+    }
+    /* libraft 0.15's uv backend implements async_work but still reports
+     * io->version 1, which raft_init refuses for an FSM with snapshot_async
+     * (fixed upstream by commit 269e541 "uv: set io version to 2"). */
+    if (n->io.version < 2 && n->io.async_work) n->io.version = 2;
+    raft_uv_set_connect_retry_delay(&n->io, heartbeat * 2);
+    mkv_node_fsm_init(n);
+    if ((rv = raft_init(&n->raft, &n->io, &n->fsm, o->id, n->raft_address))) {
+        mkv_errf(err, errlen, -EIO, "raft init: %s", raft_errmsg(&n->raft));
+        rv = -EIO;
+        goto err_after_io;
+    }
+    n->raft.data = n;
+    uv_check_init(loop, &n->check);
+    uv_idle_init(loop, &n->idle);
+    n->check.data = n->idle.data = n;
+    n->open_handles = 2;
+    uv_check_start(&n->check, check_cb);
+
+    rv = raft_bootstrap(&n->raft, &conf);
+    if (rv == 0) {
+        MKV_INFO("meta", "raft group bootstrapped id=%llu voters=%u", (unsigned long long)o->id,
+                 conf.n);
+    } else if (rv != RAFT_CANTBOOTSTRAP) {
+        mkv_errf(err, errlen, -EIO, "raft bootstrap: %s", raft_errmsg(&n->raft));
+        rv = -EIO;
+        goto err_after_raft;
+    }
+    raft_configuration_close(&conf);
+    raft_set_election_timeout(&n->raft, election);
+    raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold ? o->snapshot_threshold : 8192);
+    raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 1024);
+    raft_set_pre_vote(&n->raft, true);
+    n->starting = 1;
+    rv = raft_start(&n->raft);
+    n->starting = 0;
+    if (rv) {
+        mkv_errf(err, errlen, -EIO, "raft start: %s", raft_errmsg(&n->raft));
+        rv = -EIO;
+        goto err_after_raft_conf_closed;
+    }
+    n->stats.start_last_index = raft_last_index(&n->raft);
+    n->stats.start_snapshot = n->raft.log.snapshot.last_index;
+    MKV_INFO("meta",
+             "raft started id=%llu address=%s raft=%s snapshot=%llu log_last=%llu state_applied=%llu",
+             (unsigned long long)o->id, n->address, n->raft_address,
+             (unsigned long long)n->stats.start_snapshot,
+             (unsigned long long)n->stats.start_last_index,
+             (unsigned long long)mkv_ns_applied(n->ns));
+    mkv_node_kick(n);
+    *out = n;
+    return 0;
+
+err_after_raft:
+    raft_configuration_close(&conf);
+err_after_raft_conf_closed:
+    /* raft_close is asynchronous: the rest is released in raft_closed. */
+    n->stopping = 1;
+    raft_close(&n->raft, raft_closed);
+    return rv;
+err_after_io:
+    raft_uv_close(&n->io);
+err_after_transport:
+    raft_uv_tcp_close(&n->transport);
+err_after_ns:
+    mkv_ns_close(n->ns);
+    n->ns = NULL;
+err_after_conf:
+    raft_configuration_close(&conf);
+err_after_alloc:
+    free(n->dir);
+    free(n->address);
+    free(n);
+    return rv;
+}

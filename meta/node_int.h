@@ -1,0 +1,74 @@
+/* minikv meta: private state of a Raft node (node.c, fsm.c). */
+#ifndef MKV_META_NODE_INT_H
+#define MKV_META_NODE_INT_H
+
+#include <limits.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "meta/node.h"
+#include "meta/ns.h"
+
+struct mkv_node
+{
+    uv_loop_t *loop;
+    char *dir;
+    char *address;     /* meta client address of this member */
+    char raft_address[288];
+    char leader_buf[288];
+    uint64_t id;
+    void (*on_fatal)(void *data);
+    void *data;
+
+    struct mkv_ns *ns;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+
+    uv_check_t check; /* end of each loop iteration: commit, then reply */
+    uv_idle_t idle;   /* keeps the loop from blocking while work is queued */
+    int open_handles;
+
+    /* Leadership: a barrier in the current term before reads. */
+    struct raft_barrier barrier;
+    int barrier_inflight;
+    raft_term barrier_term;
+    raft_term ready_term;
+    int ready;
+
+    int fatal, fatal_reported, stopping;
+    void (*stop_cb)(void *data);
+    void *stop_data;
+
+    /* Result of the last fsm apply, picked up by the apply callback. */
+    int res_status;
+    struct mkv_buf res_reply;
+
+    /* Applied commands waiting for the batch commit before their reply. */
+    struct mkv_node_req *q_head, *q_tail;
+
+    /* The snapshot being taken (snapshot -> snapshot_async -> finalize). */
+    int snap_busy;
+    unsigned snap_seq;
+    char snap_path[PATH_MAX];
+    void *snap_map;
+    size_t snap_len;
+    uint8_t snap_hdr[MKV_NS_SNAP_HDR];
+    struct raft_buffer *snap_bufs;
+
+    struct mkv_node_stats stats;
+    int starting; /* inside raft_start: everything applied is a replay */
+    int replay_logged;
+};
+
+/* fsm.c */
+void mkv_node_fsm_init(struct mkv_node *n);
+void mkv_node_fsm_cleanup(struct mkv_node *n);
+/* node.c */
+void mkv_node_fail(struct mkv_node *n, const char *why);
+void mkv_node_kick(struct mkv_node *n);
+
+#endif /* MKV_META_NODE_INT_H */
