@@ -518,6 +518,12 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+static int http_token_char(uint8_t ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 /* Splits the target into path and query, decodes the path, builds the
  * header table: everything the handler reads, in r->hb. */
 static int req_finalize(struct http_conn *c, struct http_req *r)
@@ -529,6 +535,7 @@ static int req_finalize(struct http_conn *c, struct http_req *r)
     int n;
 
     if (!r->url_done || tlen == 0 || p->method == HTTP_CONNECT) return 400;
+    if (p->http_major != 1) return 505;
     if (t[0] != '/') {
         const char *sch = strstr(t, "://");
         if (t[0] == '*' && tlen == 1) {
@@ -567,6 +574,14 @@ static int req_finalize(struct http_conn *c, struct http_req *r)
     }
     o_remote = r->hb.len;
     if (mkv_buf_puts(&r->hb, c->remote) || mkv_buf_append(&r->hb, "", 1)) return 503;
+
+    /* field names are tokens (llhttp lets a space inside one pass) */
+    for (unsigned i = 0; i < r->nhdr; i++) {
+        const uint8_t *nm = r->hb.p + r->hoff[i][0];
+        if (r->hoff[i][1] == 0) return 400;
+        for (uint32_t k = 0; k < r->hoff[i][1]; k++)
+            if (!http_token_char(nm[k])) return 400;
+    }
 
     /* r->hb is complete: pointers from here on */
     if (r->nhdr) {
@@ -685,7 +700,9 @@ static void conn_execute(struct http_conn *c, const char *start, size_t len)
     }
     if (c->in) c->in_off += used;
     r = c->req;
-    if (in_head && r && !r->headers_done) {
+    /* the head's raw size (whitespace llhttp skips included); a call that
+     * completes the headers stops right after them */
+    if (in_head && r) {
         const struct mkv_http_server_opts *o = &c->srv->o;
         r->head_raw += used;
         if (r->head_raw > (uint64_t)o->max_request_line + o->max_header_bytes + 8 * o->max_headers) {

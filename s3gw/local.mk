@@ -20,8 +20,15 @@ S3HTTP_LIBS = s3gw/libs3http.a lib/libllhttp.a $(MKV_LIBS) $(SSL_LIBS) $(CRYPTO_
 S3HTTP_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/s3gw $(LLHTTP_CPPFLAGS)
 
 # Unit tests (cmocka).
-check_PROGRAMS += tests/unit/test_sigv4 tests/unit/test_chunked tests/unit/test_xml
-TESTS += tests/unit/test_sigv4 tests/unit/test_chunked tests/unit/test_xml
+check_PROGRAMS += tests/unit/test_http tests/unit/test_sigv4 tests/unit/test_chunked \
+	tests/unit/test_xml
+TESTS += tests/unit/test_http tests/unit/test_sigv4 tests/unit/test_chunked tests/unit/test_xml
+
+# A real server in a loop thread, real sockets, TLS with a throwaway certificate.
+tests_unit_test_http_SOURCES = tests/unit/test_http.c
+tests_unit_test_http_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_unit_test_http_CFLAGS = $(UNIT_CFLAGS) $(SSL_CFLAGS)
+tests_unit_test_http_LDADD = $(S3HTTP_LIBS) $(UNIT_LIBS)
 
 tests_unit_test_sigv4_SOURCES = tests/unit/test_sigv4.c
 tests_unit_test_sigv4_CPPFLAGS = $(S3HTTP_CPPFLAGS)
