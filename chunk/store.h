@@ -144,20 +144,44 @@ MKV_API int mkv_store_list_prepared(struct mkv_store *s, uint64_t age_ms,
                                     int (*fn)(void *arg, uint64_t chunk_id, uint32_t version),
                                     void *arg);
 
+/* One version as the index holds it (mkv_store_list_versions). */
+enum mkv_version_state { MKV_VER_PREPARED = 1, MKV_VER_COMMITTED = 2, MKV_VER_FOLDED = 3 };
+struct mkv_store_version_info
+{
+    uint64_t chunk_id;
+    uint32_t version;
+    uint32_t base_version;
+    int state;        /* enum mkv_version_state; FOLDED: merged into a newer version */
+    int64_t ctime_ns; /* wall clock when it was created */
+    uint64_t size;    /* end of the last block the version holds itself (0 if folded) */
+};
+
+/* Calls fn for every version in the index, in (chunk, version) order, until
+ * fn returns non-zero. Synchronous (reads the index), like
+ * mkv_store_list_prepared. For reports to the metadata service, tools and
+ * tests. Returns 0 or a negative code. */
+MKV_API int mkv_store_list_versions(struct mkv_store *s,
+                                    int (*fn)(void *arg, const struct mkv_store_version_info *vi),
+                                    void *arg);
+
 struct mkv_store_stats
 {
     uint64_t capacity;       /* bytes of the file system holding the store */
     uint64_t free;           /* bytes available to the store (minus the reserve) */
     uint64_t used;           /* bytes in segment files */
-    uint64_t live;           /* bytes of live block data */
+    uint64_t live;           /* bytes of live records (block records with their headers,
+                              * version, commit and delete records): what compaction keeps */
     uint64_t chunks;         /* versions in the index */
     uint64_t lsn;            /* last log sequence number made durable */
     uint64_t segments;
-    uint64_t fsyncs;
+    uint64_t fsyncs;         /* fdatasync/fsync calls on segment files and the wal directory */
     uint64_t bytes_written;
     uint64_t bytes_read;
     uint64_t corrupt_blocks; /* checksum failures seen since start */
     uint64_t compactions;
+    uint64_t torn_tails;       /* torn log tails truncated by recovery since open */
+    uint64_t skipped_regions;  /* unreadable regions recovery skipped since open */
+    uint64_t replayed_records; /* log records recovery applied to the index at open */
     const char *io_backend;  /* "io_uring" or "sync" */
     struct mkv_hist fsync_latency;
 };

@@ -1,0 +1,340 @@
+/* Unit tests of the chunk store (chunk/store.h): real files, real LMDB,
+ * real io_uring. This file: round trips, group commit, reopen, base
+ * versions and folding, listings; and main(). Faults (torn tails, bit
+ * flips, kill -9) are in test_store_faults.c; space (compaction, ENOSPC,
+ * compression, encryption) in test_store_space.c. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "minikv/err.h"
+#include "minikv/log.h"
+#include "test_store_util.h"
+
+/* Write, read back at every kind of offset, overwrite, commit, delete. */
+static void round_trip(struct tctx *t)
+{
+    size_t len = 3 * BS + 12345;
+    uint8_t *data = malloc(len), *got = malloc(len), *blk = malloc(BS);
+    static const struct { uint64_t off, len; } ranges[] = {
+        {0, 1}, {1000, 130000}, {BS - 1, 2}, {BS, BS}, {2 * BS + 7, BS + 100}, {0, 3 * BS + 12345},
+        {3 * BS + 12344, 1}, {12345, 0},
+    };
+    t_open_ok(t);
+    fill(data, len, 1);
+    assert_int_equal(t_write(t, 10, 1, 0, 0, data, len), 0);
+    for (size_t i = 0; i < MKV_ARRAY_SIZE(ranges); i++) {
+        memset(got, 0xAA, len);
+        assert_int_equal(t_read(t, 10, 1, ranges[i].off, got, ranges[i].len), 0);
+        assert_memory_equal(got, data + ranges[i].off, ranges[i].len);
+    }
+    /* Past the end of the data, or a block never written. */
+    assert_int_equal(t_read(t, 10, 1, len - 10, got, 11), -ENODATA);
+    assert_int_equal(t_read(t, 10, 1, 5 * BS, got, 10), -ENODATA);
+    assert_int_equal(t_read(t, 10, 2, 0, got, 10), -ENOENT);
+    assert_int_equal(t_read(t, 11, 1, 0, got, 10), -ENOENT);
+    /* A block written twice keeps the last write; a hole reads as ENODATA. */
+    fill(blk, BS, 2);
+    assert_int_equal(t_write(t, 10, 1, 0, BS, blk, BS), 0);
+    memcpy(data + BS, blk, BS);
+    assert_int_equal(t_read(t, 10, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+    assert_int_equal(t_write(t, 12, 1, 0, 2 * BS, blk, 100), 0);
+    assert_int_equal(t_read(t, 12, 1, 2 * BS, got, 100), 0);
+    assert_memory_equal(got, blk, 100);
+    assert_int_equal(t_read(t, 12, 1, 0, got, 100), -ENODATA);
+    assert_int_equal(t_read(t, 12, 1, 2 * BS, got, 101), -ENODATA);
+    /* Bad arguments fail at once. */
+    assert_int_equal(mkv_store_write(t->s, &(struct mkv_store_req){0}, 10, 1, 0, 100, data, 10,
+                                     t_op_cb),
+                     -EINVAL);
+    assert_int_equal(mkv_store_write(t->s, &(struct mkv_store_req){0}, 10, 0, 0, 0, data, 10,
+                                     t_op_cb),
+                     -EINVAL);
+    assert_int_equal(mkv_store_read(t->s, &(struct mkv_store_req){0}, 10, 1, MKV_CHUNK_SIZE, got,
+                                    1, t_op_cb),
+                     -EINVAL);
+    /* Commit: immutable afterwards; committing twice is fine. */
+    assert_int_equal(t_commit(t, 10, 1), 0);
+    assert_int_equal(t_commit(t, 10, 1), 0);
+    assert_int_equal(t_version_state(t, 10, 1), MKV_VER_COMMITTED);
+    assert_int_equal(t_write(t, 10, 1, 0, 0, blk, 10), -EEXIST);
+    assert_int_equal(t_commit(t, 10, 9), -ENOENT);
+    assert_int_equal(t_read(t, 10, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+    /* Delete, twice, and of what never existed. */
+    assert_int_equal(t_delete(t, 10, 1), 0);
+    assert_int_equal(t_delete(t, 10, 1), 0);
+    assert_int_equal(t_delete(t, 999, 0), 0);
+    assert_int_equal(t_read(t, 10, 1, 0, got, 10), -ENOENT);
+    /* A deleted version can be written again from scratch. */
+    assert_int_equal(t_write(t, 10, 1, 0, 0, blk, 500), 0);
+    assert_int_equal(t_read(t, 10, 1, 0, got, 500), 0);
+    assert_memory_equal(got, blk, 500);
+    assert_int_equal(t_read(t, 10, 1, 0, got, 501), -ENODATA);
+    assert_int_equal(t_version_state(t, 10, 1), MKV_VER_PREPARED);
+    /* Delete of every version of a chunk. */
+    assert_int_equal(t_write(t, 10, 2, 0, 0, blk, 500), 0);
+    assert_int_equal(t_delete(t, 10, 0), 0);
+    assert_int_equal(t_read(t, 10, 1, 0, got, 1), -ENOENT);
+    assert_int_equal(t_read(t, 10, 2, 0, got, 1), -ENOENT);
+    assert_int_equal(t_read(t, 12, 1, 2 * BS, got, 100), 0);
+    free(data);
+    free(got);
+    free(blk);
+}
+CASE(round_trip)
+
+/* 64 writes issued together complete with a handful of fsyncs. */
+static void group_commit(struct tctx *t)
+{
+    enum { N = 64 };
+    struct t_op ops[N];
+    uint8_t *bufs = malloc((size_t)N * BS);
+    struct mkv_store_stats a, b;
+    t_open_ok(t);
+    a = t_stats(t);
+    for (int i = 0; i < N; i++) {
+        fill(bufs + (size_t)i * BS, BS, 100 + (uint64_t)i);
+        memset(&ops[i], 0, sizeof ops[i]);
+        ops[i].req.data = &ops[i];
+        assert_int_equal(mkv_store_write(t->s, &ops[i].req, 1000 + (uint64_t)i, 1, 0, 0,
+                                         bufs + (size_t)i * BS, BS, t_op_cb),
+                         0);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(t_wait(t, &ops[i]), 0);
+    b = t_stats(t);
+    print_message("group commit: %d writes, %llu fsyncs (%s)\n", N,
+                  (unsigned long long)(b.fsyncs - a.fsyncs), b.io_backend);
+    assert_true(b.fsyncs - a.fsyncs >= 1);
+    assert_true(b.fsyncs - a.fsyncs <= 4);
+    assert_true(b.fsync_latency.count > a.fsync_latency.count);
+    assert_true(b.bytes_written >= (uint64_t)N * BS);
+    assert_true(b.lsn > a.lsn);
+    for (int i = 0; i < N; i++) check_data(t, 1000 + (uint64_t)i, 1, BS, 100 + (uint64_t)i);
+    /* Reads issued together too. */
+    {
+        uint8_t *got = malloc((size_t)N * BS), *want = malloc(BS);
+        for (int i = 0; i < N; i++) {
+            memset(&ops[i], 0, sizeof ops[i]);
+            ops[i].req.data = &ops[i];
+            assert_int_equal(mkv_store_read(t->s, &ops[i].req, 1000 + (uint64_t)i, 1, 0,
+                                            got + (size_t)i * BS, BS, t_op_cb),
+                             0);
+        }
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(t_wait(t, &ops[i]), 0);
+            fill(want, BS, 100 + (uint64_t)i);
+            assert_memory_equal(got + (size_t)i * BS, want, BS);
+        }
+        free(got);
+        free(want);
+    }
+    free(bufs);
+}
+CASE(group_commit)
+
+/* A mixed population that reopen must preserve. */
+static void populate(struct tctx *t)
+{
+    uint8_t *buf = malloc(4 * BS);
+    for (uint64_t c = 1; c <= 12; c++) {
+        size_t len = (size_t)(c * 37 * KB) % (4 * BS) + 1;
+        fill(buf, len, c);
+        assert_int_equal(t_write(t, c, 1, 0, 0, buf, len), 0);
+        if (c % 3 == 0) assert_int_equal(t_commit(t, c, 1), 0);
+        if (c % 4 == 0) assert_int_equal(t_delete(t, c, 1), 0);
+    }
+    free(buf);
+}
+
+static void check_population(struct tctx *t)
+{
+    uint8_t b;
+    for (uint64_t c = 1; c <= 12; c++) {
+        size_t len = (size_t)(c * 37 * KB) % (4 * BS) + 1;
+        if (c % 4 == 0) {
+            assert_int_equal(t_read(t, c, 1, 0, &b, 1), -ENOENT);
+            assert_int_equal(t_version_state(t, c, 1), 0);
+            continue;
+        }
+        check_data(t, c, 1, len, c);
+        assert_int_equal(t_version_state(t, c, 1), c % 3 == 0 ? MKV_VER_COMMITTED : MKV_VER_PREPARED);
+    }
+}
+
+static void reopen_preserves(struct tctx *t)
+{
+    struct mkv_store_stats st;
+    uint64_t chunks;
+    t_open_ok(t);
+    populate(t);
+    chunks = t_stats(t).chunks;
+    assert_int_equal(chunks, 9);
+    t_reopen(t); /* clean close: the index is trusted */
+    check_population(t);
+    st = t_stats(t);
+    assert_int_equal(st.chunks, chunks);
+    assert_int_equal(st.torn_tails, 0);
+    /* Without the index: rebuilt from the segments. */
+    t_close(t);
+    drop_index(t);
+    t_open_ok(t);
+    st = t_stats(t);
+    assert_true(st.replayed_records > 0);
+    assert_int_equal(st.chunks, chunks);
+    check_population(t);
+    /* New writes after the rebuild continue the log. */
+    {
+        uint8_t buf[100];
+        fill(buf, sizeof buf, 77);
+        assert_int_equal(t_write(t, 77, 1, 0, 0, buf, sizeof buf), 0);
+        t_reopen(t);
+        check_data(t, 77, 1, sizeof buf, 77);
+        check_population(t);
+    }
+}
+CASE(reopen_preserves)
+
+/* Base versions: copy-on-write per block, prepared chains, and folding at
+ * commit. */
+static void base_chain(struct tctx *t)
+{
+    uint8_t *v1 = malloc(4 * BS), *want = malloc(4 * BS), *got = malloc(4 * BS), *blk = malloc(BS);
+    struct mkv_store_stats a, b;
+    t_open_ok(t);
+    fill(v1, 4 * BS, 1);
+    assert_int_equal(t_write(t, 5, 1, 0, 0, v1, 4 * BS), 0);
+    assert_int_equal(t_commit(t, 5, 1), 0);
+    /* v2 on v1 overwrites block 1. */
+    fill(blk, BS, 2);
+    assert_int_equal(t_write(t, 5, 2, 9, BS, blk, BS), -ENOENT); /* base missing */
+    assert_int_equal(t_write(t, 5, 2, 1, BS, blk, BS), 0);
+    assert_int_equal(t_write(t, 5, 2, 3, BS, blk, BS), -EINVAL); /* another base */
+    memcpy(want, v1, 4 * BS);
+    memcpy(want + BS, blk, BS);
+    assert_int_equal(t_read(t, 5, 2, 0, got, 4 * BS), 0);
+    assert_memory_equal(got, want, 4 * BS);
+    /* v3 on prepared v2 overwrites part of block 2 (the block then holds 1000 bytes). */
+    fill(blk, BS, 3);
+    assert_int_equal(t_write(t, 5, 3, 2, 2 * BS, blk, 1000), 0);
+    assert_int_equal(t_read(t, 5, 3, 0, got, 2 * BS + 1000), 0);
+    memcpy(want + 2 * BS, blk, 1000);
+    assert_memory_equal(got, want, 2 * BS + 1000);
+    assert_int_equal(t_read(t, 5, 3, 0, got, 2 * BS + 1001), -ENODATA);
+    assert_int_equal(t_read(t, 5, 3, 3 * BS, got, BS), 0);
+    assert_memory_equal(got, v1 + 3 * BS, BS);
+    /* The base still reads as itself. */
+    assert_int_equal(t_read(t, 5, 1, 0, got, 4 * BS), 0);
+    assert_memory_equal(got, v1, 4 * BS);
+    /* Commit v3: v2 and v1 fold into it. */
+    a = t_stats(t);
+    assert_int_equal(t_commit(t, 5, 3), 0);
+    b = t_stats(t);
+    assert_true(b.live < a.live); /* the shadowed blocks of v1 and v2 are dead now */
+    assert_int_equal(t_read(t, 5, 1, 0, got, 10), MKV_ESTALE);
+    assert_int_equal(t_read(t, 5, 2, 0, got, 10), MKV_ESTALE);
+    assert_int_equal(t_version_state(t, 5, 1), MKV_VER_FOLDED);
+    assert_int_equal(t_version_state(t, 5, 2), MKV_VER_FOLDED);
+    assert_int_equal(t_version_state(t, 5, 3), MKV_VER_COMMITTED);
+    assert_int_equal(t_read(t, 5, 3, 0, got, 2 * BS + 1000), 0);
+    assert_memory_equal(got, want, 2 * BS + 1000);
+    assert_int_equal(t_read(t, 5, 3, 3 * BS, got, BS), 0);
+    assert_memory_equal(got, v1 + 3 * BS, BS);
+    assert_int_equal(t_write(t, 5, 2, 1, 0, blk, 10), MKV_ESTALE);
+    assert_int_equal(t_write(t, 5, 4, 1, 0, blk, 10), MKV_ESTALE);
+    assert_int_equal(t_commit(t, 5, 2), MKV_ESTALE);
+    /* The same after reopen and after a rebuild from the log. */
+    for (int round = 0; round < 2; round++) {
+        t_close(t);
+        if (round) drop_index(t);
+        t_open_ok(t);
+        assert_int_equal(t_read(t, 5, 1, 0, got, 10), MKV_ESTALE);
+        assert_int_equal(t_read(t, 5, 3, 0, got, 2 * BS + 1000), 0);
+        assert_memory_equal(got, want, 2 * BS + 1000);
+        assert_int_equal(t_read(t, 5, 3, 3 * BS, got, BS), 0);
+        assert_memory_equal(got, v1 + 3 * BS, BS);
+        assert_int_equal(t_version_state(t, 5, 2), MKV_VER_FOLDED);
+    }
+    /* A new version on the committed one, then delete of v3: its folded
+     * tombstones go with it. */
+    assert_int_equal(t_write(t, 5, 6, 3, 0, blk, 10), 0);
+    assert_int_equal(t_delete(t, 5, 3), 0);
+    assert_int_equal(t_read(t, 5, 1, 0, got, 10), -ENOENT);
+    assert_int_equal(t_read(t, 5, 3, 0, got, 10), -ENOENT);
+    assert_int_equal(t_version_state(t, 5, 2), 0);
+    assert_int_equal(t_read(t, 5, 6, 0, got, 10), 0);
+    assert_int_equal(t_read(t, 5, 6, BS, got, 10), MKV_ESTALE); /* its base is gone */
+    free(v1);
+    free(want);
+    free(got);
+    free(blk);
+}
+CASE(base_chain)
+
+struct plist
+{
+    uint64_t c[16];
+    uint32_t v[16];
+    int n;
+};
+
+static int plist_cb(void *arg, uint64_t c, uint32_t v)
+{
+    struct plist *p = arg;
+    if (p->n < 16) {
+        p->c[p->n] = c;
+        p->v[p->n] = v;
+        p->n++;
+    }
+    return 0;
+}
+
+static void list_prepared(struct tctx *t)
+{
+    struct plist p = {0};
+    uint8_t b[10] = {0};
+    t_open_ok(t);
+    assert_int_equal(t_write(t, 3, 2, 0, 0, b, 10), 0);
+    assert_int_equal(t_write(t, 3, 1, 0, 0, b, 10), 0);
+    assert_int_equal(t_write(t, 1, 7, 0, 0, b, 0), 0); /* len 0 creates the version */
+    assert_int_equal(t_write(t, 2, 1, 0, 0, b, 10), 0);
+    assert_int_equal(t_commit(t, 2, 1), 0);
+    assert_int_equal(mkv_store_list_prepared(t->s, 0, plist_cb, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_true(p.c[0] == 1 && p.v[0] == 7);
+    assert_true(p.c[1] == 3 && p.v[1] == 1);
+    assert_true(p.c[2] == 3 && p.v[2] == 2);
+    p.n = 0;
+    assert_int_equal(mkv_store_list_prepared(t->s, 3600 * 1000, plist_cb, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(t_read(t, 1, 7, 0, b, 0), 0);
+    assert_int_equal(t_read(t, 1, 7, 0, b, 1), -ENODATA);
+}
+CASE(list_prepared)
+
+const struct CMUnitTest store_basic_tests[] = {
+    ENTRIES(round_trip), ENTRIES(group_commit), ENTRIES(reopen_preserves),
+    ENTRIES(base_chain), ENTRIES(list_prepared),
+};
+const size_t store_basic_count = MKV_ARRAY_SIZE(store_basic_tests);
+
+int main(void)
+{
+    int fails = 0;
+    mkv_log_init();
+    if (!getenv("MINIKV_LOG_LEVEL") && !getenv("MINIKV_TRACE")) mkv_log_set_level("error");
+    signal(SIGPIPE, SIG_IGN);
+    alarm(300); /* a hung loop fails the run instead of blocking CI */
+    fails += _cmocka_run_group_tests("store", store_basic_tests, store_basic_count, NULL, NULL);
+    fails += _cmocka_run_group_tests("store_faults", store_fault_tests, store_fault_count, NULL,
+                                     NULL);
+    fails += _cmocka_run_group_tests("store_space", store_space_tests, store_space_count, NULL,
+                                     NULL);
+    return fails ? 1 : 0;
+}
