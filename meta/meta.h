@@ -1,0 +1,60 @@
+/* minikv meta: the metadata service (public API).
+ *
+ * One member of the metadata Raft group and its client endpoint: a framed
+ * TCP server (lib/minikv/net.h) on `listen` answering the meta messages of
+ * lib/minikv/wire.h. Requests marked [raft] are appended to the Raft log and
+ * answered once applied and committed to LMDB; read-only requests are
+ * answered by the leader once it is ready (a barrier of its term applied);
+ * other members answer MKV_ENOTLEADER with the leader's address, or
+ * MKV_EUNAVAILABLE when no leader is known.
+ *
+ * Addresses: `listen` and the addresses in `peers` are meta client
+ * addresses HOST:PORT; each member's Raft transport uses HOST:PORT+1.
+ *
+ * Threading: the service runs on the loop given to mkv_meta_start; every
+ * call must be made on that loop's thread. The embedding program ignores
+ * SIGPIPE (libuv writes to sockets that peers may have closed). */
+#ifndef MKV_META_H
+#define MKV_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct mkv_meta;
+
+struct mkv_meta_opts
+{
+    const char *dir;    /* data directory (DIR/raft, DIR/ns); created if missing */
+    uint64_t id;        /* this member's id; 0 means 1 */
+    const char *listen; /* meta client address HOST:PORT (PORT+1 is Raft's) */
+    /* "1=H:P,2=H:P,3=H:P": every member's meta client address, this one
+     * included. Used when DIR is new to bootstrap the group (every member
+     * must be given the same list); a restarted member reads its
+     * configuration from its own log. NULL or "": a group of one. */
+    const char *peers;
+    unsigned snapshot_threshold; /* Raft entries between snapshots; 0: 8192 */
+    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: 1024 */
+    unsigned election_ms;        /* 0: 1000 */
+    unsigned heartbeat_ms;       /* 0: 100 */
+    uint64_t map_size;           /* LMDB map size; 0: 16 GiB */
+    /* Optional: the state machine failed (LMDB error); the service refuses
+     * every request from then on and should be stopped. */
+    void (*on_fatal)(void *data);
+    void *fatal_data;
+};
+
+/* Starts the service on loop. Returns 0 or a negative code with a message
+ * in err. After a failure the loop must still be run so that the handles
+ * opened so far can close. */
+int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *opts, struct mkv_meta **out,
+                   char *err, size_t errlen);
+/* Stops accepting requests, closes connections, closes Raft (commands in
+ * flight get MKV_EUNAVAILABLE), commits and closes LMDB; cb(data) once
+ * everything is released. */
+void mkv_meta_stop(struct mkv_meta *m, void (*cb)(void *data), void *data);
+/* The port the client endpoint listens on. */
+int mkv_meta_port(const struct mkv_meta *m);
+
+#endif /* MKV_META_H */

@@ -1,0 +1,275 @@
+/* minikv meta: the client endpoint of the metadata service.
+ *
+ * For each frame: PING and META_STATUS are answered locally; read-only
+ * requests go to the state machine on the ready leader; [raft] requests are
+ * checked (they must decode), wrapped in an envelope with the session prefix
+ * and the leader's clock, appended to the Raft log, and answered from the
+ * state machine's result once applied and committed. Anything else gets an
+ * error reply; nothing a client sends can stop the service. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meta/meta.h"
+#include "meta/node.h"
+#include "meta/ns.h"
+#include "minikv/config.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+#include "minikv/net.h"
+
+struct mkv_meta
+{
+    uv_loop_t *loop;
+    struct mkv_node *node;
+    struct mkv_server *srv;
+    char *address;
+    struct mkv_buf scratch; /* query replies */
+    void (*on_fatal)(void *data);
+    void *fatal_data;
+    void (*stop_cb)(void *data);
+    void *stop_data;
+    int stopping;
+};
+
+/* A command waiting for Raft. */
+struct pending
+{
+    struct mkv_node_req req;
+    struct mkv_meta *m;
+    struct mkv_conn *conn;
+    struct mkv_frame_hdr hdr;
+};
+
+/* Replies with an error; MKV_ENOTLEADER carries the leader's address, or
+ * becomes MKV_EUNAVAILABLE when there is no other member to name. */
+static void reply_error(struct mkv_meta *m, struct mkv_conn *c, const struct mkv_frame_hdr *h,
+                        int status, const char *msg)
+{
+    const char *leader = NULL;
+    if (status == MKV_ENOTLEADER) {
+        uint64_t lid;
+        leader = mkv_node_leader(m->node, &lid);
+        /* No leader known, or it is this member (elected, not yet ready):
+         * the client should retry here after a pause. */
+        if (!leader[0] || strcmp(leader, m->address) == 0) {
+            status = MKV_EUNAVAILABLE;
+            leader = NULL;
+        }
+    }
+    mkv_conn_reply_error(c, h, status, msg ? msg : mkv_strerror(status), leader);
+}
+
+static void command_done(struct mkv_node_req *req, int status, const uint8_t *reply, size_t len)
+{
+    struct pending *p = MKV_CONTAINER_OF(req, struct pending, req);
+    if (mkv_conn_is_open(p->conn)) {
+        if (status == 0)
+            mkv_conn_reply_raw(p->conn, &p->hdr, 0, reply, len);
+        else
+            reply_error(p->m, p->conn, &p->hdr, status, NULL);
+    }
+    mkv_conn_unref(p->conn);
+    free(p);
+}
+
+static void handle_command(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    const struct mkv_msgdesc *d = mkv_msg_request_desc(f->hdr.type);
+    const uint8_t *payload = f->payload;
+    size_t len = f->hdr.length;
+    uint64_t client_id = 0, seq = 0;
+    struct pending *p;
+    int rv;
+    if (f->hdr.flags & MKV_FRAME_SESSION) {
+        if (len < MKV_SESSION_PREFIX) {
+            reply_error(m, c, &f->hdr, -EPROTO, "short session prefix");
+            return;
+        }
+        client_id = mkv_get_le64(payload);
+        seq = mkv_get_le64(payload + 8);
+        payload += MKV_SESSION_PREFIX;
+        len -= MKV_SESSION_PREFIX;
+    }
+    /* A command that does not decode would only fail on every replica. */
+    {
+        union
+        {
+            uint64_t align;
+            uint8_t any[1024]; /* larger than any request struct */
+        } msg;
+        if (!d || d->size > sizeof msg || mkv_msg_decode(d, payload, len, &msg)) {
+            reply_error(m, c, &f->hdr, -EPROTO, "malformed request");
+            return;
+        }
+    }
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+        return;
+    }
+    p->m = m;
+    p->conn = c;
+    p->hdr = f->hdr;
+    mkv_conn_ref(c);
+    rv = mkv_node_submit(m->node, &p->req, f->hdr.type, client_id, seq, mkv_now_ns(), payload,
+                         len, command_done);
+    if (rv) {
+        reply_error(m, c, &f->hdr, rv, NULL);
+        mkv_conn_unref(c);
+        free(p);
+    }
+}
+
+static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    const uint8_t *payload = f->payload;
+    size_t len = f->hdr.length;
+    int status;
+    if (f->hdr.flags & MKV_FRAME_SESSION) { /* harmless on a read: ignored */
+        if (len < MKV_SESSION_PREFIX) {
+            reply_error(m, c, &f->hdr, -EPROTO, "short session prefix");
+            return;
+        }
+        payload += MKV_SESSION_PREFIX;
+        len -= MKV_SESSION_PREFIX;
+    }
+    mkv_node_query(m->node, f->hdr.type, payload, len, &status, &m->scratch);
+    if (status == 0)
+        mkv_conn_reply_raw(c, &f->hdr, 0, m->scratch.p, m->scratch.len);
+    else
+        reply_error(m, c, &f->hdr, status, status == -EPROTO ? "malformed request" : NULL);
+    if (m->scratch.cap > (1u << 20)) mkv_buf_free(&m->scratch); /* do not keep big lists */
+}
+
+static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
+{
+    struct mkv_meta *m = ctx;
+    uint16_t type = f->hdr.type;
+    if (f->hdr.flags & MKV_FRAME_REPLY) {
+        /* Nobody here asked. */
+    } else if (m->stopping) {
+        reply_error(m, c, &f->hdr, MKV_EUNAVAILABLE, "shutting down");
+    } else if (type == MKV_MSG_PING) {
+        struct mkv_ping_req req;
+        struct mkv_ping_rep rep;
+        if (mkv_frame_decode(f, &mkv_desc_ping_req, &req)) {
+            reply_error(m, c, &f->hdr, -EPROTO, "malformed ping");
+        } else {
+            rep.sent_ns = req.sent_ns;
+            rep.now_ns = mkv_now_ns();
+            rep.node = mkv_slice_str(m->address);
+            mkv_conn_reply(c, &f->hdr, &mkv_desc_ping_rep, &rep);
+        }
+    } else if (type == MKV_MSG_META_STATUS) {
+        struct mkv_meta_status_req req;
+        struct mkv_meta_status_rep rep;
+        if (mkv_frame_decode(f, &mkv_desc_meta_status_req, &req)) {
+            reply_error(m, c, &f->hdr, -EPROTO, "malformed status request");
+        } else {
+            mkv_node_status(m->node, &rep);
+            mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
+        }
+    } else if (mkv_ns_is_command(type)) {
+        handle_command(m, c, f);
+    } else if (mkv_ns_is_query(type)) {
+        handle_query(m, c, f);
+    } else {
+        reply_error(m, c, &f->hdr, -ENOTSUP, "not a metadata request");
+    }
+    mkv_frame_unref(f);
+}
+
+static const struct mkv_server_ops server_ops = {on_frame, NULL};
+
+static void on_fatal(void *data)
+{
+    struct mkv_meta *m = data;
+    MKV_ERROR("meta", "metadata service failed; it answers MKV_EUNAVAILABLE until restarted");
+    if (m->on_fatal) m->on_fatal(m->fatal_data);
+}
+
+int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_meta **out,
+                   char *err, size_t errlen)
+{
+    struct mkv_node_opts no;
+    struct mkv_meta *m;
+    char host[256];
+    int port, rv;
+    if (!o->dir || !o->listen) return mkv_errf(err, errlen, -EINVAL, "meta needs dir and listen");
+    if (mkv_parse_hostport(o->listen, host, sizeof host, &port) || port <= 0 || port >= 65535)
+        return mkv_errf(err, errlen, -EINVAL, "listen \"%s\": HOST:PORT with a fixed port "
+                                              "(Raft uses PORT+1)", o->listen);
+    m = calloc(1, sizeof *m);
+    if (!m) return -ENOMEM;
+    m->loop = loop;
+    m->on_fatal = o->on_fatal;
+    m->fatal_data = o->fatal_data;
+    m->address = strdup(o->listen);
+    if (!m->address) {
+        free(m);
+        return -ENOMEM;
+    }
+    memset(&no, 0, sizeof no);
+    no.dir = o->dir;
+    no.id = o->id ? o->id : 1;
+    no.address = o->listen;
+    no.peers = o->peers;
+    no.snapshot_threshold = o->snapshot_threshold;
+    no.snapshot_trailing = o->snapshot_trailing;
+    no.election_ms = o->election_ms;
+    no.heartbeat_ms = o->heartbeat_ms;
+    no.map_size = o->map_size;
+    no.on_fatal = on_fatal;
+    no.data = m;
+    /* The client endpoint first: a taken port fails before Raft starts. */
+    rv = mkv_server_listen(loop, o->listen, &server_ops, m, &m->srv, err, errlen);
+    if (rv) goto err_after_alloc;
+    rv = mkv_node_start(loop, &no, &m->node, err, errlen);
+    if (rv) goto err_after_listen;
+    MKV_INFO("meta", "metadata service listening address=%s id=%llu", o->listen,
+             (unsigned long long)no.id);
+    *out = m;
+    return 0;
+
+err_after_listen:
+    mkv_server_close(m->srv, NULL, NULL);
+err_after_alloc:
+    free(m->address);
+    free(m);
+    return rv;
+}
+
+int mkv_meta_port(const struct mkv_meta *m)
+{
+    return mkv_server_port(m->srv);
+}
+
+static void node_stopped(void *data)
+{
+    struct mkv_meta *m = data;
+    void (*cb)(void *) = m->stop_cb;
+    void *cb_data = m->stop_data;
+    mkv_buf_free(&m->scratch);
+    free(m->address);
+    free(m);
+    MKV_INFO("meta", "metadata service stopped");
+    if (cb) cb(cb_data);
+}
+
+static void server_closed(void *data)
+{
+    struct mkv_meta *m = data;
+    /* Commands still in Raft are answered (on closed connections: dropped)
+     * while the node closes. */
+    mkv_node_stop(m->node, node_stopped, m);
+}
+
+void mkv_meta_stop(struct mkv_meta *m, void (*cb)(void *data), void *data)
+{
+    m->stopping = 1;
+    m->stop_cb = cb;
+    m->stop_data = data;
+    mkv_server_close(m->srv, server_closed, m);
+}
