@@ -300,7 +300,7 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     st->snapshot_index = r->log.snapshot.last_index;
     st->leader_id = lid;
     st->leader = mkv_slice_str(leader);
-    st->address = mkv_slice_str(n->address);
+    st->address = mkv_slice_str(n->self_address);
     st->voters = voters;
     st->buckets = c.buckets;
     st->objects = c.objects;
@@ -308,6 +308,11 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     st->uploads = c.uploads;
     st->garbage = c.garbage;
     st->chunk_servers = mkv_slice_mem("", 0);
+}
+
+const char *mkv_node_self(const struct mkv_node *n)
+{
+    return n->self_address;
 }
 
 void mkv_node_get_stats(const struct mkv_node *n, struct mkv_node_stats *st)
@@ -391,7 +396,8 @@ static int build_config(struct mkv_node *n, const struct mkv_node_opts *o,
         if (ids[i] == o->id) self = i;
     if (self < 0) return mkv_errf(err, errlen, -EINVAL, "id %llu is not in the peers",
                                   (unsigned long long)o->id);
-    if (mkv_node_shift_port(addrs[self], 1, n->raft_address, sizeof n->raft_address))
+    if (mkv_node_shift_port(addrs[self], 1, n->raft_address, sizeof n->raft_address) ||
+        mkv_node_shift_port(addrs[self], 0, n->self_address, sizeof n->self_address))
         return mkv_errf(err, errlen, -EINVAL, "bad address \"%s\"", addrs[self]);
     raft_configuration_init(conf);
     for (int i = 0; i < np; i++) {

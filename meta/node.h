@@ -104,6 +104,8 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
 int mkv_node_ready(const struct mkv_node *n);
 /* The leader's meta client address ("" when unknown) and id (0). */
 const char *mkv_node_leader(struct mkv_node *n, uint64_t *id);
+/* This member's advertised meta client address (its --peers entry). */
+const char *mkv_node_self(const struct mkv_node *n);
 /* Fills the Raft and counter fields of a META_STATUS reply (chunk_servers
  * is left empty). String fields point into the node. */
 void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st);

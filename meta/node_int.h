@@ -17,6 +17,7 @@ struct mkv_node
     char *dir;
     char *address;     /* meta client address of this member */
     char raft_address[288];
+    char self_address[288]; /* advertised meta address (raft_address, port - 1) */
     char leader_buf[288];
     uint64_t id;
     void (*on_fatal)(void *data);

@@ -24,7 +24,6 @@ struct mkv_meta
     uv_loop_t *loop;
     struct mkv_node *node;
     struct mkv_server *srv;
-    char *address;
     struct mkv_buf scratch; /* query replies */
     void (*on_fatal)(void *data);
     void *fatal_data;
@@ -53,7 +52,7 @@ static void reply_error(struct mkv_meta *m, struct mkv_conn *c, const struct mkv
         leader = mkv_node_leader(m->node, &lid);
         /* No leader known, or it is this member (elected, not yet ready):
          * the client should retry here after a pause. */
-        if (!leader[0] || strcmp(leader, m->address) == 0) {
+        if (!leader[0] || strcmp(leader, mkv_node_self(m->node)) == 0) {
             status = MKV_EUNAVAILABLE;
             leader = NULL;
         }
@@ -159,7 +158,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         } else {
             rep.sent_ns = req.sent_ns;
             rep.now_ns = mkv_now_ns();
-            rep.node = mkv_slice_str(m->address);
+            rep.node = mkv_slice_str(mkv_node_self(m->node));
             mkv_conn_reply(c, &f->hdr, &mkv_desc_ping_rep, &rep);
         }
     } else if (type == MKV_MSG_META_STATUS) {
@@ -206,11 +205,6 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     m->loop = loop;
     m->on_fatal = o->on_fatal;
     m->fatal_data = o->fatal_data;
-    m->address = strdup(o->listen);
-    if (!m->address) {
-        free(m);
-        return -ENOMEM;
-    }
     memset(&no, 0, sizeof no);
     no.dir = o->dir;
     no.id = o->id ? o->id : 1;
@@ -236,7 +230,6 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
 err_after_listen:
     mkv_server_close(m->srv, NULL, NULL);
 err_after_alloc:
-    free(m->address);
     free(m);
     return rv;
 }
@@ -252,7 +245,6 @@ static void node_stopped(void *data)
     void (*cb)(void *) = m->stop_cb;
     void *cb_data = m->stop_data;
     mkv_buf_free(&m->scratch);
-    free(m->address);
     free(m);
     MKV_INFO("meta", "metadata service stopped");
     if (cb) cb(cb_data);
