@@ -554,6 +554,9 @@ static int req_finalize(struct http_conn *c, struct http_req *r)
         qe = qs;
         while (qe < tlen && t[qe] != '#') qe++;
     }
+    /* room for everything appended below, so that copies from r->hb into
+     * itself never see it move */
+    if (mkv_buf_reserve(&r->hb, 2 * (pe - ps) + (qe - qs) + strlen(c->remote) + 8)) return 503;
     o_raw = r->hb.len;
     if (ps == pe) {
         if (mkv_buf_append(&r->hb, "/", 2)) return 503;

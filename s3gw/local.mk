@@ -46,3 +46,28 @@ tests_unit_test_xml_SOURCES = tests/unit/test_xml.c
 tests_unit_test_xml_CPPFLAGS = $(S3HTTP_CPPFLAGS)
 tests_unit_test_xml_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_xml_LDADD = $(S3HTTP_LIBS) $(UNIT_LIBS)
+
+# Fuzz targets (configure --enable-fuzz, CC=clang); seeds in tests/fuzz/corpus/NAME.
+if FUZZ
+noinst_PROGRAMS += tests/fuzz/fuzz_http tests/fuzz/fuzz_sigv4 tests/fuzz/fuzz_chunked \
+	tests/fuzz/fuzz_xml
+tests_fuzz_fuzz_http_SOURCES = tests/fuzz/fuzz_http.c
+tests_fuzz_fuzz_http_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_fuzz_fuzz_http_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS)
+tests_fuzz_fuzz_http_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_http_LDADD = $(S3HTTP_LIBS)
+tests_fuzz_fuzz_sigv4_SOURCES = tests/fuzz/fuzz_sigv4.c
+tests_fuzz_fuzz_sigv4_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_fuzz_fuzz_sigv4_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_sigv4_LDADD = $(S3HTTP_LIBS)
+tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c
+tests_fuzz_fuzz_chunked_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_chunked_LDADD = $(S3HTTP_LIBS)
+tests_fuzz_fuzz_xml_SOURCES = tests/fuzz/fuzz_xml.c
+tests_fuzz_fuzz_xml_CPPFLAGS = $(S3HTTP_CPPFLAGS)
+tests_fuzz_fuzz_xml_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_xml_LDADD = $(S3HTTP_LIBS)
+FUZZ_TARGETS += tests/fuzz/fuzz_http tests/fuzz/fuzz_sigv4 tests/fuzz/fuzz_chunked \
+	tests/fuzz/fuzz_xml
+endif
