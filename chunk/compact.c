@@ -78,7 +78,7 @@ static int select_run(struct compact *cp)
         int droppable = cp->nin ? cp->oldest : i == 0;
         uint64_t keep = g->live - (droppable ? MKV_MIN(g->tomb, g->live) : 0);
         int sp = keep * 100 < pct * g->size;
-        int small = g->size < s->o.segment_size / 8;
+        int small = g->size <= s->o.segment_size / 2; /* worth merging with a neighbour */
         if (ok && !(sp || small)) ok = 0;
         if (ok && cp->nin && (keep_sum + keep > s->o.segment_size || cp->nin == CP_MAX_IN)) {
             if (sparse || cp->nin >= 2) return 1;
@@ -146,7 +146,7 @@ static int copy_run(struct compact *cp, int fd, uint64_t *out_size)
             if (rv == 0) break;
             rv = 0;
             if (r.h.type == WAL_SEGHDR || r.h.type == WAL_SEAL) continue;
-            if (s->closing) {
+            if (__atomic_load_n(&s->closing, __ATOMIC_RELAXED)) {
                 rv = -ECANCELED;
                 break;
             }
@@ -485,7 +485,7 @@ static void scrub_work(uv_work_t *w)
         sc->status = -ENOMEM;
         goto out;
     }
-    while (!s->closing) {
+    while (!__atomic_load_n(&s->closing, __ATOMIC_RELAXED)) {
         MDB_txn *t;
         sc->status = ix_rd_begin(&s->ix, &t);
         if (sc->status) break;

@@ -291,15 +291,23 @@ static int layout(struct flush *fl)
 {
     struct mkv_store *s = fl->s;
     struct seg *g;
-    int rv = 0;
+    uint64_t total = 0;
+    int rv = 0, fresh;
 
+    for (size_t i = 0; i < fl->nrecs; i++) {
+        fl->recs[i].rec_len = wal_rec_len(fl->recs[i].h.stored_len);
+        total += fl->recs[i].rec_len;
+    }
     pthread_mutex_lock(&s->lock);
     g = s->head;
+    /* A batch that fits in one segment goes into one segment: a crash in
+     * the middle of it then leaves a torn tail only at the end of the log. */
+    fresh = g->size + total > s->o.segment_size && WAL_HDR + total <= s->o.segment_size;
     fl->nspans = 0;
     for (size_t i = 0; i < fl->nrecs; i++) {
         struct frec *r = &fl->recs[i];
-        r->rec_len = wal_rec_len(r->h.stored_len);
-        if (g->size + r->rec_len > s->o.segment_size && g->size > WAL_HDR) {
+        int roll = (i == 0 && fresh) || g->size + r->rec_len > s->o.segment_size;
+        if (roll && g->size > WAL_HDR) {
             uint64_t id = s->next_seg_id++;
             struct seg *ng;
             int fd;
@@ -311,15 +319,17 @@ static int layout(struct flush *fl)
                 break;
             }
             ng = seg_new(id, fd);
+            if (ng) { /* the table is ordered by lo: set it before inserting */
+                ng->lo = r->h.lsn;
+                ng->size = WAL_HDR;
+                ng->row_dirty = 1;
+            }
             if (!ng || seg_insert(s, ng)) {
                 free(ng);
                 close(fd);
                 rv = -ENOMEM;
                 break;
             }
-            ng->lo = r->h.lsn;
-            ng->size = WAL_HDR;
-            ng->row_dirty = 1;
             g->flags |= SEG_SEALED;
             g->hi = r->h.lsn - 1;
             g->row_dirty = 1;

@@ -209,7 +209,7 @@ static void resolve_overlaps(struct mkv_store *s, struct rstate *rs)
 {
     for (size_t i = 0; i < rs->n; i++) {
         struct rfile *c = &rs->f[i];
-        if (c->drop || !(c->flags & SEG_COMPACTED)) continue;
+        if (c->drop || !(c->flags & SEG_COMPACTED) || c->hi < c->lo) continue;
         for (size_t j = 0; j < rs->n; j++) {
             struct rfile *o = &rs->f[j];
             if (j == i || o->drop || o->lo < c->lo || o->lo > c->hi) continue;
@@ -261,6 +261,17 @@ static int check_index(struct mkv_store *s, struct rstate *rs, struct ix_ckpt *c
             continue;
         }
         if (f->lo < maxlo) {
+            /* Replaced by a compaction whose inputs were not all unlinked? */
+            int replaced = 0;
+            for (size_t j = 0; j < rs->n && !replaced; j++) {
+                const struct rfile *c = &rs->f[j];
+                replaced = c->has_row && !c->drop && (c->flags & SEG_COMPACTED) &&
+                           c->lo <= c->hi && f->lo >= c->lo && f->lo <= c->hi;
+            }
+            if (replaced) {
+                remove_file(s, f, "replaced-by-compaction");
+                continue;
+            }
             MKV_WARN(COMP, "segment unknown to the index segment=%016" PRIx64, f->id);
             return 1;
         }
@@ -472,7 +483,7 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
         has_ck = 0;
         resolve_overlaps(s, &rs);
     }
-    qsort(rs.f, rs.n, sizeof *rs.f, rfile_cmp);
+    if (rs.n) qsort(rs.f, rs.n, sizeof *rs.f, rfile_cmp);
     while (rs.n && rs.f[rs.n - 1].drop) rs.n--;
 
     /* The in-memory segment table. */
@@ -551,6 +562,11 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
             goto out;
         }
         g = seg_new(id, fd);
+        if (g) {
+            g->lo = s->next_lsn;
+            g->size = WAL_HDR;
+            g->row_dirty = 1;
+        }
         pthread_mutex_lock(&s->lock);
         if (!g || seg_insert(s, g)) {
             pthread_mutex_unlock(&s->lock);
@@ -559,9 +575,6 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
             rv = mkv_errf(err, errlen, -ENOMEM, "recovery");
             goto out;
         }
-        g->lo = s->next_lsn;
-        g->size = WAL_HDR;
-        g->row_dirty = 1;
         pthread_mutex_unlock(&s->lock);
     }
     s->head = s->order[s->norder - 1];

@@ -86,6 +86,7 @@ static int seg_before(const struct seg *a, const struct seg *b)
     return a->lo < b->lo || (a->lo == b->lo && a->id < b->id);
 }
 
+/* g->lo and g->id must be set: the table is ordered by them. */
 int seg_insert(struct mkv_store *s, struct seg *g)
 {
     size_t i;
@@ -410,8 +411,18 @@ static void sync_work(uv_work_t *w)
 {
     struct mkv_store *s = MKV_CONTAINER_OF(w, struct mkv_store, sync_work);
     uint64_t txnid = ix_last_txnid(&s->ix);
+    int closing = s->close_stage == 1; /* set on the loop before this job was queued */
+    if (closing) {
+        /* Nothing pins retired segments any more: remove them now. */
+        for (size_t i = 0; i < s->nretired; i++) {
+            char path[4096];
+            seg_path(s, s->retired[i]->id, path, sizeof path);
+            unlink(path);
+        }
+        if (s->nretired) store_fsync_dir(s);
+    }
     s->sync_rc = ix_sync(&s->ix);
-    if (s->sync_rc == 0) s->sync_rc = state_write(s, s->closing, txnid);
+    if (s->sync_rc == 0) s->sync_rc = state_write(s, closing, txnid);
 }
 
 static void close_step(struct mkv_store *s);
@@ -633,12 +644,6 @@ static void close_step(struct mkv_store *s)
     if (s->close_stage == 3 && --s->handles == 0) {
         void (*cb)(void *) = s->close_cb;
         void *data = s->close_data;
-        /* Retired segments are unpinned now: remove them. */
-        for (size_t i = 0; i < s->nretired; i++) {
-            char path[4096];
-            seg_path(s, s->retired[i]->id, path, sizeof path);
-            unlink(path);
-        }
         flush_free(s);
         compact_free(s);
         MKV_INFO(COMP, "store closed dir=%s", s->dir);
@@ -660,7 +665,7 @@ void store_maybe_close(struct mkv_store *s)
 void mkv_store_close(struct mkv_store *s, void (*cb)(void *data), void *data)
 {
     if (s->closing) return;
-    s->closing = 1;
+    __atomic_store_n(&s->closing, 1, __ATOMIC_RELAXED); /* workers poll it */
     s->close_cb = cb;
     s->close_data = data;
     uv_timer_stop(&s->sync_timer);
