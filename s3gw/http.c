@@ -723,6 +723,12 @@ static void conn_on_eof(struct http_conn *c)
         conn_close_graceful(c);
         return;
     }
+    if (!r->msg_complete && r->body == BODY_DISCARD) {
+        /* the response is out or on its way: let it finish, then close */
+        r->close_conn = 1;
+        conn_close_graceful(c);
+        return;
+    }
     if (!r->msg_complete) {
         if (r->body == BODY_READING && !r->body_err) {
             r->body = BODY_DONE;

@@ -13,6 +13,13 @@
  * requests get 400 and the connection is closed; no handler sees them.
  *
  * Threading: every call on the server's loop.
+ *
+ * Callbacks (on_request, body, write, on_abort) never run inside the API
+ * call that caused them: they run from the loop, so a handler may set up
+ * its state after calling mkv_http_read_body or mkv_http_respond.
+ *
+ * Writes use write(2) through libuv: the process must ignore SIGPIPE (the
+ * daemon's main does; this library changes no global state).
  */
 #ifndef MKV_S3GW_HTTP_H
 #define MKV_S3GW_HTTP_H
@@ -42,14 +49,19 @@ struct mkv_http_server_opts
     uint32_t max_request_line;    /* 0: 16 KiB */
     uint32_t max_header_bytes;    /* 0: 64 KiB (all header lines together) */
     uint32_t max_headers;         /* 0: 100 */
-    uint64_t header_timeout_ms;   /* 0: 30 s to receive a full header block */
+    uint64_t header_timeout_ms;   /* 0: 30 s to receive a full header block (and
+                                   * to complete a TLS handshake) */
     uint64_t idle_timeout_ms;     /* 0: 300 s between requests */
-    uint64_t body_timeout_ms;     /* 0: 120 s without body progress */
+    uint64_t body_timeout_ms;     /* 0: 120 s without body progress; also the time
+                                   * a response write may make no progress before
+                                   * the connection is aborted (a peer that does
+                                   * not read) */
     uint32_t max_connections;     /* 0: unlimited (bounded by RLIMIT_NOFILE) */
 };
 
-/* Read-only for handlers; valid until the response is finished or the
- * request is aborted. Strings are NUL-terminated. */
+/* Read-only for handlers (except data); valid until the response is
+ * finished and the callbacks of its writes have run, or until on_abort
+ * returns. Strings are NUL-terminated. */
 struct mkv_http_req
 {
     const char *method;
@@ -77,9 +89,12 @@ struct mkv_http_handler
      * later. If it finishes without reading the body, the server discards
      * a small remaining body or closes the connection after the response. */
     void (*on_request)(struct mkv_http_req *r, void *ctx);
-    /* The client went away or a timeout hit before the response finished.
-     * After this returns the handler must not touch r again; callbacks it
-     * registered will not be called. */
+    /* The client went away, a timeout hit or the server stops before the
+     * response finished (mkv_http_respond or mkv_http_finish). After this
+     * returns the handler must not touch r again; callbacks it registered
+     * will not be called; buffers it gave mkv_http_write are no longer
+     * referenced. Once the response is finished there is no on_abort: the
+     * callbacks of pending writes report the failure instead. */
     void (*on_abort)(struct mkv_http_req *r, void *ctx);
 };
 
@@ -109,9 +124,10 @@ MKV_API int mkv_http_server_adopt(struct mkv_http_server *s, uv_os_sock_t fd);
 
 /* The value of a header, compared case-insensitively; NULL if absent. */
 MKV_API const char *mkv_http_header(const struct mkv_http_req *r, const char *name);
-/* The value of a query parameter, percent-decoded into buf; returns 1 if
- * present (value may be empty), 0 if not, -EINVAL if malformed or longer
- * than buflen-1. */
+/* The value of a query parameter, percent-decoded into buf ('+' decodes to
+ * a space, as S3 reads query strings); returns 1 if present (value may be
+ * empty), 0 if not, -EINVAL if malformed, holding a NUL, or longer than
+ * buflen-1. */
 MKV_API int mkv_http_query(const struct mkv_http_req *r, const char *name, char *buf,
                            size_t buflen);
 /* Percent-decodes s[0..n) into out (cap bytes; NUL-terminated when room
@@ -122,14 +138,25 @@ MKV_API int mkv_http_query(const struct mkv_http_req *r, const char *name, char 
 MKV_API int mkv_http_unescape(const char *s, size_t n, char *out, size_t cap, int flags);
 
 /* Starts delivering the body to cb (sends "100 Continue" first when the
- * client asked for it). Call once. */
+ * client asked for it). Call once: -EALREADY after that, -ECONNRESET if the
+ * connection is gone, -EINVAL once the response is finished. A request
+ * without a body gets the end (status 0, len 0) at once. */
 MKV_API int mkv_http_read_body(struct mkv_http_req *r, mkv_http_body_cb cb);
-/* Stops and restarts reading the socket (back-pressure). */
+/* Stops and restarts reading the socket (back-pressure). No body callback
+ * (not even the end) comes while paused; the body timeout does not run. */
 MKV_API void mkv_http_pause_body(struct mkv_http_req *r);
 MKV_API void mkv_http_resume_body(struct mkv_http_req *r);
 
 /* A whole response with a small body (copied). Adds Date, Server,
- * Content-Length and Connection. hdrs may be NULL when n is 0. */
+ * Content-Length and Connection (a Date or Server in hdrs replaces ours;
+ * Content-Length, Transfer-Encoding and Connection in hdrs are ignored:
+ * use mkv_http_close_after). hdrs may be NULL when n is 0. Header names
+ * must be tokens and values free of CR/LF (-EINVAL). 204 and 304 have no
+ * body; for HEAD the body is not sent but its length is (to answer HEAD
+ * with the length of an object, use mkv_http_start with that length and
+ * mkv_http_finish). Returns 0, -EALREADY (a response was started),
+ * -ECONNRESET (the connection is gone: the response counts as finished),
+ * -ENOMEM. */
 MKV_API int mkv_http_respond(struct mkv_http_req *r, int status, const struct mkv_http_header *hdrs,
                              unsigned n, const void *body, size_t len);
 /* Starts a streamed response: content_length >= 0 sends Content-Length,
@@ -137,8 +164,12 @@ MKV_API int mkv_http_respond(struct mkv_http_req *r, int status, const struct mk
  * Content-Length is. */
 MKV_API int mkv_http_start(struct mkv_http_req *r, int status, const struct mkv_http_header *hdrs,
                            unsigned n, int64_t content_length);
-/* Queues buf[len] (not copied: keep it until cb). cb(status) when written
- * to the socket (0) or when the connection failed (< 0). */
+/* Queues buf[len] (not copied on plain TCP: keep it until cb; copied into
+ * the TLS record buffer with TLS). cb(status) when written to the socket
+ * (0) or when the connection failed (< 0). A write of 0 bytes, or any
+ * write of a HEAD/204/304 response, sends nothing and still calls cb in
+ * order. Writing more than the Content-Length is -EINVAL; len must be
+ * under 4 GiB. */
 MKV_API int mkv_http_write(struct mkv_http_req *r, const void *buf, size_t len,
                            mkv_http_write_cb cb, void *arg);
 /* Bytes written with mkv_http_write and not yet on the socket. */

@@ -6,6 +6,7 @@
  * buffer of our own (TLS); either way the handler's callback runs when the
  * bytes are on the socket. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,7 @@ int mkv_http_respond(struct mkv_http_req *pub, int status, const struct mkv_http
     uv_buf_t ub;
     int nobody = r->is_head || status == 204 || status == 304;
     int rv = resp_check(r, status), close;
+    if (!rv && len > UINT_MAX / 2) rv = -EINVAL;
     if (rv) {
         if (rv == -ECONNRESET && r->resp == RESP_NONE) r->resp = RESP_DONE, r->finished = 1;
         return rv;
@@ -327,7 +329,7 @@ int mkv_http_write(struct mkv_http_req *pub, const void *buf, size_t len, mkv_ht
     uv_buf_t bufs[3];
     static char crlf[] = "\r\n";
     char *prefix;
-    if (r->resp != RESP_STREAMING) return -EINVAL;
+    if (r->resp != RESP_STREAMING || len > UINT_MAX) return -EINVAL;
     if (r->aborted || c->state == CONN_CLOSED) return -ECONNRESET;
     if (r->resp_nobody || len == 0) {
         bufs[0] = uv_buf_init((char *)"", 0);

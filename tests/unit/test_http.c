@@ -302,6 +302,7 @@ static void on_request(struct mkv_http_req *r, void *ctx)
         respond_str(r, 200, "hello");
         return;
     }
+    if (strcmp(r->path, "/hang") == 0) return; /* never answers */
     if (strcmp(r->path, "/noread") == 0) {
         respond_str(r, 200, "ok");
         return;
@@ -1351,6 +1352,44 @@ static void test_reuseport(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_max_connections(void **state)
+{
+    struct mkv_http_server_opts o = {.max_connections = 2};
+    struct cl a, b, c;
+    struct resp r = {0};
+    (void)state;
+    fx_start(&o);
+    cl_open(&a);
+    cl_open(&b);
+    assert_int_equal(fx_wait_conns(2, 2000), 0);
+    cl_open(&c); /* over the limit: accepted and closed */
+    assert_true(cl_wait_close(&c, 2000) >= 0);
+    cl_close(&c);
+    cl_sends(&a, GET_HELLO);
+    assert_int_equal(cl_read(&a, &r, 0), 0);
+    expect_body(&r, 200, "hello");
+    cl_close(&a);
+    cl_close(&b);
+    mkv_buf_free(&r.body);
+    fx_stop();
+}
+
+/* Stopping the server aborts the requests in flight. */
+static void test_stop_inflight(void **state)
+{
+    struct mkv_http_server_opts o = {0};
+    struct cl c;
+    (void)state;
+    fx_start(&o);
+    cl_open(&c);
+    cl_sends(&c, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(fx_wait_counter(&F.nreq, 1, 2000), 0);
+    fx_stop();
+    assert_int_equal(F.naborts, 1);
+    assert_true(cl_wait_close(&c, 2000) >= 0);
+    cl_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1361,7 +1400,8 @@ int main(void)
         cmocka_unit_test(test_short_body_abort), cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_unread_body),      cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_idle_connections), cmocka_unit_test(test_tls),
-        cmocka_unit_test(test_reuseport),
+        cmocka_unit_test(test_reuseport),        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_stop_inflight),
     };
     signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2): the process ignores SIGPIPE */
     alarm(300);
