@@ -209,7 +209,10 @@ static int copy_run(struct compact *cp, int fd, uint64_t *out_size)
 static void swap_segments(struct mkv_store *s, void *arg)
 {
     struct compact *cp = arg;
-    for (int i = 0; i < cp->nin; i++) seg_unorder(s, cp->in[i]);
+    for (int i = 0; i < cp->nin; i++) {
+        seg_unorder(s, cp->in[i]);
+        cp->in[i]->retired = 1; /* no index row for it any more; unlinked when unpinned */
+    }
 }
 
 static void run_work(uv_work_t *w)

@@ -578,11 +578,11 @@ int mkv_store_open(uv_loop_t *loop, const struct mkv_store_opts *o, struct mkv_s
         goto err_free;
     }
     read_boot_id(s->boot_id, sizeof s->boot_id);
+    rv = recover(s, err, errlen); /* before io_open: recovery uses plain pread/pwrite */
+    if (rv) goto err_free;
     rv = io_open(loop, o->io_backend, &s->io, err, errlen);
     if (rv) goto err_free;
     io_set_fsync_observer(s->io, store_fsync_observe, s);
-    rv = recover(s, err, errlen);
-    if (rv) goto err_io;
     rv = flush_init(s);
     if (rv) {
         mkv_errf(err, errlen, rv, "flush");
@@ -608,11 +608,7 @@ int mkv_store_open(uv_loop_t *loop, const struct mkv_store_opts *o, struct mkv_s
 err_flush:
     flush_free(s);
 err_io:
-    io_close(s->io, NULL, NULL);
-    if (io_is_uring(s->io)) {
-        /* The poll handle closes on the next loop turn; run it now. */
-        uv_run(loop, UV_RUN_NOWAIT);
-    }
+    io_close(s->io, NULL, NULL); /* an io_uring poll handle finishes closing on the next loop turn */
 err_free:
     store_free(s);
     return rv;
