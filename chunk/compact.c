@@ -459,9 +459,11 @@ void compact_free(struct mkv_store *s)
 }
 
 /* ------------------------------------------------------------------------
- * Scrubber
+ * Scrubber: steps of at most SCRUB_STEP blocks, one worker job each, so a
+ * long scrub neither holds a pool thread nor pins segments for long.
  * ------------------------------------------------------------------------ */
 #define SCRUB_BATCH 256
+#define SCRUB_STEP 1024
 
 struct scrub
 {
@@ -472,57 +474,67 @@ struct scrub
     uint64_t nbad;
     uint64_t epoch;
     int status;
+    int finished;
+    /* Resume after this key. */
+    uint64_t c;
+    uint32_t v, b;
+    int after;
+    uint64_t kc[SCRUB_BATCH];
+    uint32_t kv[SCRUB_BATCH], kb[SCRUB_BATCH];
+    struct ix_blk e[SCRUB_BATCH];
 };
 
 static void scrub_work(uv_work_t *w)
 {
     struct scrub *sc = MKV_CONTAINER_OF(w, struct scrub, work);
     struct mkv_store *s = sc->s;
-    uint64_t kc[SCRUB_BATCH], c = 0;
-    uint32_t kv[SCRUB_BATCH], kb[SCRUB_BATCH], v = 0, b = 0;
-    struct ix_blk *e = malloc(sizeof *e * SCRUB_BATCH);
     uint8_t *rec = xf_pool_get(&s->pool), *plain = xf_pool_get(&s->pool);
-    int after = 0, n;
+    int n, done = 0;
 
-    if (!e || !rec || !plain) {
+    if (!rec || !plain) {
         sc->status = -ENOMEM;
+        sc->finished = 1;
         goto out;
     }
-    while (!__atomic_load_n(&s->closing, __ATOMIC_RELAXED)) {
+    while (done < SCRUB_STEP && !__atomic_load_n(&s->closing, __ATOMIC_RELAXED)) {
         MDB_txn *t;
         sc->status = ix_rd_begin(&s->ix, &t);
         if (sc->status) break;
-        n = ix_blk_batch(&s->ix, t, c, v, b, after, kc, kv, kb, e, SCRUB_BATCH);
+        n = ix_blk_batch(&s->ix, t, sc->c, sc->v, sc->b, sc->after, sc->kc, sc->kv, sc->kb, sc->e,
+                         SCRUB_BATCH);
         ix_rd_end(t);
         if (n <= 0) {
             sc->status = n < 0 ? n : 0;
+            sc->finished = 1;
             break;
         }
         for (int i = 0; i < n; i++) {
+            struct ix_blk *e = &sc->e[i];
             struct seg *g;
             int fd, rv;
             pthread_mutex_lock(&s->lock);
-            g = seg_find(s, e[i].seg);
+            g = seg_find(s, e->seg);
             fd = g ? g->fd : -1;
             pthread_mutex_unlock(&s->lock);
-            rv = fd < 0 ? -EIO : wal_pread_full(fd, rec, WAL_HDR + e[i].stored_len, e[i].off);
+            rv = fd < 0 ? -EIO : wal_pread_full(fd, rec, WAL_HDR + e->stored_len, e->off);
             if (rv) {
                 MKV_ERROR(COMP, "scrub cannot read block chunk=%016" PRIx64 " version=%u block=%u"
                           " segment=%016" PRIx64 " offset=%" PRIu64 " err=%d",
-                          kc[i], kv[i], kb[i], e[i].seg, e[i].off, rv);
+                          sc->kc[i], sc->kv[i], sc->kb[i], e->seg, e->off, rv);
                 mkv_counter_add(&s->st_corrupt, 1);
                 sc->nbad++;
                 continue;
             }
-            if (store_check_block(s, kc[i], kb[i], &e[i], rec, rec + WAL_HDR, plain)) sc->nbad++;
+            if (store_check_block(s, sc->kc[i], sc->kb[i], e, rec, rec + WAL_HDR, plain)) sc->nbad++;
         }
-        c = kc[n - 1];
-        v = kv[n - 1];
-        b = kb[n - 1];
-        after = 1;
+        done += n;
+        sc->c = sc->kc[n - 1];
+        sc->v = sc->kv[n - 1];
+        sc->b = sc->kb[n - 1];
+        sc->after = 1;
     }
+    if (sc->status) sc->finished = 1;
 out:
-    free(e);
     xf_pool_put(&s->pool, rec);
     xf_pool_put(&s->pool, plain);
 }
@@ -534,10 +546,15 @@ static void scrub_after(uv_work_t *w, int status)
     struct mkv_store_req *req = sc->req;
     int st = sc->status;
     (void)status;
+    store_unpin(s, sc->epoch);
+    if (!sc->finished && !s->closing) {
+        sc->epoch = store_pin(s);
+        uv_queue_work(s->loop, &sc->work, scrub_work, scrub_after);
+        return;
+    }
     *sc->bad = sc->nbad;
     if (sc->nbad) MKV_WARN(COMP, "scrub found bad blocks count=%" PRIu64, sc->nbad);
     s->scrubs--;
-    store_unpin(s, sc->epoch);
     free(sc);
     req->cb(req, st);
     store_maybe_close(s);

@@ -39,6 +39,7 @@ struct rfile
     uint64_t lo, hi;
     uint32_t flags;
     int drop;
+    int unsealed; /* a compaction output without its SEAL */
     struct ix_segrow row;
     int has_row;
 };
@@ -167,6 +168,13 @@ static int load_files(struct mkv_store *s, struct rstate *rs, char *err, size_t 
             rs->cap = cap;
         }
         if (f.size >= WAL_HDR && wal_pread_full(f.fd, hdr, WAL_HDR, 0) == 0 &&
+            mkv_get_le32(hdr) == WAL_MAGIC && mkv_get_le16(hdr + 6) > WAL_FORMAT) {
+            close(f.fd);
+            closedir(d);
+            return mkv_errf(err, errlen, -EPROTO, "%s was written by a newer minikv (format %u)",
+                            path, mkv_get_le16(hdr + 6));
+        }
+        if (f.size >= WAL_HDR && wal_pread_full(f.fd, hdr, WAL_HDR, 0) == 0 &&
             wal_hdr_decode(hdr, &h) == 0 && h.type == WAL_SEGHDR && h.chunk == f.id) {
             f.lo = h.lsn;
             f.hi = h.aux;
@@ -177,19 +185,53 @@ static int load_files(struct mkv_store *s, struct rstate *rs, char *err, size_t 
                 int ok = f.size >= 2 * WAL_HDR && f.size % WAL_ALIGN == 0 &&
                          wal_pread_full(f.fd, hdr, WAL_HDR, f.size - WAL_HDR) == 0 &&
                          wal_hdr_decode(hdr, &h) == 0 && h.type == WAL_SEAL && h.chunk == f.id;
-                if (!ok) remove_file(s, &rs->f[rs->n - 1], "unfinished-compaction");
+                if (!ok) rs->f[rs->n - 1].unsealed = 1; /* decided once the index is read */
             }
             continue;
         }
         rs->f[rs->n++] = f;
         if (first_lsn(f.fd, f.size, &rs->f[rs->n - 1].lo) == 1) {
             MKV_ERROR(COMP, "segment header unreadable, keeping its records path=%s", path);
+        } else if (f.size <= WAL_HDR) {
+            remove_file(s, &rs->f[rs->n - 1], "torn-at-creation");
         } else {
-            remove_file(s, &rs->f[rs->n - 1], "no-valid-records");
+            /* Nothing we can read: keep the bytes for inspection, out of the way. */
+            char to[4200];
+            snprintf(to, sizeof to, "%s.corrupt", path);
+            MKV_ERROR(COMP, "segment holds no valid record, set aside path=%s", to);
+            rename(path, to);
+            close(f.fd);
+            rs->f[rs->n - 1].fd = -1;
+            rs->f[rs->n - 1].drop = 1;
         }
     }
     closedir(d);
     return 0;
+}
+
+/* A compaction output without its SEAL is normally an unfinished
+ * compaction whose inputs still exist: remove it. If the index lists it,
+ * or none of the files it replaced is left, it is the only copy of its
+ * records (damaged at its end): keep it. */
+static void settle_unsealed(struct mkv_store *s, struct rstate *rs, int trusted)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        struct rfile *c = &rs->f[i];
+        int inputs = 0;
+        if (c->drop || !c->unsealed) continue;
+        for (size_t j = 0; j < rs->n && !inputs; j++) {
+            const struct rfile *o = &rs->f[j];
+            inputs = j != i && !o->drop && !o->unsealed && o->lo >= c->lo && o->lo <= c->hi;
+        }
+        if ((trusted && c->has_row) || !inputs) {
+            MKV_ERROR(COMP, "compacted segment lacks its seal, keeping it segment=%016" PRIx64,
+                      c->id);
+            c->flags |= SEG_NOCOMPACT;
+            c->hi = 0; /* do not let it replace anything */
+            continue;
+        }
+        remove_file(s, c, "unfinished-compaction");
+    }
 }
 
 static int rfile_cmp(const void *a, const void *b)
@@ -467,6 +509,8 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
         }
         if (!trusted)
             for (size_t i = 0; i < rs.n; i++) rs.f[i].has_row = 0;
+        else
+            settle_unsealed(s, &rs, 1);
     }
     if (trusted) {
         MDB_txn *t;
@@ -481,6 +525,7 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
             goto out;
         }
         has_ck = 0;
+        settle_unsealed(s, &rs, 0);
         resolve_overlaps(s, &rs);
     }
     if (rs.n) qsort(rs.f, rs.n, sizeof *rs.f, rfile_cmp);

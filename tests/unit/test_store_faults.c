@@ -190,6 +190,139 @@ static void flipped_bit(struct tctx *t)
 CASE(flipped_bit)
 
 /* ------------------------------------------------------------------------
+ * Odd files in wal/ at open
+ * ------------------------------------------------------------------------ */
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, p, n), (ssize_t)n);
+    close(fd);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Finds a compacted segment: 0 when found. */
+static int compacted_seg(const char *sdir, char *path, size_t len, uint64_t *size)
+{
+    char wal[700];
+    DIR *d;
+    struct dirent *de;
+    int found = -1;
+    snprintf(wal, sizeof wal, "%s/wal", sdir);
+    d = opendir(wal);
+    assert_non_null(d);
+    while (found && (de = readdir(d)) != NULL) {
+        uint8_t hdr[WAL_HDR];
+        struct wal_hdr h;
+        struct stat st;
+        uint64_t id;
+        int fd;
+        if (wal_seg_parse(de->d_name, &id) != 0) continue;
+        snprintf(path, len, "%s/%s", wal, de->d_name);
+        fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && wal_hdr_decode(hdr, &h) == 0 &&
+            (h.flags & WAL_F_COMPACTED) && fstat(fd, &st) == 0) {
+            *size = (uint64_t)st.st_size;
+            found = 0;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return found;
+}
+
+static void check_kept(struct tctx *t)
+{
+    uint8_t b;
+    for (uint64_t c = 0; c < 8; c++) {
+        if (c % 4 == 3) check_data(t, c, 1, 256 * KB, c);
+        else assert_int_equal(t_read(t, c, 1, 0, &b, 1), -ENOENT);
+    }
+}
+
+static void odd_files(struct tctx *t)
+{
+    uint8_t *buf = malloc(256 * KB), hdr[WAL_HDR];
+    char comp[1024], path[1024], aside[1100];
+    uint64_t csize = 0;
+    struct wal_hdr h = {0};
+    t->o.segment_size = 1 << 20;
+    t_open_ok(t);
+    for (uint64_t c = 0; c < 8; c++) {
+        fill(buf, 256 * KB, c);
+        assert_int_equal(t_write(t, c, 1, 0, 0, buf, 256 * KB), 0);
+    }
+    for (uint64_t c = 0; c < 8; c++)
+        if (c % 4 != 3) assert_int_equal(t_delete(t, c, 1), 0);
+    assert_int_equal(t_compact(t), 0);
+    t_close(t);
+    assert_int_equal(compacted_seg(t->sdir, comp, sizeof comp, &csize), 0);
+
+    /* An unfinished compaction (no SEAL) whose inputs are still there: removed,
+     * with a trusted index and on a rebuild. */
+    for (int rebuild = 0; rebuild < 2; rebuild++) {
+        snprintf(path, sizeof path, "%s/wal/00000000000000f0.seg", t->sdir);
+        h.type = WAL_SEGHDR;
+        h.flags = WAL_F_COMPACTED;
+        h.lsn = 1;
+        h.chunk = 0xf0;
+        h.aux = 1000000;
+        wal_hdr_encode(&h, hdr);
+        write_bytes(path, hdr, sizeof hdr);
+        if (rebuild) drop_index(t);
+        t_open_ok(t);
+        assert_false(exists(path));
+        check_kept(t);
+        t_close(t);
+    }
+    /* A compacted segment whose SEAL was damaged after its inputs were
+     * removed: the only copy of its records, kept. */
+    flip_bit(comp, csize - 30, 2);
+    for (int rebuild = 0; rebuild < 2; rebuild++) {
+        if (rebuild) drop_index(t);
+        t_open_ok(t);
+        assert_true(exists(comp));
+        check_kept(t);
+        t_close(t);
+    }
+    /* Garbage is set aside, a file torn at creation removed. */
+    fill(buf, 10000, 3);
+    snprintf(path, sizeof path, "%s/wal/00000000000000f1.seg", t->sdir);
+    snprintf(aside, sizeof aside, "%s.corrupt", path);
+    write_bytes(path, buf, 10000);
+    t_open_ok(t);
+    assert_false(exists(path));
+    assert_true(exists(aside));
+    check_kept(t);
+    t_close(t);
+    write_bytes(path, buf, 10);
+    t_open_ok(t);
+    assert_false(exists(path));
+    t_close(t);
+    /* A segment from a newer format is refused, not touched. */
+    write_bytes(path, hdr, sizeof hdr);
+    {
+        uint8_t newer[WAL_HDR];
+        memcpy(newer, hdr, sizeof newer);
+        newer[6] = 2;
+        write_bytes(path, newer, sizeof newer);
+    }
+    assert_int_equal(t_open(t), -EPROTO);
+    assert_true(exists(path));
+    unlink(path);
+    t_open_ok(t);
+    check_kept(t);
+    free(buf);
+}
+CASE(odd_files)
+
+/* ------------------------------------------------------------------------
  * kill -9
  * ------------------------------------------------------------------------ */
 enum { REP_WRITE = 1, REP_COMMIT, REP_DEL_INTENT, REP_DEL };
@@ -416,6 +549,7 @@ static void crash_kill9(struct tctx *t)
 CASE(crash_kill9)
 
 const struct CMUnitTest store_fault_tests[] = {
-    ENTRIES(torn_tail), ENTRIES(mid_log_corruption), ENTRIES(flipped_bit), ENTRIES(crash_kill9),
+    ENTRIES(torn_tail), ENTRIES(mid_log_corruption), ENTRIES(flipped_bit), ENTRIES(odd_files),
+    ENTRIES(crash_kill9),
 };
 const size_t store_fault_count = MKV_ARRAY_SIZE(store_fault_tests);
