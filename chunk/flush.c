@@ -424,7 +424,9 @@ static int apply(struct flush *fl)
     struct ix_wtx w;
     struct ix_ckpt ck;
     const struct frec *last = &fl->recs[fl->nrecs - 1];
-    int rv = ix_wtx_begin(&s->ix, &w);
+    int rv = fault_hit(s, FAULT_APPLY);
+    if (rv) return rv;
+    rv = ix_wtx_begin(&s->ix, &w);
     if (rv) return rv;
     for (size_t i = 0; i < fl->nrecs; i++) {
         const struct frec *r = &fl->recs[i];
@@ -503,10 +505,10 @@ static void build_work(uv_work_t *w)
     }
     if (io_is_uring(s->io)) return; /* the loop submits WRITE and SYNC */
     io_run_sync(&fl->wb, store_fsync_observe, s);
-    rv = fl->wb.status;
+    rv = fl->wb.status ? fl->wb.status : fault_hit(s, FAULT_WRITE);
     if (rv == 0) {
         io_run_sync(&fl->sb, store_fsync_observe, s);
-        rv = fl->sb.status;
+        rv = fl->sb.status ? fl->sb.status : fault_hit(s, FAULT_FSYNC);
     }
     if (rv == 0) rv = apply(fl);
     if (rv) {
@@ -573,8 +575,9 @@ static void fail_io(struct flush *fl, int status)
 static void sync_done(struct io_batch *b)
 {
     struct flush *fl = b->data;
-    if (b->status) {
-        fail_io(fl, b->status);
+    int st = b->status ? b->status : fault_hit(fl->s, FAULT_FSYNC);
+    if (st) {
+        fail_io(fl, st);
         return;
     }
     fl->stage = FL_APPLY;
@@ -584,8 +587,9 @@ static void sync_done(struct io_batch *b)
 static void write_done(struct io_batch *b)
 {
     struct flush *fl = b->data;
-    if (b->status) {
-        fail_io(fl, b->status);
+    int st = b->status ? b->status : fault_hit(fl->s, FAULT_WRITE);
+    if (st) {
+        fail_io(fl, st);
         return;
     }
     fl->stage = FL_SYNC;

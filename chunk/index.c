@@ -555,68 +555,79 @@ static int del_version(struct ix_wtx *w, uint64_t c, uint32_t v)
     return 0;
 }
 
-/* The versions of chunk c, in order (at most max). */
-static int chunk_versions(struct ix_wtx *w, uint64_t c, uint32_t *vs, struct ix_ver *vis, int max)
+struct cver
+{
+    uint32_t v;
+    uint8_t del;
+    struct ix_ver vi;
+};
+
+/* Every version of chunk c, in order, in a malloc'ed array. */
+static int chunk_versions(struct ix_wtx *w, uint64_t c, struct cver **out)
 {
     MDB_cursor *cur;
     uint8_t k[12];
     MDB_val key = {sizeof k, k}, d;
+    struct cver *a = NULL;
+    size_t cap = 0;
     int rc, n = 0;
     ver_key(k, c, 0);
     rc = mdb_cursor_open(w->t, w->ix->versions, &cur);
     if (rc) return ix_err(rc);
-    for (rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE); rc == 0 && n < max;
+    for (rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT)) {
         if (key.mv_size != 12 || mkv_get_be64(key.mv_data) != c) break;
-        if (ver_dec(&d, &vis[n]) != 0) continue;
-        vs[n++] = mkv_get_be32((uint8_t *)key.mv_data + 8);
+        if ((size_t)n == cap) {
+            struct cver *na = realloc(a, (cap ? cap * 2 : 16) * sizeof *a);
+            if (!na) {
+                rc = ENOMEM;
+                break;
+            }
+            a = na;
+            cap = cap ? cap * 2 : 16;
+        }
+        if (ver_dec(&d, &a[n].vi) != 0) continue;
+        a[n].v = mkv_get_be32((uint8_t *)key.mv_data + 8);
+        a[n].del = 0;
+        n++;
     }
     mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) return ix_err(rc);
+    if (rc && rc != MDB_NOTFOUND) {
+        free(a);
+        return ix_err(rc);
+    }
+    *out = a;
     return n;
 }
 
-#define MAX_CHUNK_VERSIONS 256
-
 static int apply_delete(struct ix_wtx *w, uint64_t c, uint32_t v)
 {
-    uint32_t vs[MAX_CHUNK_VERSIONS];
-    struct ix_ver *vis;
-    uint8_t del[MAX_CHUNK_VERSIONS];
+    struct cver *a = NULL;
     int n, rv = 0, changed;
 
-    vis = malloc(sizeof *vis * MAX_CHUNK_VERSIONS);
-    if (!vis) return -ENOMEM;
-    do { /* a chunk with more versions than fit is deleted in rounds */
-        n = chunk_versions(w, c, vs, vis, MAX_CHUNK_VERSIONS);
-        if (n <= 0) {
-            rv = n;
-            break;
-        }
-        memset(del, 0, sizeof del);
-        for (int i = 0; i < n; i++) del[i] = v == 0 || vs[i] == v;
-        /* Versions folded into a deleted one are its tombstones: delete too. */
-        do {
-            changed = 0;
-            for (int i = 0; i < n; i++) {
-                if (del[i] || vis[i].state != IX_FOLDED) continue;
-                for (int j = 0; j < n; j++) {
-                    if (del[j] && vs[j] == vis[i].folded_into) {
-                        del[i] = 1;
-                        changed = 1;
-                        break;
-                    }
+    n = chunk_versions(w, c, &a);
+    if (n <= 0) {
+        free(a);
+        return n;
+    }
+    for (int i = 0; i < n; i++) a[i].del = v == 0 || a[i].v == v;
+    /* Versions folded into a deleted one are its tombstones: delete too. */
+    do {
+        changed = 0;
+        for (int i = 0; i < n; i++) {
+            if (a[i].del || a[i].vi.state != IX_FOLDED) continue;
+            for (int j = 0; j < n; j++) {
+                if (a[j].del && a[j].v == a[i].vi.folded_into) {
+                    a[i].del = 1;
+                    changed = 1;
+                    break;
                 }
             }
-        } while (changed);
-        changed = 0;
-        for (int i = 0; i < n && rv == 0; i++) {
-            if (!del[i]) continue;
-            rv = del_version(w, c, vs[i]);
-            changed = 1;
         }
-    } while (rv == 0 && changed && n == MAX_CHUNK_VERSIONS);
-    free(vis);
+    } while (changed);
+    for (int i = 0; i < n && rv == 0; i++)
+        if (a[i].del) rv = del_version(w, c, a[i].v);
+    free(a);
     return rv;
 }
 

@@ -235,6 +235,13 @@ int store_commit(struct mkv_store *s, struct ix_wtx *w, const struct ix_ckpt *ck
     return rv;
 }
 
+void store_fault_set(struct mkv_store *s, int where, int nth, int err)
+{
+    s->fault.where = where;
+    s->fault.nth = nth;
+    s->fault.err = err;
+}
+
 void store_fsync_observe(void *arg, uint64_t ns)
 {
     struct mkv_store *s = arg;

@@ -171,7 +171,7 @@ struct mkv_store_stats
     uint64_t used;           /* bytes in segment files */
     uint64_t live;           /* bytes of live records (block records with their headers,
                               * version, commit and delete records): what compaction keeps */
-    uint64_t chunks;         /* versions in the index */
+    uint64_t chunks;         /* versions in the index (folded tombstones included) */
     uint64_t lsn;            /* last log sequence number made durable */
     uint64_t segments;
     uint64_t fsyncs;         /* fdatasync/fsync calls on segment files and the wal directory */

@@ -50,6 +50,18 @@ struct pin
 struct flush;
 struct compact;
 
+/* Fault injection for the tests of the flush error paths: the nth time
+ * the flush reaches `where`, it fails there with `err` as if the system
+ * call had (the bytes of a failed write are on disk, as after a real
+ * partial write). Set on the loop thread, used by the flush path only. */
+enum fault_where { FAULT_NONE = 0, FAULT_WRITE, FAULT_FSYNC, FAULT_APPLY };
+struct fault
+{
+    int where;
+    int nth;
+    int err;
+};
+
 struct mkv_store
 {
     uv_loop_t *loop;
@@ -112,6 +124,7 @@ struct mkv_store
     void (*close_cb)(void *data);
     void *close_data;
     int fatal; /* the log could not be repaired after a failed flush */
+    struct fault fault;
 
     /* Stats (relaxed atomics). */
     uint64_t st_fsyncs, st_bytes_written, st_bytes_read, st_corrupt, st_compactions;
@@ -147,6 +160,15 @@ void store_maybe_close(struct mkv_store *s);
  * MKV_ECHECKSUM, -EIO (index and record disagree) or -ENOKEY; logs. */
 int store_check_block(struct mkv_store *s, uint64_t c, uint32_t b, const struct ix_blk *e,
                       const uint8_t *hdr, uint8_t *payload, uint8_t *plain);
+
+static inline int fault_hit(struct mkv_store *s, int where)
+{
+    if (s->fault.where != where || --s->fault.nth > 0) return 0;
+    s->fault.where = FAULT_NONE;
+    return s->fault.err;
+}
+/* Tests: arm a fault (see struct fault). */
+void store_fault_set(struct mkv_store *s, int where, int nth, int err);
 
 /* flush.c */
 int flush_init(struct mkv_store *s);

@@ -18,6 +18,7 @@
 #include "minikv/err.h"
 #include "minikv/log.h"
 #include "test_store_util.h"
+#include "store_int.h"
 #include "wal.h"
 
 static void copy_file(const char *from, const char *to)
@@ -188,6 +189,52 @@ static void flipped_bit(struct tctx *t)
     free(got);
 }
 CASE(flipped_bit)
+
+/* ------------------------------------------------------------------------
+ * Failed flushes (injected): no half record stays, the store goes on
+ * ------------------------------------------------------------------------ */
+static void flush_faults(struct tctx *t)
+{
+    static const struct { int where, err; } faults[] = {
+        {FAULT_WRITE, -EIO}, {FAULT_WRITE, -ENOSPC}, {FAULT_FSYNC, -EIO}, {FAULT_APPLY, -EIO},
+    };
+    uint8_t *buf = malloc(3 * BS), b;
+    char head[1024];
+    struct stat st0, st1;
+    struct mkv_store_stats st;
+    t_open_ok(t);
+    fill(buf, 3 * BS, 1);
+    assert_int_equal(t_write(t, 1, 1, 0, 0, buf, 3 * BS), 0);
+    for (size_t i = 0; i < MKV_ARRAY_SIZE(faults); i++) {
+        struct t_op w = {0}, c = {0};
+        last_seg_path(t->sdir, head, sizeof head);
+        assert_int_equal(stat(head, &st0), 0);
+        store_fault_set(t->s, faults[i].where, 1, faults[i].err);
+        /* A write and a commit in one batch share its fate. */
+        w.req.data = &w;
+        c.req.data = &c;
+        assert_int_equal(mkv_store_write(t->s, &w.req, 10 + i, 1, 0, 0, buf, 3 * BS, t_op_cb), 0);
+        assert_int_equal(mkv_store_commit(t->s, &c.req, 10 + i, 1, t_op_cb), 0);
+        assert_int_equal(t_wait(t, &w), faults[i].err);
+        assert_int_equal(t_wait(t, &c), faults[i].err);
+        assert_int_equal(stat(head, &st1), 0);
+        assert_int_equal(st1.st_size, st0.st_size); /* cut back: no half record */
+        assert_int_equal(t_read(t, 10 + i, 1, 0, &b, 1), -ENOENT);
+        check_data(t, 1, 1, 3 * BS, 1);
+        assert_int_equal(t_write(t, 20 + i, 1, 0, 0, buf, 3 * BS), 0); /* and goes on */
+    }
+    t_reopen(t);
+    st = t_stats(t);
+    assert_int_equal(st.torn_tails, 0);
+    assert_int_equal(st.skipped_regions, 0);
+    check_data(t, 1, 1, 3 * BS, 1);
+    for (size_t i = 0; i < MKV_ARRAY_SIZE(faults); i++) {
+        assert_int_equal(t_read(t, 10 + i, 1, 0, &b, 1), -ENOENT);
+        check_data(t, 20 + i, 1, 3 * BS, 1);
+    }
+    free(buf);
+}
+CASE(flush_faults)
 
 /* ------------------------------------------------------------------------
  * Odd files in wal/ at open
@@ -549,7 +596,8 @@ static void crash_kill9(struct tctx *t)
 CASE(crash_kill9)
 
 const struct CMUnitTest store_fault_tests[] = {
-    ENTRIES(torn_tail), ENTRIES(mid_log_corruption), ENTRIES(flipped_bit), ENTRIES(odd_files),
+    ENTRIES(torn_tail), ENTRIES(mid_log_corruption), ENTRIES(flipped_bit), ENTRIES(flush_faults),
+    ENTRIES(odd_files),
     ENTRIES(crash_kill9),
 };
 const size_t store_fault_count = MKV_ARRAY_SIZE(store_fault_tests);
