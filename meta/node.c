@@ -1,10 +1,12 @@
 /* minikv meta: a Raft node: lifecycle, group membership, leadership and
  * the command/read paths. The FSM adapter is in fsm.c. */
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "meta/node_int.h"
 #include "minikv/config.h"
@@ -370,6 +372,17 @@ void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
     raft_close(&n->raft, raft_closed);
 }
 
+/* Snapshot images left by a crash while raft was writing them. */
+static void remove_stale_snapshots(const char *dir)
+{
+    char pattern[PATH_MAX];
+    glob_t g;
+    snprintf(pattern, sizeof pattern, "%s/snap-*.tmp", dir);
+    if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0) return;
+    for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
+    globfree(&g);
+}
+
 static int mkdir_p(const char *path)
 {
     if (mkdir(path, 0750) && errno != EEXIST) return -errno;
@@ -446,6 +459,7 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
         mkv_errf(err, errlen, rv, "mkdir %s", path);
         goto err_after_conf;
     }
+    remove_stale_snapshots(o->dir);
     snprintf(path, sizeof path, "%s/ns", o->dir);
     nso.dir = path;
     nso.map_size = o->map_size;
