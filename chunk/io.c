@@ -191,7 +191,8 @@ static void wait_push(struct mkv_io *io, struct io_op *op)
 static void pump(struct mkv_io *io)
 {
     int n = 0, rc;
-    while (io->wait_head) {
+    /* Never more in flight than the completion queue holds. */
+    while (io->wait_head && io->inflight + n < (int)io->ring.cq.ring_entries) {
         struct io_op *op = io->wait_head;
         struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
         if (!sqe) break;
