@@ -85,6 +85,7 @@ static int select_run(struct compact *cp)
             cp->nin = 0;
             droppable = i == 0;
             keep = g->live - (droppable ? MKV_MIN(g->tomb, g->live) : 0);
+            sp = keep * 100 < pct * g->size;
         }
         if (!ok) {
             if (cp->nin && (sparse || cp->nin >= 2)) return 1;
