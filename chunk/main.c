@@ -47,7 +47,8 @@ static const struct mkv_option options[] = {
     MKV_OPT("segment-size", MKV_OPT_SIZE, S, segment_size, "256M", "SIZE", "size of WAL segment files", NULL),
     MKV_OPT("orphan-age", MKV_OPT_DURATION, S, orphan_age_ms, "10m", "DURATION",
             "prepared data older than this is checked with the metadata service", NULL),
-    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, "info", "LEVEL", "error, warn, info, debug or trace", NULL),
+    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
+            "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
 };
 #undef S
 
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-chunk: %s (see --help)\n", first < argc ? "unexpected argument" : "--data is required");
         return 2;
     }
-    if (mkv_log_set_level(s.log_level)) {
+    if (s.log_level && mkv_log_set_level(s.log_level)) {
         fprintf(stderr, "minikv-chunk: unknown log level '%s'\n", s.log_level);
         return 2;
     }

@@ -28,5 +28,7 @@ lib/llhttp/%.c: $(LLHTTP_DIR)/%.c
 lib/llhttp/llhttp.h: $(LLHTTP_INC)/llhttp.h
 	$(AM_V_GEN)$(MKDIR_P) lib/llhttp && cp $< $@
 
+# The header is generated: objects that include it must wait for it.
+$(lib_libllhttp_a_OBJECTS): lib/llhttp/llhttp.h
 LLHTTP_CPPFLAGS = -I$(top_builddir)/lib/llhttp
 MKV_LIBS = lib/libminikv.a $(UV_LIBS) $(CRYPTO_LIBS)

@@ -49,6 +49,7 @@ struct mkv_writer
     uint64_t *chunks; /* chunk id per chunk index, 0 while unallocated */
     size_t nchunks, cap_chunks;
     int id_wanted;
+    int pumping; /* writer_pump is on the stack: callbacks must not re-enter it */
     struct mkv_id_req idreq;
 };
 
@@ -207,15 +208,22 @@ static int writer_chunk_ready(struct mkv_writer *w, size_t idx)
     return idx < w->nchunks && w->chunks[idx] != 0;
 }
 
+/* Sends pending frames while the window has room. A chunk id may arrive
+ * synchronously from the pool inside writer_chunk_ready (its callback calls
+ * writer_pump again): the guard makes that inner call return at once, and
+ * this loop re-reads the queue head every time round. */
 static void writer_pump(struct mkv_writer *w)
 {
     struct wframe *f;
+    if (w->pumping) return;
+    w->pumping = 1;
     while (w->state != W_FAILED && (f = w->pending_head) && w->inflight < w->c->write_window) {
         size_t idx = (size_t)(f->file_off / MKV_CHUNK_SIZE);
         uint8_t *p;
         struct mkv_outframe *of;
         int rv;
-        if (!writer_chunk_ready(w, idx)) return;
+        if (!writer_chunk_ready(w, idx)) break;
+        if (f != w->pending_head) continue;
         w->pending_head = f->next;
         if (!w->pending_head) w->pending_tail = NULL;
         w->npending--;
@@ -236,9 +244,10 @@ static void writer_pump(struct mkv_writer *w)
             w->inflight--;
             free(f);
             writer_fail(w, rv);
-            return;
+            break;
         }
     }
+    w->pumping = 0;
 }
 
 static void writer_queue(struct mkv_writer *w, struct wframe *f)

@@ -50,7 +50,7 @@ static const struct mkv_option options[] = {
             "Raft heartbeat interval (shorter than the election timeout)", NULL),
     MKV_OPT("map-size", MKV_OPT_SIZE, S, map_size, "16G", "SIZE",
             "largest size of the LMDB namespace (address space, not disk)", NULL),
-    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, "info", "LEVEL",
+    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace", NULL),
     MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr",
             NULL),
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
                 first < argc ? "unexpected argument" : "--data is required");
         goto usage_error;
     }
-    if (mkv_log_set_level(s.log_level)) {
+    if (s.log_level && mkv_log_set_level(s.log_level)) {
         fprintf(stderr, "minikv-meta: unknown log level '%s'\n", s.log_level);
         goto usage_error;
     }

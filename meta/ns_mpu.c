@@ -271,8 +271,10 @@ int ns_mpu_complete(struct ns_op *op, const uint8_t *p, size_t len)
         rv = ns_fail(op, EIO, "md5");
         goto out;
     }
-    for (unsigned i = 0; i < 16; i++) snprintf(etag + 2 * i, 3, "%02x", digest[i]);
-    snprintf(etag + 32, sizeof etag - 32, "-%u", n);
+    /* Quoted like every other ETag minikv stores (and S3 sends). */
+    etag[0] = '"';
+    for (unsigned i = 0; i < 16; i++) snprintf(etag + 1 + 2 * i, 3, "%02x", digest[i]);
+    snprintf(etag + 33, sizeof etag - 33, "-%u\"", n);
     /* u points into LMDB: keep copies across the writes below. */
     if (mkv_buf_append(&ctype, u.content_type.p, u.content_type.len) ||
         mkv_buf_append(&attrs, u.attrs.p, u.attrs.len)) {

@@ -641,6 +641,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         return r->discarded > HTTP_DISCARD_MAX ? reject(c, -1) : 0;
     }
     if (r->body != BODY_READING || r->body_paused) return HPE_PAUSED; /* not expected */
+    /* llhttp flushes an open body span at the end of every execute, with
+     * len 0 when the input ended exactly there; for handlers len 0 means
+     * "end of body", so an empty piece must not reach them. */
+    if (len == 0) return 0;
     r->body_received += len;
     r->body_cb(&r->pub, 0, (const uint8_t *)at, len);
     if (c->state == CONN_CLOSED || c->req != r || r->body != BODY_READING || r->body_paused ||
@@ -693,6 +697,10 @@ static void conn_execute(struct http_conn *c, const char *start, size_t len)
         used = len;
     } else if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         used = (size_t)(llhttp_get_error_pos(&c->parser) - start);
+        /* llhttp stops at the callback that paused it; what follows
+         * (on_message_complete right after the last body byte) runs on the
+         * next execute, which may need no input at all. */
+        c->parser_owes = used == len;
         if (err == HPE_PAUSED)
             llhttp_resume(&c->parser);
         else
@@ -843,6 +851,11 @@ static void conn_process(struct http_conn *c)
         if (!can_parse(c)) break;
         if (c->in_off < c->in_len) {
             conn_execute(c, c->in + c->in_off, c->in_len - c->in_off);
+            continue;
+        }
+        if (c->parser_owes) {
+            c->parser_owes = 0;
+            conn_execute(c, "", 0);
             continue;
         }
         if (c->in) {

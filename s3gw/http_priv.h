@@ -100,6 +100,8 @@ struct http_conn
     int reading, eof, closes_pending, shutting_down;
     int reject_status;               /* set by parser callbacks (-1: close quietly) */
     int parse_dead;                  /* llhttp failed: parse nothing more */
+    int parser_owes;  /* paused with all input used: callbacks that need no bytes may
+                       * still be due (message complete after the last body byte) */
     int failed;                      /* a write failed: abort at the next chance */
 
     struct tls_conn *tls;

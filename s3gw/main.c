@@ -50,7 +50,8 @@ static const struct mkv_option options[] = {
     MKV_OPT("threads", MKV_OPT_INT, S, threads, "0", "N", "worker threads (0: one per core)", NULL),
     MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE",
             "largest single PutObject body", NULL),
-    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, "info", "LEVEL", "error, warn, info, debug or trace", NULL),
+    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
+            "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
 };
 #undef S
 
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-s3gw: --meta, --chunk and --cluster-key-file are required (see --help)\n");
         return 2;
     }
-    if (mkv_log_set_level(s.log_level)) {
+    if (s.log_level && mkv_log_set_level(s.log_level)) {
         fprintf(stderr, "minikv-s3gw: unknown log level '%s'\n", s.log_level);
         return 2;
     }

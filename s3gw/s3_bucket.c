@@ -519,6 +519,7 @@ struct multi_state
     struct mkv_buf keys;   /* key_entry records sent to meta */
     char **names;          /* the keys, for the response */
     size_t *lens;
+    int *bad;              /* per key: 0, or the name check's error (not sent to meta) */
     unsigned n;
     int quiet;
 };
@@ -529,27 +530,30 @@ static void multi_free(void *p)
     for (unsigned i = 0; i < ms->n; i++) free(ms->names[i]);
     free(ms->names);
     free(ms->lens);
+    free(ms->bad);
     mkv_buf_free(&ms->keys);
     free(ms);
 }
 
-static void on_delete_multi(struct s3req *r, int status, struct mkv_frame *reply)
+/* Answers DeleteResult from meta's per-key statuses (results) and the
+ * gateway's own name checks. */
+static void delete_result(struct s3req *r, struct mkv_slice results)
 {
     struct multi_state *ms = r->opstate;
-    struct mkv_obj_delete_multi_rep rep;
     struct mkv_status_entry st;
-    struct mkv_slice cur;
+    struct mkv_slice cur = results;
     struct mkv_buf b = MKV_BUF_INIT;
-    unsigned i = 0;
-    if (status || mkv_frame_decode(reply, &mkv_desc_obj_delete_multi_rep, &rep)) {
-        s3_error_status(r, status ? status : -EPROTO, r->errmsg);
-        return;
-    }
+    unsigned i;
     s3_xml_begin(&b, "DeleteResult");
-    cur = rep.results;
-    while (i < ms->n && mkv_msg_next(&mkv_desc_status_entry, &cur, &st) == 1) {
-        int s = (int)st.status;
-        if (s == 0 || s == MKV_ENOTFOUND || s == -ENOENT) {
+    for (i = 0; i < ms->n; i++) {
+        /* Meta answers one status per key it was sent: 1 deleted, 0 absent
+         * (S3 reports both as deleted), or an error. */
+        int s = ms->bad[i];
+        if (!s) {
+            if (mkv_msg_next(&mkv_desc_status_entry, &cur, &st) != 1) break;
+            s = (int)st.status;
+        }
+        if (s >= 0 || s == MKV_ENOTFOUND || s == -ENOENT) {
             if (!ms->quiet) {
                 mkv_buf_puts(&b, "<Deleted>");
                 s3_xml_elemn(&b, "Key", ms->names[i], ms->lens[i]);
@@ -563,10 +567,19 @@ static void on_delete_multi(struct s3req *r, int status, struct mkv_frame *reply
             s3_xml_elem(&b, "Message", mkv_strerror(s));
             mkv_buf_puts(&b, "</Error>");
         }
-        i++;
     }
     mkv_buf_puts(&b, "</DeleteResult>");
     s3_respond_xml(r, 200, &b, NULL, 0);
+}
+
+static void on_delete_multi(struct s3req *r, int status, struct mkv_frame *reply)
+{
+    struct mkv_obj_delete_multi_rep rep;
+    if (status || mkv_frame_decode(reply, &mkv_desc_obj_delete_multi_rep, &rep)) {
+        s3_error_status(r, status ? status : -EPROTO, r->errmsg);
+        return;
+    }
+    delete_result(r, rep.results);
 }
 
 static enum mkv_s3_error parse_delete(struct s3req *r, struct multi_state *ms)
@@ -645,10 +658,19 @@ static void on_delete_body(struct s3req *r, int status)
     }
     for (unsigned i = 0; i < ms->n; i++) {
         struct mkv_key_entry k = {mkv_slice_mem(ms->names[i], ms->lens[i])};
+        /* An invalid key gets its own error; the others are still deleted
+         * (the meta command is all-or-nothing, so it must not see it). */
+        ms->bad[i] = mkv_check_key(ms->names[i], ms->lens[i]);
+        if (ms->bad[i]) continue;
         if (mkv_msg_append(&ms->keys, &mkv_desc_key_entry, &k)) {
             s3_error(r, MKV_S3_INTERNAL, NULL);
             return;
         }
+    }
+    if (ms->keys.len == 0) { /* every key was invalid */
+        struct mkv_slice none = {NULL, 0};
+        delete_result(r, none);
+        return;
     }
     q.bucket = mkv_slice_str(r->bucket);
     q.keys = mkv_slice_mem(ms->keys.p, ms->keys.len);
@@ -664,11 +686,13 @@ void s3_op_delete_objects(struct s3req *r)
     if (ms) {
         ms->names = calloc(MKV_MULTI_MAX, sizeof *ms->names);
         ms->lens = calloc(MKV_MULTI_MAX, sizeof *ms->lens);
+        ms->bad = calloc(MKV_MULTI_MAX, sizeof *ms->bad);
     }
-    if (!ms || !ms->names || !ms->lens) {
+    if (!ms || !ms->names || !ms->lens || !ms->bad) {
         if (ms) {
             free(ms->names);
             free(ms->lens);
+            free(ms->bad);
         }
         free(ms);
         s3_error(r, MKV_S3_INTERNAL, NULL);

@@ -157,6 +157,8 @@ static void on_writer_ready(struct mkv_writer *w, void *data)
         }
         return;
     }
+    MKV_TRACE("s3gw", "body resumed rid=%s received=%llu", pp->r->request_id,
+              (unsigned long long)pp->received);
     mkv_http_resume_body(pp->r->http);
 }
 
@@ -245,7 +247,11 @@ static int writer_sink(void *arg, const uint8_t *p, size_t n)
     mkv_body_check_update(&pp->bc, p, n);
     rv = mkv_writer_write(pp->r->writer, p, n);
     if (rv < 0) return rv;
-    if (rv == 1) mkv_http_pause_body(pp->r->http);
+    if (rv == 1) {
+        MKV_TRACE("s3gw", "body paused rid=%s received=%llu", pp->r->request_id,
+                  (unsigned long long)pp->received);
+        mkv_http_pause_body(pp->r->http);
+    }
     return 0;
 }
 

@@ -78,7 +78,8 @@ static const struct mkv_option options[] = {
     MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "8192", "N",
             "Raft entries between metadata snapshots", NULL),
     MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE", "largest single PutObject", NULL),
-    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, "info", "LEVEL", "error, warn, info, debug or trace", NULL),
+    MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
+            "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
     MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr", NULL),
 };
 #undef S
@@ -226,7 +227,7 @@ static int cmd_server(int argc, char **argv)
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;
     }
-    if (mkv_log_set_level(s.log_level) || (s.log_file && mkv_log_set_file(s.log_file))) {
+    if ((s.log_level && mkv_log_set_level(s.log_level)) || (s.log_file && mkv_log_set_file(s.log_file))) {
         fprintf(stderr, "minikv server: bad --log-level or cannot open --log-file\n");
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;

@@ -6,10 +6,10 @@
 mkv_start_server
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/health/live")" 200 "live"
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/health/ready")" 200 "ready"
-aws_v2 s3 mb s3://ep >/dev/null || fail "mb"
+aws_v2 s3 mb s3://epb >/dev/null || fail "mb"
 echo "some data" >"$T/f"
-aws_v2 s3 cp "$T/f" s3://ep/f >/dev/null || fail "put"
-aws_v2 s3 cp s3://ep/f - >/dev/null || fail "get"
+aws_v2 s3 cp "$T/f" s3://epb/f >/dev/null || fail "put"
+aws_v2 s3 cp s3://epb/f - >/dev/null || fail "get"
 
 curl -fsS "$ENDPOINT/metrics" >"$T/metrics.txt" || fail "metrics"
 if command -v promtool >/dev/null; then
@@ -23,7 +23,7 @@ done
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/admin/status")
 expect_eq "$code" 403 "unsigned /admin/status"
-curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
     "$ENDPOINT/admin/status" >"$T/status.json" || fail "signed /admin/status"
 "$PY" - "$T/status.json" <<'PY' || fail "admin status content"
 import json, sys
@@ -34,21 +34,21 @@ assert d["chunk"]["io_backend"] in ("io_uring", "sync"), d
 PY
 "$MINIKVCTL" status >"$T/ctl.txt" || fail "minikvctl status"
 grep -q "leader" "$T/ctl.txt" || fail "minikvctl status output"
-"$MINIKVCTL" --json ls ep | "$PY" -c 'import json,sys; assert [e["key"] for e in json.load(sys.stdin)] == ["f"]' ||
+"$MINIKVCTL" --json ls epb | "$PY" -c 'import json,sys; assert [e["key"] for e in json.load(sys.stdin)] == ["f"]' ||
     fail "minikvctl ls"
 
 # S3 under /s3/, as in the seed.
-/usr/bin/aws --endpoint-url "$ENDPOINT/s3" s3 cp s3://ep/f "$T/f2" >/dev/null || fail "S3 under /s3/"
+/usr/bin/aws --endpoint-url "$ENDPOINT/s3" s3 cp s3://epb/f "$T/f2" >/dev/null || fail "S3 under /s3/"
 cmp "$T/f" "$T/f2" || fail "/s3/ body"
-# Virtual-host style: Host ep.localhost.
-out=$(curl -fsS --resolve "ep.localhost:$S3_PORT:127.0.0.1" --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "http://ep.localhost:$S3_PORT/f") || fail "virtual-host GET"
+# Virtual-host style: Host epb.localhost.
+out=$(curl -fsS --resolve "epb.localhost:$S3_PORT:127.0.0.1" --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://epb.localhost:$S3_PORT/f") || fail "virtual-host GET"
 expect_eq "$out" "some data" "virtual-host body"
-out=$(curl -fsS --resolve "ep.localhost:$S3_PORT:127.0.0.1" --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "http://ep.localhost:$S3_PORT/?list-type=2") || fail "virtual-host list"
+out=$(curl -fsS --resolve "epb.localhost:$S3_PORT:127.0.0.1" --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://epb.localhost:$S3_PORT/?list-type=2") || fail "virtual-host list"
 expect_contains "$out" "<Key>f</Key>" "virtual-host listing"
 # Path style with a trailing slash after the bucket.
-out=$(curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$ENDPOINT/ep/?list-type=2")
+out=$(curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$ENDPOINT/epb/?list-type=2")
 expect_contains "$out" "<Key>f</Key>" "path style with a trailing slash"
 mkv_stop_server
 
@@ -58,11 +58,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem
 MKV_SCHEME=https mkv_start_server --tls-cert "$T/cert.pem" --tls-key "$T/key.pem"
 expect_eq "$ENDPOINT" "https://127.0.0.1:$S3_PORT" "TLS endpoint"
 export AWS_CA_BUNDLE="$T/cert.pem"
-aws_v2 s3 cp s3://ep/f "$T/f3" >/dev/null || fail "GET over HTTPS"
+aws_v2 s3 cp s3://epb/f "$T/f3" >/dev/null || fail "GET over HTTPS"
 cmp "$T/f" "$T/f3" || fail "HTTPS body"
 rand_file "$T/big" $((20 * 1024 * 1024))
-aws_v2 s3 cp "$T/big" s3://ep/big >/dev/null || fail "multipart PUT over HTTPS"
-aws_v2 s3 cp s3://ep/big "$T/big.out" >/dev/null || fail "GET over HTTPS"
+aws_v2 s3 cp "$T/big" s3://epb/big >/dev/null || fail "multipart PUT over HTTPS"
+aws_v2 s3 cp s3://epb/big "$T/big.out" >/dev/null || fail "GET over HTTPS"
 cmp "$T/big" "$T/big.out" || fail "HTTPS big object"
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/cert.pem" "$ENDPOINT/health/ready")
 expect_eq "$code" 200 "ready over HTTPS"

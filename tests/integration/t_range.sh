@@ -9,7 +9,7 @@ rand_file "$T/obj" $((64 * 1024 * 1024 + 4097))
 aws_v2 s3 cp "$T/obj" s3://ranges/obj >/dev/null || fail "upload"
 size=$(stat -c %s "$T/obj")
 
-c() { curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+c() { curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
 check_range() { # $1 range header value, $2 first byte, $3 length
     local code
     code=$(c -o "$T/part" -w '%{http_code}' -H "Range: $1" "$ENDPOINT/ranges/obj")

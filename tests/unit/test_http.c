@@ -1132,6 +1132,42 @@ static void test_pause_resume(void **state)
     fx_stop();
 }
 
+/* A body paused at its very last byte must still end once resumed: llhttp
+ * owes on_message_complete but has no input left to run it on. (This hung
+ * S3 multipart uploads until the client's read timeout.) */
+static void test_pause_at_end(void **state)
+{
+    struct mkv_http_server_opts o = {0};
+    struct cl c;
+    struct resp r = {0};
+    const size_t n = 1000;
+    char hdr[128];
+    uint8_t body[1000];
+    (void)state;
+    for (size_t i = 0; i < n; i++) body[i] = (uint8_t)(i % 251);
+    fx_start(&o);
+    cl_open(&c);
+    snprintf(hdr, sizeof hdr, "POST /pause HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    /* one write: the first body piece is the whole body */
+    {
+        uint8_t all[1200];
+        size_t hl = strlen(hdr);
+        memcpy(all, hdr, hl);
+        memcpy(all + hl, body, n);
+        cl_send(&c, all, hl + n);
+    }
+    assert_int_equal(cl_read(&c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    check_pattern(&r.body, n);
+    /* and the connection serves the next request */
+    cl_sends(&c, GET_HELLO);
+    assert_int_equal(cl_read(&c, &r, 0), 0);
+    expect_body(&r, 200, "hello");
+    cl_close(&c);
+    mkv_buf_free(&r.body);
+    fx_stop();
+}
+
 static long rss_kib(void)
 {
     long pages = 0, resident = 0;
@@ -1399,6 +1435,7 @@ int main(void)
         cmocka_unit_test(test_limits),           cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_short_body_abort), cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_unread_body),      cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_pause_at_end),
         cmocka_unit_test(test_idle_connections), cmocka_unit_test(test_tls),
         cmocka_unit_test(test_reuseport),        cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_stop_inflight),
