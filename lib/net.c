@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,26 @@ struct mkv_peer
     size_t queued_bytes;
 };
 
+/* The per-thread read buffer; freed by the key's destructor when the
+ * thread exits. */
 static __thread uint8_t *scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_key_init(void)
+{
+    pthread_key_create(&scratch_key, free);
+}
+
+static uint8_t *scratch_get(void)
+{
+    if (!scratch) {
+        pthread_once(&scratch_once, scratch_key_init);
+        scratch = malloc(SCRATCH_SIZE);
+        if (scratch) pthread_setspecific(scratch_key, scratch);
+    }
+    return scratch;
+}
 
 static void conn_read_start(struct mkv_conn *c);
 static void conn_close(struct mkv_conn *c);
@@ -214,9 +234,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     c->direct = 0;
-    if (!scratch) scratch = malloc(SCRATCH_SIZE); /* one per thread, never freed */
-    buf->base = (char *)scratch;
-    buf->len = scratch ? SCRATCH_SIZE : 0;
+    buf->base = (char *)scratch_get();
+    buf->len = buf->base ? SCRATCH_SIZE : 0;
 }
 
 static void deliver(struct mkv_conn *c, struct frame_priv *fp);

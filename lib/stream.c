@@ -50,10 +50,13 @@ struct mkv_writer
     size_t nchunks, cap_chunks;
     int id_wanted;
     int pumping; /* writer_pump is on the stack: callbacks must not re-enter it */
+    int busy;    /* entry points on the stack: a free requested meanwhile waits */
     struct mkv_id_req idreq;
 };
 
 static void writer_pump(struct mkv_writer *w);
+static int writer_write(struct mkv_writer *w, const void *data, size_t len);
+static int writer_finish(struct mkv_writer *w);
 
 static void wframe_free(struct wframe *f)
 {
@@ -111,10 +114,24 @@ static void writer_release(struct mkv_writer *w)
     free(w);
 }
 
-/* Frees an aborted writer once nothing references it. */
+/* Frees an aborted writer once nothing references it: no call on the wire,
+ * no id request pending, and no writer function on the stack (callbacks
+ * may free the writer; the function that called them must still be able to
+ * return through it). */
 static void writer_maybe_reap(struct mkv_writer *w)
 {
-    if (w->aborted && w->inflight == 0 && !w->id_wanted) writer_release(w);
+    if (w->aborted && w->inflight == 0 && !w->id_wanted && w->busy == 0) writer_release(w);
+}
+
+static void writer_enter(struct mkv_writer *w)
+{
+    w->busy++;
+}
+
+static void writer_leave(struct mkv_writer *w)
+{
+    w->busy--;
+    writer_maybe_reap(w);
 }
 
 static void writer_fail(struct mkv_writer *w, int status)
@@ -149,38 +166,39 @@ static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame
     (void)reply;
     w->inflight--;
     free(f); /* the outframe belongs to the connection once sent */
+    writer_enter(w);
     if (w->aborted) {
-        writer_maybe_reap(w);
-        return;
-    }
-    if (status) {
+        /* nothing to do but let writer_leave reap it */
+    } else if (status) {
         MKV_DEBUG("client", "chunk write failed status=%d", status);
         writer_fail(w, status);
-        return;
+    } else {
+        writer_pump(w);
+        if (!w->aborted && w->state == W_OPEN && w->need_ready &&
+            w->inflight + w->npending < w->c->write_window) {
+            w->need_ready = 0;
+            w->ops.on_ready(w, w->data);
+        }
+        if (!w->aborted) writer_check_done(w);
     }
-    writer_pump(w);
-    if (w->state == W_OPEN && w->need_ready && w->inflight + w->npending < w->c->write_window) {
-        w->need_ready = 0;
-        w->ops.on_ready(w, w->data);
-    }
-    writer_check_done(w);
+    writer_leave(w);
 }
 
 static void on_chunk_id(struct mkv_id_req *r, int status, uint64_t id)
 {
     struct mkv_writer *w = MKV_CONTAINER_OF(r, struct mkv_writer, idreq);
     w->id_wanted = 0;
+    writer_enter(w);
     if (w->aborted) {
-        writer_maybe_reap(w);
-        return;
-    }
-    if (status) {
+        /* reaped by writer_leave */
+    } else if (status) {
         writer_fail(w, status);
-        return;
+    } else {
+        w->chunks[w->nchunks - 1] = id;
+        writer_pump(w);
+        if (!w->aborted) writer_check_done(w);
     }
-    w->chunks[w->nchunks - 1] = id;
-    writer_pump(w);
-    writer_check_done(w);
+    writer_leave(w);
 }
 
 /* Makes sure chunk index idx has (or is getting) an id. Returns 1 when the
@@ -217,7 +235,8 @@ static void writer_pump(struct mkv_writer *w)
     struct wframe *f;
     if (w->pumping) return;
     w->pumping = 1;
-    while (w->state != W_FAILED && (f = w->pending_head) && w->inflight < w->c->write_window) {
+    while (!w->aborted && w->state != W_FAILED && (f = w->pending_head) &&
+           w->inflight < w->c->write_window) {
         size_t idx = (size_t)(f->file_off / MKV_CHUNK_SIZE);
         uint8_t *p;
         struct mkv_outframe *of;
@@ -261,6 +280,15 @@ static void writer_queue(struct mkv_writer *w, struct wframe *f)
 
 int mkv_writer_write(struct mkv_writer *w, const void *data, size_t len)
 {
+    int rv;
+    writer_enter(w);
+    rv = writer_write(w, data, len);
+    writer_leave(w);
+    return rv;
+}
+
+static int writer_write(struct mkv_writer *w, const void *data, size_t len)
+{
     const uint8_t *src = data;
     uint32_t fb = w->c->frame_bytes;
     if (w->state == W_FAILED) return w->status;
@@ -300,6 +328,15 @@ int mkv_writer_write(struct mkv_writer *w, const void *data, size_t len)
 
 int mkv_writer_finish(struct mkv_writer *w)
 {
+    int rv;
+    writer_enter(w);
+    rv = writer_finish(w);
+    writer_leave(w);
+    return rv;
+}
+
+static int writer_finish(struct mkv_writer *w)
+{
     if (w->state == W_FAILED) return w->status;
     if (w->state != W_OPEN) return -EINVAL;
     if (w->fill) {
@@ -309,7 +346,7 @@ int mkv_writer_finish(struct mkv_writer *w)
     }
     w->state = W_FINISHING;
     writer_pump(w);
-    writer_check_done(w);
+    if (!w->aborted) writer_check_done(w);
     return 0;
 }
 
@@ -365,9 +402,22 @@ struct mkv_reader
     int delivering;
     int ended;
     int aborted;
+    int busy; /* entry points on the stack: a free requested meanwhile waits */
 };
 
 static void reader_request(struct mkv_reader *r);
+static void reader_release_all(struct mkv_reader *r);
+
+/* Frees an aborted reader once no call is on the wire and no reader
+ * function is on the stack (on_end may free the reader from inside). */
+static void reader_maybe_reap(struct mkv_reader *r)
+{
+    if (!r->aborted || r->inflight || r->busy) return;
+    reader_release_all(r);
+    r->c->inflight--;
+    free(r->ext);
+    free(r);
+}
 
 int mkv_reader_new(struct mkv_client *c, struct mkv_slice extents, uint64_t size, uint64_t off,
                    uint64_t len, const struct mkv_reader_ops *ops, void *data,
@@ -411,7 +461,10 @@ int mkv_reader_new(struct mkv_client *c, struct mkv_slice extents, uint64_t size
     r->end = off + len;
     c->inflight++;
     *out = r;
+    r->busy++;
     reader_request(r);
+    r->busy--;
+    reader_maybe_reap(r);
     return 0;
 }
 
@@ -442,6 +495,7 @@ static void reader_deliver(struct mkv_reader *r)
     struct rpiece *p;
     if (r->delivering) return;
     r->delivering = 1;
+    r->busy++;
     while (!r->ended && !r->aborted && (p = r->head) && p->done) {
         r->head = p->next;
         if (!r->head) r->tail = NULL;
@@ -460,6 +514,7 @@ static void reader_deliver(struct mkv_reader *r)
     r->delivering = 0;
     if (!r->ended && !r->aborted && !r->head && r->pos == r->end && r->unreleased == 0)
         reader_end(r, 0);
+    r->busy--;
 }
 
 static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
@@ -471,6 +526,7 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
         free(p);
         return;
     }
+    r->busy++;
     r->inflight--;
     p->done = 1;
     p->status = status;
@@ -483,16 +539,9 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
             p->p = rep.data.p;
         }
     }
-    if (r->aborted) {
-        if (r->inflight == 0) {
-            reader_release_all(r);
-            r->c->inflight--;
-            free(r->ext);
-            free(r);
-        }
-        return;
-    }
-    reader_deliver(r);
+    if (!r->aborted) reader_deliver(r);
+    r->busy--;
+    reader_maybe_reap(r);
 }
 
 static void reader_request(struct mkv_reader *r)
@@ -549,19 +598,16 @@ void mkv_reader_release(struct mkv_reader *r)
 {
     if (r->unreleased) r->unreleased--;
     if (r->aborted) return;
-    reader_request(r);
-    if (!r->ended && !r->head && r->pos == r->end && r->unreleased == 0) reader_end(r, 0);
+    r->busy++;
+    reader_request(r); /* ends the reader when this was the last piece */
+    r->busy--;
+    reader_maybe_reap(r);
 }
 
 void mkv_reader_abort(struct mkv_reader *r)
 {
     r->aborted = 1;
-    if (r->inflight == 0) {
-        reader_release_all(r);
-        r->c->inflight--;
-        free(r->ext);
-        free(r);
-    }
+    reader_maybe_reap(r);
 }
 
 void mkv_reader_free(struct mkv_reader *r)

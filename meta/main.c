@@ -79,11 +79,14 @@ static void on_stopped(void *data)
     uv_close((uv_handle_t *)&sigterm, NULL);
 }
 
+static struct mkv_meta *stopped_service; /* freed once the loop has drained */
+
 static void stop(void)
 {
     uv_signal_stop(&sigint);
     uv_signal_stop(&sigterm);
     if (service) mkv_meta_stop(service, on_stopped, NULL);
+    stopped_service = service;
     service = NULL;
 }
 
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_run(loop, UV_RUN_DEFAULT);
+    mkv_meta_free(stopped_service); /* the loop has drained: libraft is done */
     uv_loop_close(loop);
     mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
     return exit_code;

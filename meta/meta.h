@@ -51,9 +51,13 @@ struct mkv_meta_opts
 int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *opts, struct mkv_meta **out,
                    char *err, size_t errlen);
 /* Stops accepting requests, closes connections, closes Raft (commands in
- * flight get MKV_EUNAVAILABLE), commits and closes LMDB; cb(data) once
- * everything is released. */
+ * flight get MKV_EUNAVAILABLE), commits and closes LMDB; cb(data) once the
+ * service has stopped. */
 void mkv_meta_stop(struct mkv_meta *m, void (*cb)(void *data), void *data);
+/* Releases the service after its stop callback, once the loop has run
+ * until it had nothing left to do (uv_run returned): libraft may still be
+ * closing log files for a moment after it reports itself closed. */
+void mkv_meta_free(struct mkv_meta *m);
 /* The port the client endpoint listens on. */
 int mkv_meta_port(const struct mkv_meta *m);
 

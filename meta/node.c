@@ -1,5 +1,6 @@
 /* minikv meta: a Raft node: lifecycle, group membership, leadership and
  * the command/read paths. The FSM adapter is in fsm.c. */
+#include <assert.h>
 #include <errno.h>
 #include <glob.h>
 #include <stdio.h>
@@ -345,15 +346,54 @@ static void handle_closed(uv_handle_t *h)
     void (*cb)(void *) = n->stop_cb;
     void *data = n->stop_data;
     if (--n->open_handles > 0) return;
-    node_free(n);
+    n->closed = 1;
+    if (n->free_on_close) {
+        /* Start failed before anything was written: no segment writer can
+         * still be closing, and nobody else will free the node. */
+        raft_uv_close(&n->io);
+        raft_uv_tcp_close(&n->transport);
+        node_free(n);
+    }
     if (cb) cb(data);
+}
+
+void mkv_node_free(struct mkv_node *n)
+{
+    if (!n) return;
+    assert(n->closed);
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    node_free(n);
+}
+
+/* libraft 0.15 (and upstream through 0.17) can fire the io close callback
+ * twice: uvAliveSegmentFinalize takes a finalizing segment off the queue
+ * that close waits on before its writer has closed, so close completes
+ * early, and when the writer's close finishes it calls uvMaybeFireCloseCb
+ * again. The second call would re-run raft's close (double frees) on
+ * memory we may already have freed. Wrap the io's close so the callback
+ * runs once; the memory stays until mkv_node_free. */
+static void node_io_closed(struct raft_io *io)
+{
+    struct mkv_node *n = MKV_CONTAINER_OF(io, struct mkv_node, io);
+    if (n->io_close_fired) {
+        MKV_DEBUG("meta", "ignored a repeated raft io close callback");
+        return;
+    }
+    n->io_close_fired = 1;
+    n->raft_io_closed_cb(io);
+}
+
+static void node_io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct mkv_node *n = MKV_CONTAINER_OF(io, struct mkv_node, io);
+    n->raft_io_closed_cb = cb;
+    n->raft_io_close(io, node_io_closed);
 }
 
 static void raft_closed(struct raft *r)
 {
     struct mkv_node *n = r->data;
-    raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
     /* Pending commands failed with RAFT_LEADERSHIPLOST and are queued with
      * the applied ones: commit, then answer them all. */
     deliver(n);
@@ -488,6 +528,8 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
      * io->version 1, which raft_init refuses for an FSM with snapshot_async
      * (fixed upstream by commit 269e541 "uv: set io version to 2"). */
     if (n->io.version < 2 && n->io.async_work) n->io.version = 2;
+    n->raft_io_close = n->io.close;
+    n->io.close = node_io_close;
     raft_uv_set_connect_retry_delay(&n->io, heartbeat * 2);
     mkv_node_fsm_init(n);
     if ((rv = raft_init(&n->raft, &n->io, &n->fsm, o->id, n->raft_address))) {
@@ -540,8 +582,9 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
 err_after_raft:
     raft_configuration_close(&conf);
 err_after_raft_conf_closed:
-    /* raft_close is asynchronous: the rest is released in raft_closed. */
+    /* raft_close is asynchronous: the rest is released once it is done. */
     n->stopping = 1;
+    n->free_on_close = 1;
     raft_close(&n->raft, raft_closed);
     return rv;
 err_after_io:

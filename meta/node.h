@@ -83,8 +83,13 @@ struct mkv_node_stats
 int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *opts, struct mkv_node **out,
                    char *err, size_t errlen);
 /* Closes Raft (pending commands fail with MKV_EUNAVAILABLE), commits the
- * batch, closes the namespace; cb(data) when everything is released. */
+ * batch, closes the namespace; cb(data) once the node has stopped. */
 void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data);
+/* Releases the node after its stop callback AND after the loop has run
+ * until it had nothing left to do (uv_run returned): libraft 0.15 can
+ * still be closing a log segment's writer after it reported itself closed,
+ * and that writer refers to memory held here. */
+void mkv_node_free(struct mkv_node *n);
 
 /* Submits a [raft] request (payload without session prefix). Returns 0 and
  * later calls cb with the command's status and reply payload, or returns

@@ -42,6 +42,13 @@ struct mkv_node
 
     int fatal, fatal_reported, stopping;
     void (*stop_cb)(void *data);
+    /* libraft 0.15 may call the io close callback again after it fired
+     * (a segment writer still closing): see node_io_close in node.c. */
+    void (*raft_io_close)(struct raft_io *io, raft_io_close_cb cb);
+    raft_io_close_cb raft_io_closed_cb;
+    int io_close_fired;
+    int closed;          /* stop finished: mkv_node_free may run after the loop drains */
+    int free_on_close;   /* start failed: nobody will call mkv_node_free */
     void *stop_data;
 
     /* Result of the last fsm apply, picked up by the apply callback. */

@@ -242,12 +242,16 @@ int mkv_meta_port(const struct mkv_meta *m)
 static void node_stopped(void *data)
 {
     struct mkv_meta *m = data;
-    void (*cb)(void *) = m->stop_cb;
-    void *cb_data = m->stop_data;
+    MKV_INFO("meta", "metadata service stopped");
+    if (m->stop_cb) m->stop_cb(m->stop_data);
+}
+
+void mkv_meta_free(struct mkv_meta *m)
+{
+    if (!m) return;
+    mkv_node_free(m->node);
     mkv_buf_free(&m->scratch);
     free(m);
-    MKV_INFO("meta", "metadata service stopped");
-    if (cb) cb(cb_data);
 }
 
 static void server_closed(void *data)

@@ -717,12 +717,16 @@ static void on_get_written(struct mkv_http_req *h, int status, void *arg)
     if (!r || r->aborted) return;
     gs = r->opstate;
     gs->writes--;
+    /* Releasing the last piece may end the reader, and on_get_end may then
+     * finish the response and drop the request: keep it alive meanwhile. */
+    r->refs++;
     if (status == 0 && r->reader) mkv_reader_release(r->reader);
-    if (gs->ended && gs->writes == 0 && !gs->finishing) {
+    if (!r->aborted && gs->ended && gs->writes == 0 && !gs->finishing) {
         gs->finishing = 1;
         mkv_http_finish(r->http);
         s3req_done(r);
     }
+    s3req_unref(r);
 }
 
 static void on_get_data(struct mkv_reader *rd, void *data, struct mkv_frame *frame,

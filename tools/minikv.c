@@ -112,6 +112,7 @@ struct svc
     char err[512];
     int (*start)(struct svc *sv);
     void (*stop)(struct svc *sv);
+    void (*release)(struct svc *sv); /* after the loop drained (optional) */
     void *handle;
     void *opts;
     int running;
@@ -138,6 +139,7 @@ static void svc_main(void *arg)
     if (sv->rv) uv_close((uv_handle_t *)&sv->stop_async, NULL);
     uv_sem_post(&sv->started);
     uv_run(&sv->loop, UV_RUN_DEFAULT);
+    if (sv->rv == 0 && sv->release) sv->release(sv);
 }
 
 static int svc_run(struct svc *sv)
@@ -175,6 +177,11 @@ static int meta_start(struct svc *sv)
 static void meta_stop(struct svc *sv)
 {
     mkv_meta_stop(sv->handle, svc_stopped, sv);
+}
+
+static void meta_release(struct svc *sv)
+{
+    mkv_meta_free(sv->handle);
 }
 
 static int chunk_start(struct svc *sv)
@@ -275,6 +282,7 @@ static int cmd_server(int argc, char **argv)
     meta.opts = &mo;
     meta.start = meta_start;
     meta.stop = meta_stop;
+    meta.release = meta_release;
     rv = svc_run(&meta);
     if (rv) {
         fprintf(stderr, "minikv server: metadata service: %s\n", meta.err);

@@ -118,7 +118,8 @@ struct mkv_writer_ops
     void (*on_ready)(struct mkv_writer *w, void *data);
     /* finish: status 0 and the extent list (valid during the call), or an
      * error. Also called with an error after a failure when no finish was
-     * requested yet (the writer is then dead: only abort/free remain). */
+     * requested yet (the writer is then dead: only abort/free remain). The
+     * callee may free the writer right there (mkv_writer_free). */
     void (*on_done)(struct mkv_writer *w, void *data, int status, struct mkv_slice extents);
 };
 
@@ -148,7 +149,8 @@ struct mkv_reader_ops
      * released count against the read window. */
     void (*on_data)(struct mkv_reader *r, void *data, struct mkv_frame *frame, const uint8_t *p,
                     size_t n);
-    /* All delivered (0), or an error. Called once; then mkv_reader_free. */
+    /* All delivered (0), or an error. Called once; the callee may free the
+     * reader right there (mkv_reader_free). */
     void (*on_end)(struct mkv_reader *r, void *data, int status);
 };
 

@@ -66,8 +66,11 @@ trap mkv_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The watchdog: a test that hangs is a failure, not a stuck CI.
+# (Tests wait for their own background clients by PID: a plain `wait` would
+# also wait for the server.)
 ( sleep "$MKV_TEST_TIMEOUT"; echo "[$TEST_NAME] watchdog: over ${MKV_TEST_TIMEOUT}s, stopping" >&2; kill -TERM $$ ) 2>/dev/null &
 WATCHDOG_PID=$!
+disown "$WATCHDOG_PID" # a test's plain `wait` must not wait for the watchdog
 
 skip() {
     log "SKIP: $*"

@@ -36,12 +36,14 @@ cmp "$T/obj" "$T/whole" || fail "whole object after ignored range"
 
 # Concurrent ranged GETs, the last one open-ended, as downloaders do.
 part=$((8 * 1024 * 1024))
+pids=""
 for i in $(seq 0 7); do
     from=$((i * part))
     if [ "$i" = 7 ]; then r="bytes=$from-"; else r="bytes=$from-$((from + part - 1))"; fi
     c -o "$T/p$i" -H "Range: $r" "$ENDPOINT/ranges/obj" &
+    pids="$pids $!"
 done
-wait
+for p in $pids; do wait "$p" || fail "a concurrent ranged GET failed"; done
 cat "$T"/p0 "$T"/p1 "$T"/p2 "$T"/p3 "$T"/p4 "$T"/p5 "$T"/p6 "$T"/p7 >"$T/joined"
 cmp "$T/obj" "$T/joined" || fail "reassembled object differs"
 log "ok"

@@ -35,6 +35,8 @@ struct cluster
     char addr[MAXN][32];
     char peers[256];
     struct mkv_node *node[MAXN];
+    struct mkv_node *stopped[4 * MAXN]; /* freed once the loop has drained */
+    int nstopped;
     unsigned threshold, trailing;
 };
 
@@ -149,6 +151,8 @@ static void node_stop(struct cluster *c, int i)
     int done = 0;
     mkv_node_stop(c->node[i], stopped, &done);
     run_until(c, flag_set, &done, WAIT_MS, "node stop");
+    assert_true(c->nstopped < (int)MKV_ARRAY_SIZE(c->stopped));
+    c->stopped[c->nstopped++] = c->node[i];
     c->node[i] = NULL;
 }
 
@@ -158,6 +162,7 @@ static void cluster_free(struct cluster *c)
         if (c->node[i]) node_stop(c, i);
     uv_close((uv_handle_t *)&c->tick, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < c->nstopped; i++) mkv_node_free(c->stopped[i]);
     assert_int_equal(uv_loop_close(&c->loop), 0);
     rm_rf(c->dir);
     free(c);

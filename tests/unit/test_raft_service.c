@@ -126,6 +126,7 @@ static void env_free(struct env *e)
     while (done < e->n) uv_run(&e->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&e->tick, NULL);
     uv_run(&e->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < e->n; i++) mkv_meta_free(e->meta[i]);
     assert_int_equal(uv_loop_close(&e->loop), 0);
     {
         char cmd[128];
