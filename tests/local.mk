@@ -47,3 +47,22 @@ tests_unit_test_net_SOURCES = tests/unit/test_net.c
 tests_unit_test_net_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_net_LDADD = $(MKV_LIBS) $(UNIT_LIBS)
 TESTS += tests/unit/test_net
+
+# Integration tests: real processes and real clients on 127.0.0.1 (see
+# tests/integration/lib.sh). The longest run first so that `make -j check`
+# overlaps them with the short ones.
+INTEGRATION_TESTS = \
+	tests/integration/t_awscli.sh \
+	tests/integration/t_crash.sh \
+	tests/integration/t_diskfull.sh \
+	tests/integration/t_s3api.sh \
+	tests/integration/t_badinput.sh \
+	tests/integration/t_range.sh \
+	tests/integration/t_s3cmd.sh \
+	tests/integration/t_libs3.sh \
+	tests/integration/t_endpoints.sh \
+	tests/integration/t_restart.sh
+TESTS += $(INTEGRATION_TESTS)
+SH_LOG_COMPILER = $(BASH)
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
+	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py

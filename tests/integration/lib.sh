@@ -39,10 +39,22 @@ mkv_cleanup() {
         fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        local st=0
         kill -TERM "$SERVER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null || st=$?
+        if [ "$st" -ne 0 ] && [ "$rc" -eq 0 ]; then
+            log "FAIL: the server exited with status $st on SIGTERM"
+            rc=1
+        fi
+    fi
+    # A sanitizer report anywhere in the server's life fails the test.
+    if [ "$rc" -eq 0 ] && [ -f "$T/server.log" ] &&
+        grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/server.log"; then
+        log "FAIL: sanitizer report in the server log"
+        grep -E -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/server.log" | head -n 60
+        rc=1
     fi
     # Anything else this test started (clients in the background).
     pkill -KILL -P $$ 2>/dev/null
