@@ -111,9 +111,6 @@ int mkv_ns_is_command(uint16_t type);
 /* 1 when type is a read-only request mkv_ns_query answers. */
 int mkv_ns_is_query(uint16_t type);
 
-/* Helpers shared with the meta server: validation of names. */
-int mkv_ns_check_bucket(const uint8_t *name, size_t len);
-/* Returns 0, MKV_EBADNAME or -ENAMETOOLONG. */
-int mkv_ns_check_key(const uint8_t *key, size_t len);
+/* Names are checked with lib/minikv/names.h, the rules every front shares. */
 
 #endif /* MKV_META_NS_H */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "meta/ns_int.h"
+#include "minikv/names.h"
 
 #define WALK_DEPTH (MKV_KEY_MAX / 2 + 2)
 
@@ -347,7 +348,7 @@ int ns_obj_list(struct ns_op *op, const uint8_t *p, size_t len)
     while (dlen > 0 && req.prefix.p[dlen - 1] != '/') dlen--;
     dir = b.ino;
     if (dlen > 0) {
-        if (mkv_ns_check_key(req.prefix.p, dlen)) goto reply; /* no such directory */
+        if (mkv_check_key((const char *)req.prefix.p, dlen)) goto reply; /* no such directory */
         if ((rv = ns_path_parse(&path, mkv_slice_mem(req.prefix.p, dlen)))) goto reply;
         rv = ns_walk(op, b.ino, &path, path.n, &dir);
         if (rv == -ENOENT) {

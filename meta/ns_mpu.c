@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "meta/ns_int.h"
+#include "minikv/names.h"
 
 #define DECODE(desc, p, len, msg) \
     if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
@@ -56,7 +57,7 @@ int ns_mpu_create(struct ns_op *op, const uint8_t *p, size_t len)
     int rv;
     DECODE(mkv_desc_mpu_create_req, p, len, &req);
     if ((rv = ns_bucket_get(op, req.bucket, &b))) return rv;
-    if ((rv = mkv_ns_check_key(req.key.p, req.key.len))) return rv;
+    if ((rv = mkv_check_key((const char *)req.key.p, req.key.len))) return rv;
     if (req.upload_id.len == 0) return -EINVAL;
     if ((rv = ns_attrs_check(req.attrs))) return rv;
     rv = ns_get(op, ns->db_uploads, req.upload_id.p, req.upload_id.len, &v);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "meta/ns_int.h"
+#include "minikv/names.h"
 
 #define DECODE(desc, p, len, msg) \
     if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
@@ -28,7 +29,7 @@ int ns_bucket_create(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_obj_info oi = {0};
     int rv;
     DECODE(mkv_desc_bucket_create_req, p, len, &req);
-    if ((rv = mkv_ns_check_bucket(req.name.p, req.name.len))) return rv;
+    if ((rv = mkv_check_bucket((const char *)req.name.p, req.name.len))) return rv;
     rv = ns_bucket_get(op, req.name, &b);
     if (rv == 0) return MKV_EBUCKETEXISTS;
     if (rv != MKV_ENOBUCKET) return rv;
@@ -460,7 +461,7 @@ int ns_obj_delete_multi(struct ns_op *op, const uint8_t *p, size_t len)
     cur = req.keys;
     while ((rv = mkv_msg_next(&mkv_desc_key_entry, &cur, &ke)) == 1) {
         if (n == MKV_MULTI_MAX) return -EINVAL;
-        st[n] = mkv_ns_check_key(ke.key.p, ke.key.len);
+        st[n] = mkv_check_key((const char *)ke.key.p, ke.key.len);
         if (st[n]) failed++;
         n++;
     }

@@ -3,92 +3,14 @@
 #include <string.h>
 
 #include "meta/ns_int.h"
+#include "minikv/names.h"
 
 /* ---- names ---- */
 
-int mkv_ns_check_bucket(const uint8_t *s, size_t len)
-{
-    unsigned dots = 0, digits_only = 1;
-    if (len < 3 || len > MKV_BUCKET_MAX) return MKV_EBADNAME;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && c != '.' && c != '-') return MKV_EBADNAME;
-        if (c == '.') {
-            dots++;
-            if (i > 0 && s[i - 1] == '.') return MKV_EBADNAME;
-            if (i == 0 || i + 1 == len) return MKV_EBADNAME;
-        } else if (!(c >= '0' && c <= '9')) {
-            digits_only = 0;
-        }
-    }
-    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9'))) return MKV_EBADNAME;
-    if (!((s[len - 1] >= 'a' && s[len - 1] <= 'z') || (s[len - 1] >= '0' && s[len - 1] <= '9')))
-        return MKV_EBADNAME;
-    /* Dotted quads such as 192.168.5.4 (dots are not doubled or at the ends,
-     * checked above). */
-    if (digits_only && dots == 3) return MKV_EBADNAME;
-    if (len >= 4 && memcmp(s, "xn--", 4) == 0) return MKV_EBADNAME;
-    if (len >= 8 && memcmp(s + len - 8, "-s3alias", 8) == 0) return MKV_EBADNAME;
-    return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
-static size_t utf8_seq(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    uint32_t cp;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    return len;
-}
-
-int mkv_ns_check_key(const uint8_t *k, size_t len)
-{
-    size_t start = 0;
-    if (len == 0 || len > MKV_KEY_MAX || k[0] == '/') return MKV_EBADNAME;
-    for (size_t i = 0; i < len;) {
-        size_t n;
-        if (k[i] == 0) return MKV_EBADNAME;
-        n = utf8_seq(k + i, len - i);
-        if (!n) return MKV_EBADNAME;
-        i += n;
-    }
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && k[i] != '/') continue;
-        size_t cl = i - start;
-        if (cl == 0 && i < len) return MKV_EBADNAME; /* "a//b" */
-        if (cl == 0 && i == len) break;              /* trailing '/' */
-        if (cl > MKV_NAME_MAX) return -ENAMETOOLONG;
-        if ((cl == 1 && k[start] == '.') || (cl == 2 && k[start] == '.' && k[start + 1] == '.'))
-            return MKV_EBADNAME;
-        start = i + 1;
-    }
-    return 0;
-}
 
 int ns_path_parse(struct ns_path *path, struct mkv_slice key)
 {
-    int rv = mkv_ns_check_key(key.p, key.len);
+    int rv = mkv_check_key((const char *)key.p, key.len);
     size_t start = 0;
     if (rv) return rv;
     path->p = key.p;
