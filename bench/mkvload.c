@@ -63,6 +63,8 @@ struct worker
 
 static volatile int stop_flag;
 
+#define MKV_MINI(a, b) ((a) < (b) ? (a) : (b))
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -170,7 +172,8 @@ static int write_all(int fd, const void *p, size_t n)
 
 /* Reads one response; returns the status, or -1. Body bytes are counted
  * and discarded. */
-static int read_response(int fd, char *buf, size_t cap, int head, uint64_t *body_bytes)
+static int read_response(int fd, char *buf, size_t cap, int head, uint64_t *body_bytes,
+                         char *snippet, size_t snippet_cap)
 {
     size_t have = 0;
     char *end = NULL;
@@ -195,6 +198,8 @@ static int read_response(int fd, char *buf, size_t cap, int head, uint64_t *body
     {
         size_t hdr = (size_t)(end + 4 - buf);
         uint64_t got = have - hdr;
+        if (snippet_cap && status / 100 != 2)
+            snprintf(snippet, snippet_cap, "%.*s", (int)MKV_MINI(got, snippet_cap - 1), buf + hdr);
         while ((long long)got < clen) {
             ssize_t n = read(fd, buf, cap);
             if (n <= 0) return -1;
@@ -210,7 +215,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct opts *o = w->o;
     size_t bufcap = 1 << 20;
-    char *buf = malloc(bufcap), req[4096], auth[1024], path[512], query[256];
+    char *buf = malloc(bufcap), req[4096], auth[1024], path[512], query[256], snippet[160] = "";
     char *payload = NULL;
     int fd = -1;
     uint64_t i = 0, seed = (uint64_t)w->id * 7919 + 1;
@@ -253,7 +258,7 @@ static void *worker_main(void *arg)
                      o->op == OP_PUT ? o->size : 0);
         t0 = now_s();
         if (write_all(fd, req, (size_t)n) || (o->op == OP_PUT && o->size && write_all(fd, payload, o->size)) ||
-            (status = read_response(fd, buf, bufcap, o->op == OP_HEAD, &body)) < 0) {
+            (status = read_response(fd, buf, bufcap, o->op == OP_HEAD, &body, snippet, sizeof snippet)) < 0) {
             snprintf(w->err, sizeof w->err, "connection failed: %s", strerror(errno));
             w->errors++;
             close(fd);
@@ -261,7 +266,7 @@ static void *worker_main(void *arg)
             continue;
         }
         if (status / 100 != 2) {
-            snprintf(w->err, sizeof w->err, "HTTP %d", status);
+            snprintf(w->err, sizeof w->err, "HTTP %d %s", status, snippet);
             w->errors++;
             continue;
         }

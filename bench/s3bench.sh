@@ -69,8 +69,10 @@ export AWS_ACCESS_KEY_ID=$(sed -n 's/^aws_access_key_id = //p' "$T/minikv/creden
 export AWS_SECRET_ACCESS_KEY=$(sed -n 's/^aws_secret_access_key = //p' "$T/minikv/credentials")
 "$build/tools/minikvctl" --meta "127.0.0.1:$MP" bucket create bench >/dev/null
 
-# nginx with the same object sizes as static files.
+# nginx with the same object sizes as static files (its workers run as
+# www-data: they must be able to read them).
 mkdir -p "$T/www" "$T/nginx"
+chmod 755 "$T" "$T/www"
 cat >"$T/nginx/nginx.conf" <<EOF
 daemon off; worker_processes auto; pid $T/nginx/nginx.pid; error_log $T/nginx/error.log;
 events { worker_connections 4096; }
@@ -79,6 +81,19 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
   server { listen 127.0.0.1:$NGP; root $T/www; } }
 EOF
+
+# fmt < JSON: "N ops/s (M MiB/s, p99 X ms)" from a mkvload --json line.
+fmt() {
+    /usr/bin/python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print("%.0f ops/s (%.1f MiB/s, p99 %.2f ms)" % (d["ops_per_s"], d["mib_per_s"], d["p99_ms"]))'
+}
+# ratio A B: ops_per_s of A / ops_per_s of B.
+ratio() {
+    /usr/bin/python3 -c 'import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("%.2f" % (a["ops_per_s"] / b["ops_per_s"]))' "$1" "$2"
+}
 
 echo "| workload | minikv | nginx (wrk) | nginx (mkvload) | ratio minikv/nginx |"
 echo "|---|---|---|---|---|"
@@ -99,20 +114,20 @@ for size in 4K 64K 1M 16M; do
         --prefix "s$size/obj" --concurrency "$conc" --duration "$dur" --json)
     wrkout=$(wrk -t2 -c"$conc" -d"${dur}s" "http://127.0.0.1:$NGP/s$size/obj-0" 2>&1)
     wrkrps=$(echo "$wrkout" | awk '/Requests\/sec/ {print $2}')
-    g=$(echo "$get" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"ops_per_s\"]:.0f} ops/s ({d[\"mib_per_s\"]:.1f} MiB/s, p99 {d[\"p99_ms\"]:.2f} ms)")')
-    n=$(echo "$ngl" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"ops_per_s\"]:.0f} ops/s ({d[\"mib_per_s\"]:.1f} MiB/s, p99 {d[\"p99_ms\"]:.2f} ms)")')
-    ratio=$(/usr/bin/python3 -c "import json; a=json.loads('''$get'''); b=json.loads('''$ngl'''); print(f'{a[\"ops_per_s\"]/b[\"ops_per_s\"]:.2f}')")
-    p=$(echo "$put" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"ops_per_s\"]:.0f} ops/s ({d[\"mib_per_s\"]:.1f} MiB/s, p99 {d[\"p99_ms\"]:.2f} ms)")')
-    echo "| GET $size | $g | $wrkrps req/s | $n | $ratio |"
+    g=$(echo "$get" | fmt)
+    n=$(echo "$ngl" | fmt)
+    r=$(ratio "$get" "$ngl")
+    p=$(echo "$put" | fmt)
+    echo "| GET $size | $g | $wrkrps req/s | $n | $r |"
     echo "| PUT $size | $p | (static files: no PUT) | | |"
     if [ "$size" = 4K ]; then
         head=$("$LOAD" --endpoint "http://127.0.0.1:$S3P" --op head --keys "$keys" --prefix "s$size" \
             --concurrency "$conc" --duration "$dur" --json)
-        h=$(echo "$head" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"ops_per_s\"]:.0f} ops/s (p99 {d[\"p99_ms\"]:.2f} ms)")')
+        h=$(echo "$head" | fmt)
         echo "| HEAD 4K | $h | | | |"
         list=$("$LOAD" --endpoint "http://127.0.0.1:$S3P" --op list --prefix "s4K" --concurrency "$conc" \
             --duration "$dur" --json)
-        l=$(echo "$list" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"ops_per_s\"]:.0f} ops/s of 100 keys (p99 {d[\"p99_ms\"]:.2f} ms)")')
+        l=$(echo "$list" | fmt)
         echo "| LIST (100 keys) | $l | | | |"
     fi
 done

@@ -378,6 +378,7 @@ struct rpiece
 {
     struct mkv_call call;
     struct mkv_reader *r;
+    uint64_t chunk_id, offset; /* for error reports */
     struct mkv_frame *frame;
     const uint8_t *p;
     size_t n;
@@ -530,6 +531,9 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
     r->inflight--;
     p->done = 1;
     p->status = status;
+    if (status)
+        MKV_DEBUG("client", "chunk read failed chunk=%llx offset=%llu length=%zu status=%d",
+                  (unsigned long long)p->chunk_id, (unsigned long long)p->offset, p->n, status);
     if (status == 0) {
         if (mkv_frame_decode(reply, &mkv_desc_chunk_read_rep, &rep) || rep.data.len != p->n) {
             p->status = -EIO;
@@ -577,6 +581,8 @@ static void reader_request(struct mkv_reader *r)
             q.offset = e->chunk_off + in_ext;
             q.length = (uint32_t)n;
             p->n = (size_t)n;
+            p->chunk_id = q.chunk_id;
+            p->offset = q.offset;
             r->inflight++;
             if (mkv_peer_call(mkv_client_chunk_peer(r->c, e->chunk_id), &p->call,
                               MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req, &q, 0, on_piece)) {

@@ -693,6 +693,7 @@ int mkv_gw_start(const struct mkv_gw_opts *o, struct mkv_gw **out, char *err, si
         mkv_gw_stop(gw);
         return rv;
     }
+    __atomic_store_n(&gw->keys_ready, 1, __ATOMIC_RELEASE);
     *out = gw;
     return 0;
 err_after_alloc:

@@ -99,6 +99,7 @@ struct mkv_gw
     int64_t start_time;
     int port;
     char listen_buf[300]; /* the listen address with the port the first worker got */
+    int keys_ready;       /* access keys bootstrapped: authenticated requests can be served */
     uint64_t rid_prefix;
 };
 

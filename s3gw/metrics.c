@@ -147,6 +147,10 @@ static const char *role_name(int role)
 
 static int node_ready(const struct probe *p, char *why, size_t len)
 {
+    if (!__atomic_load_n(&p->r->wk->gw->keys_ready, __ATOMIC_ACQUIRE)) {
+        snprintf(why, len, "gateway is still registering access keys");
+        return 0;
+    }
     if (p->meta_status) {
         snprintf(why, len, "metadata service: %s", mkv_strerror(p->meta_status));
         return 0;

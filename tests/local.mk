@@ -66,3 +66,11 @@ TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
 	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py
+
+# The client library against a real meta service and chunk server.
+check_PROGRAMS += tests/unit/test_client
+tests_unit_test_client_SOURCES = tests/unit/test_client.c
+tests_unit_test_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
+tests_unit_test_client_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_client_LDADD = $(CHUNKSERVER_LIBS) $(META_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_client
