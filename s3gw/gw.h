@@ -193,6 +193,10 @@ void s3_op_list_objects(struct s3req *r);
 void s3_op_list_uploads(struct s3req *r);
 void s3_op_delete_objects(struct s3req *r);
 
+/* Every bucket and object has one owner: the holders of the cluster's keys. */
+#define S3_OWNER_XML "<Owner><ID>minikv</ID><DisplayName>minikv</DisplayName></Owner>"
+#define S3_INITIATOR_XML "<Initiator><ID>minikv</ID><DisplayName>minikv</DisplayName></Initiator>"
+
 /* s3_object.c */
 void s3_op_put_object(struct s3req *r);
 void s3_op_copy_object(struct s3req *r);
@@ -226,6 +230,12 @@ enum mkv_s3_error s3_body_length(struct s3req *r, uint64_t *len);
 enum mkv_s3_error s3_parse_copy_source(struct s3req *r, char *bucket, size_t blen, char **key,
                                        size_t *keylen);
 int s3_etag_matches(const char *list, struct mkv_slice etag);
+/* Takes the OBJ_LOOKUP reply for x-amz-copy-source: on success keeps a
+ * reference in *frame, decodes the source into *src (slices into the
+ * frame) and returns 0; otherwise answers the S3 error (missing source,
+ * not an object, x-amz-copy-source-if-* failed) and returns -1. */
+int s3_copy_source(struct s3req *r, int status, struct mkv_frame *reply, struct mkv_frame **frame,
+                   struct mkv_obj_info *src);
 /* If-* headers (prefix "" or "x-amz-copy-source-"): 0, 304 or 412. */
 int s3_check_conditions(const struct mkv_http_req *h, const char *prefix, struct mkv_slice etag,
                         int64_t mtime_ns, int is_get);

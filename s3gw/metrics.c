@@ -189,6 +189,21 @@ static void metric_header(struct mkv_buf *b, const char *name, const char *type,
     mkv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one value and no labels. */
+struct metric
+{
+    const char *name, *type, *help;
+    uint64_t value;
+};
+
+static void render_table(struct mkv_buf *b, const struct metric *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        metric_header(b, m[i].name, m[i].type, m[i].help);
+        mkv_buf_printf(b, "%s %" PRIu64 "\n", m[i].name, m[i].value);
+    }
+}
+
 static void render_metrics(struct probe *p)
 {
     static const struct mkv_http_header h[] = {
@@ -227,56 +242,50 @@ static void render_metrics(struct probe *p)
         authf += mkv_counter_get(&gw->workers[w].stats.auth_failures);
         if (gw->workers[w].http) conns += mkv_http_server_connections(gw->workers[w].http);
     }
-    metric_header(&b, "minikv_s3_received_bytes_total", "counter", "Request body bytes received.");
-    mkv_buf_printf(&b, "minikv_s3_received_bytes_total %" PRIu64 "\n", in);
-    metric_header(&b, "minikv_s3_sent_bytes_total", "counter", "Response body bytes sent.");
-    mkv_buf_printf(&b, "minikv_s3_sent_bytes_total %" PRIu64 "\n", out);
-    metric_header(&b, "minikv_s3_auth_failures_total", "counter", "Requests refused for their credentials.");
-    mkv_buf_printf(&b, "minikv_s3_auth_failures_total %" PRIu64 "\n", authf);
-    metric_header(&b, "minikv_http_open_connections", "gauge", "Open HTTP connections.");
-    mkv_buf_printf(&b, "minikv_http_open_connections %" PRIu64 "\n", conns);
-    metric_header(&b, "minikv_ready", "gauge", "1 when the node can serve writes.");
-    mkv_buf_printf(&b, "minikv_ready %d\n", node_ready(p, why, sizeof why));
-
-    metric_header(&b, "minikv_meta_up", "gauge", "1 when the metadata service answered this scrape.");
-    mkv_buf_printf(&b, "minikv_meta_up %d\n", p->meta_status == 0);
-    if (p->meta_status == 0) {
-        metric_header(&b, "minikv_raft_term", "gauge", "Current Raft term of the answering metadata server.");
-        mkv_buf_printf(&b, "minikv_raft_term %" PRIu64 "\n", p->ms.term);
-        metric_header(&b, "minikv_raft_commit_index", "gauge", "Raft commit index.");
-        mkv_buf_printf(&b, "minikv_raft_commit_index %" PRIu64 "\n", p->ms.commit_index);
-        metric_header(&b, "minikv_raft_applied_index", "gauge", "Last Raft index applied to the namespace.");
-        mkv_buf_printf(&b, "minikv_raft_applied_index %" PRIu64 "\n", p->ms.applied_index);
-        metric_header(&b, "minikv_raft_snapshot_index", "gauge", "Index of the last Raft snapshot.");
-        mkv_buf_printf(&b, "minikv_raft_snapshot_index %" PRIu64 "\n", p->ms.snapshot_index);
-        metric_header(&b, "minikv_raft_leader", "gauge", "1 when the answering metadata server is the leader.");
-        mkv_buf_printf(&b, "minikv_raft_leader %d\n", p->ms.role == 3);
-        metric_header(&b, "minikv_buckets", "gauge", "Buckets.");
-        mkv_buf_printf(&b, "minikv_buckets %" PRIu64 "\n", p->ms.buckets);
-        metric_header(&b, "minikv_objects", "gauge", "Objects (files and explicit directories).");
-        mkv_buf_printf(&b, "minikv_objects %" PRIu64 "\n", p->ms.objects);
-        metric_header(&b, "minikv_object_bytes", "gauge", "Sum of object sizes.");
-        mkv_buf_printf(&b, "minikv_object_bytes %" PRIu64 "\n", p->ms.bytes);
-        metric_header(&b, "minikv_multipart_uploads", "gauge", "Multipart uploads in progress.");
-        mkv_buf_printf(&b, "minikv_multipart_uploads %" PRIu64 "\n", p->ms.uploads);
-        metric_header(&b, "minikv_gc_pending_chunks", "gauge", "Chunk versions waiting to be deleted.");
-        mkv_buf_printf(&b, "minikv_gc_pending_chunks %" PRIu64 "\n", p->ms.garbage);
+    {
+        const struct metric gw_metrics[] = {
+            {"minikv_s3_received_bytes_total", "counter", "Request body bytes received.", in},
+            {"minikv_s3_sent_bytes_total", "counter", "Response body bytes sent.", out},
+            {"minikv_s3_auth_failures_total", "counter", "Requests refused for their credentials.", authf},
+            {"minikv_http_open_connections", "gauge", "Open HTTP connections.", conns},
+            {"minikv_ready", "gauge", "1 when the node can serve writes.",
+             (uint64_t)node_ready(p, why, sizeof why)},
+            {"minikv_meta_up", "gauge", "1 when the metadata service answered this scrape.",
+             p->meta_status == 0},
+        };
+        const struct metric meta_metrics[] = {
+            {"minikv_raft_term", "gauge", "Current Raft term of the answering metadata server.", p->ms.term},
+            {"minikv_raft_commit_index", "gauge", "Raft commit index.", p->ms.commit_index},
+            {"minikv_raft_applied_index", "gauge", "Last Raft index applied to the namespace.",
+             p->ms.applied_index},
+            {"minikv_raft_snapshot_index", "gauge", "Index of the last Raft snapshot.", p->ms.snapshot_index},
+            {"minikv_raft_leader", "gauge", "1 when the answering metadata server is the leader.",
+             p->ms.role == 3},
+            {"minikv_buckets", "gauge", "Buckets.", p->ms.buckets},
+            {"minikv_objects", "gauge", "Objects (files and explicit directories).", p->ms.objects},
+            {"minikv_object_bytes", "gauge", "Sum of object sizes.", p->ms.bytes},
+            {"minikv_multipart_uploads", "gauge", "Multipart uploads in progress.", p->ms.uploads},
+            {"minikv_gc_pending_chunks", "gauge", "Chunk versions waiting to be deleted.", p->ms.garbage},
+        };
+        const struct metric chunk_up[] = {
+            {"minikv_chunk_up", "gauge", "1 when the chunk server answered this scrape.",
+             p->chunk_status == 0},
+        };
+        const struct metric chunk_metrics[] = {
+            {"minikv_chunk_capacity_bytes", "gauge", "Size of the chunk server's file system.", p->cs.capacity},
+            {"minikv_chunk_free_bytes", "gauge", "Space the chunk server can still write.", p->cs.free},
+            {"minikv_chunk_used_bytes", "gauge", "Bytes in segment files.", p->cs.used},
+            {"minikv_chunk_live_bytes", "gauge", "Bytes of live block data.", p->cs.live},
+            {"minikv_chunk_corrupt_blocks_total", "counter", "Blocks that failed their checksum.",
+             p->cs.corrupt_blocks},
+            {"minikv_chunk_wal_fsyncs_total", "counter", "WAL flushes made durable.", p->cs.fsyncs},
+        };
+        render_table(&b, gw_metrics, MKV_ARRAY_SIZE(gw_metrics));
+        if (p->meta_status == 0) render_table(&b, meta_metrics, MKV_ARRAY_SIZE(meta_metrics));
+        render_table(&b, chunk_up, MKV_ARRAY_SIZE(chunk_up));
+        if (p->chunk_status == 0) render_table(&b, chunk_metrics, MKV_ARRAY_SIZE(chunk_metrics));
     }
-    metric_header(&b, "minikv_chunk_up", "gauge", "1 when the chunk server answered this scrape.");
-    mkv_buf_printf(&b, "minikv_chunk_up %d\n", p->chunk_status == 0);
     if (p->chunk_status == 0) {
-        metric_header(&b, "minikv_chunk_capacity_bytes", "gauge", "Size of the chunk server's file system.");
-        mkv_buf_printf(&b, "minikv_chunk_capacity_bytes %" PRIu64 "\n", p->cs.capacity);
-        metric_header(&b, "minikv_chunk_free_bytes", "gauge", "Space the chunk server can still write.");
-        mkv_buf_printf(&b, "minikv_chunk_free_bytes %" PRIu64 "\n", p->cs.free);
-        metric_header(&b, "minikv_chunk_used_bytes", "gauge", "Bytes in segment files.");
-        mkv_buf_printf(&b, "minikv_chunk_used_bytes %" PRIu64 "\n", p->cs.used);
-        metric_header(&b, "minikv_chunk_live_bytes", "gauge", "Bytes of live block data.");
-        mkv_buf_printf(&b, "minikv_chunk_live_bytes %" PRIu64 "\n", p->cs.live);
-        metric_header(&b, "minikv_chunk_corrupt_blocks_total", "counter", "Blocks that failed their checksum.");
-        mkv_buf_printf(&b, "minikv_chunk_corrupt_blocks_total %" PRIu64 "\n", p->cs.corrupt_blocks);
-        metric_header(&b, "minikv_chunk_wal_fsyncs_total", "counter", "WAL flushes made durable.");
-        mkv_buf_printf(&b, "minikv_chunk_wal_fsyncs_total %" PRIu64 "\n", p->cs.fsyncs);
         metric_header(&b, "minikv_chunk_wal_fsync_duration_seconds", "histogram",
                       "Latency of WAL fdatasync calls.");
         mkv_hist_render(&b, "minikv_chunk_wal_fsync_duration_seconds", "", &p->fsync);

@@ -19,7 +19,6 @@
 #include "minikv/names.h"
 #include "xml.h"
 
-#define OWNER_XML "<Owner><ID>minikv</ID><DisplayName>minikv</DisplayName></Owner>"
 #define EMPTY_ETAG "\"d41d8cd98f00b204e9800998ecf8427e\""
 
 /* ---- helpers ---- */
@@ -95,7 +94,7 @@ static void on_bucket_list(struct s3req *r, int status, struct mkv_frame *reply)
         return;
     }
     s3_xml_begin(&b, "ListAllMyBucketsResult");
-    mkv_buf_puts(&b, OWNER_XML "<Buckets>");
+    mkv_buf_puts(&b, S3_OWNER_XML "<Buckets>");
     cur = rep.buckets;
     while (mkv_msg_next(&mkv_desc_bucket_entry, &cur, &e) == 1) {
         s3_iso_date(e.ctime, date, sizeof date);
@@ -332,7 +331,7 @@ static void on_obj_list(struct s3req *r, int status, struct mkv_frame *reply)
         if (e.type == MKV_T_DIR || !e.etag.len) s3_xml_elem(&b, "ETag", EMPTY_ETAG);
         else s3_xml_elemn(&b, "ETag", (const char *)e.etag.p, e.etag.len);
         s3_xml_elem_u64(&b, "Size", e.type == MKV_T_DIR ? 0 : e.size);
-        if (!v2 || ls->fetch_owner) mkv_buf_puts(&b, OWNER_XML);
+        if (!v2 || ls->fetch_owner) mkv_buf_puts(&b, S3_OWNER_XML);
         s3_xml_elem(&b, "StorageClass", "STANDARD");
         mkv_buf_puts(&b, versions ? "</Version>" : "</Contents>");
         count++;
@@ -467,7 +466,7 @@ static void on_uploads(struct s3req *r, int status, struct mkv_frame *reply)
         mkv_buf_puts(&b, "<Upload>");
         elem_key(&b, "Key", u.key.p, u.key.len, us->url);
         s3_xml_elemn(&b, "UploadId", (const char *)u.upload_id.p, u.upload_id.len);
-        mkv_buf_puts(&b, "<Initiator><ID>minikv</ID><DisplayName>minikv</DisplayName></Initiator>" OWNER_XML);
+        mkv_buf_puts(&b, S3_INITIATOR_XML S3_OWNER_XML);
         s3_xml_elem(&b, "StorageClass", "STANDARD");
         s3_xml_elem(&b, "Initiated", date);
         mkv_buf_puts(&b, "</Upload>");

@@ -263,27 +263,7 @@ static void on_part_copy_source(struct s3req *r, int status, struct mkv_frame *r
 {
     struct mpu_state *ms = r->opstate;
     const char *range = mkv_http_header(r->http, "x-amz-copy-source-range");
-    int code;
-    if (status) {
-        if (status == MKV_ENOTFOUND || status == -ENOENT || status == MKV_ENOBUCKET) {
-            s3_error(r, status == MKV_ENOBUCKET ? MKV_S3_NO_SUCH_BUCKET : MKV_S3_NO_SUCH_KEY,
-                     "The copy source does not exist");
-            return;
-        }
-        s3_error_status(r, status, r->errmsg);
-        return;
-    }
-    mkv_frame_ref(reply);
-    ms->src_frame = reply;
-    if (mkv_frame_decode(reply, &mkv_desc_obj_info, &ms->src) || ms->src.type != MKV_T_FILE) {
-        s3_error(r, MKV_S3_NO_SUCH_KEY, "The copy source is not an object");
-        return;
-    }
-    code = s3_check_conditions(r->http, "x-amz-copy-source-", ms->src.etag, ms->src.mtime, 0);
-    if (code) {
-        s3_error(r, MKV_S3_PRECONDITION_FAILED, NULL);
-        return;
-    }
+    if (s3_copy_source(r, status, reply, &ms->src_frame, &ms->src)) return;
     ms->src_off = 0;
     ms->src_len = ms->src.size;
     if (range) {
@@ -493,8 +473,7 @@ static void on_list_parts(struct s3req *r, int status, struct mkv_frame *reply)
     s3_xml_elem(&b, "Bucket", r->bucket);
     s3_xml_elemn(&b, "Key", r->key, r->keylen);
     s3_xml_elem(&b, "UploadId", ms->upload_id);
-    mkv_buf_puts(&b, "<Initiator><ID>minikv</ID><DisplayName>minikv</DisplayName></Initiator>"
-                     "<Owner><ID>minikv</ID><DisplayName>minikv</DisplayName></Owner>");
+    mkv_buf_puts(&b, S3_INITIATOR_XML S3_OWNER_XML);
     s3_xml_elem(&b, "StorageClass", "STANDARD");
     s3_xml_elem_u64(&b, "PartNumberMarker", ms->marker);
     if (rep.truncated) s3_xml_elem_u64(&b, "NextPartNumberMarker", rep.next_marker);

@@ -991,6 +991,30 @@ enum mkv_s3_error s3_parse_copy_source(struct s3req *r, char *bucket, size_t ble
     return MKV_S3_OK;
 }
 
+int s3_copy_source(struct s3req *r, int status, struct mkv_frame *reply, struct mkv_frame **frame,
+                   struct mkv_obj_info *src)
+{
+    if (status) {
+        if (status == MKV_ENOTFOUND || status == -ENOENT || status == MKV_ENOBUCKET)
+            s3_error(r, status == MKV_ENOBUCKET ? MKV_S3_NO_SUCH_BUCKET : MKV_S3_NO_SUCH_KEY,
+                     "The copy source does not exist");
+        else
+            s3_error_status(r, status, r->errmsg);
+        return -1;
+    }
+    mkv_frame_ref(reply);
+    *frame = reply;
+    if (mkv_frame_decode(reply, &mkv_desc_obj_info, src) || src->type != MKV_T_FILE) {
+        s3_error(r, MKV_S3_NO_SUCH_KEY, "The copy source is not an object");
+        return -1;
+    }
+    if (s3_check_conditions(r->http, "x-amz-copy-source-", src->etag, src->mtime, 0)) {
+        s3_error(r, MKV_S3_PRECONDITION_FAILED, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static void copy_data_done(struct s3req *r, int status, struct body_result *res)
 {
     struct put_state *ps = r->opstate;
@@ -1006,27 +1030,7 @@ static void on_copy_source(struct s3req *r, int status, struct mkv_frame *reply)
     struct put_state *ps = r->opstate;
     const char *directive = mkv_http_header(r->http, "x-amz-metadata-directive");
     int replace = directive && !strcasecmp(directive, "REPLACE");
-    int code;
-    if (status) {
-        if (status == MKV_ENOTFOUND || status == -ENOENT || status == MKV_ENOBUCKET) {
-            s3_error(r, status == MKV_ENOBUCKET ? MKV_S3_NO_SUCH_BUCKET : MKV_S3_NO_SUCH_KEY,
-                     "The copy source does not exist");
-            return;
-        }
-        s3_error_status(r, status, r->errmsg);
-        return;
-    }
-    mkv_frame_ref(reply);
-    ps->src_frame = reply;
-    if (mkv_frame_decode(reply, &mkv_desc_obj_info, &ps->src) || ps->src.type != MKV_T_FILE) {
-        s3_error(r, MKV_S3_NO_SUCH_KEY, "The copy source is not an object");
-        return;
-    }
-    code = s3_check_conditions(r->http, "x-amz-copy-source-", ps->src.etag, ps->src.mtime, 0);
-    if (code) {
-        s3_error(r, MKV_S3_PRECONDITION_FAILED, NULL);
-        return;
-    }
+    if (s3_copy_source(r, status, reply, &ps->src_frame, &ps->src)) return;
     if (!replace) {
         /* COPY: the new object takes the source's metadata. */
         mkv_buf_reset(&ps->attrs);
