@@ -53,6 +53,7 @@ TESTS += tests/unit/test_net
 # overlaps them with the short ones.
 INTEGRATION_TESTS = \
 	tests/integration/t_awscli.sh \
+	tests/integration/t_bigobject.sh \
 	tests/integration/t_crash.sh \
 	tests/integration/t_diskfull.sh \
 	tests/integration/t_s3api.sh \
@@ -61,11 +62,13 @@ INTEGRATION_TESTS = \
 	tests/integration/t_s3cmd.sh \
 	tests/integration/t_libs3.sh \
 	tests/integration/t_endpoints.sh \
+	tests/integration/t_corrupt.sh \
 	tests/integration/t_restart.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
-	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py
+	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py \
+	tests/integration/bigobject.py
 
 # The client library against a real meta service and chunk server.
 check_PROGRAMS += tests/unit/test_client

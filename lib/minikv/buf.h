@@ -24,7 +24,8 @@ MKV_API int mkv_buf_reserve(struct mkv_buf *b, size_t extra);
 MKV_API int mkv_buf_append(struct mkv_buf *b, const void *data, size_t len);
 MKV_API int mkv_buf_puts(struct mkv_buf *b, const char *s);
 MKV_API int mkv_buf_printf(struct mkv_buf *b, const char *fmt, ...) MKV_PRINTF(2, 3);
-MKV_API int mkv_buf_vprintf(struct mkv_buf *b, const char *fmt, va_list ap);
+MKV_API int mkv_buf_vprintf(struct mkv_buf *b, const char *fmt, va_list ap)
+    MKV_PRINTF(2, 0);
 MKV_API int mkv_buf_put_u8(struct mkv_buf *b, uint8_t v);
 MKV_API int mkv_buf_put_le16(struct mkv_buf *b, uint16_t v);
 MKV_API int mkv_buf_put_le32(struct mkv_buf *b, uint32_t v);

@@ -5,6 +5,7 @@ Every case checks the HTTP status and the S3 error code in the XML body,
 then that the server still serves a normal request; at the end, objects
 stored before the abuse must read back intact. Run by t_badinput.sh (which
 starts the server and sets ENDPOINT and the credentials)."""
+import base64
 import datetime
 import hashlib
 import os
@@ -14,6 +15,7 @@ import socket
 import sys
 import time
 import urllib.parse
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import s3req  # noqa: E402
@@ -171,6 +173,31 @@ for body, status, code, what in [(good, 200, None, "aws-chunked signed upload"),
         check(g is not None and g.body == data, "aws-chunked object reads back")
         s3req.request("DELETE", "/bad/chunked")
 expect(s3req.request("HEAD", "/bad/chunked"), 404, None, "nothing visible after a broken chunk signature")
+# STREAMING-UNSIGNED-PAYLOAD-TRAILER, as current SDKs send by default: the
+# CRC32 comes after the last chunk and is checked before the object exists.
+data = os.urandom(150000)
+crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+wrong = base64.b64encode((zlib.crc32(data) ^ 1).to_bytes(4, "big")).decode()
+h = {"host": HOSTPORT, "x-amz-decoded-content-length": str(len(data)), "content-encoding": "aws-chunked",
+     "x-amz-trailer": "x-amz-checksum-crc32"}
+s3req.sign_v4("PUT", "/bad/trailer", [], h, "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+              os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+chunks = b"".join(f"{len(data[i:i + 65536]):x}\r\n".encode() + data[i:i + 65536] + b"\r\n"
+                  for i in range(0, len(data), 65536))
+for value, status, code, what in [(wrong, 400, "BadDigest", "trailing CRC32 that does not match"),
+                                  (crc, 200, None, "trailing CRC32 upload")]:
+    body = chunks + f"0\r\nx-amz-checksum-crc32:{value}\r\n\r\n".encode()
+    hh = dict(h)
+    hh["content-length"] = str(len(body))
+    r = s3req.raw(("PUT /bad/trailer HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hh.items())
+                   + "\r\n").encode() + body)
+    expect(r, status, code, what)
+    if status != 200:
+        expect(s3req.request("HEAD", "/bad/trailer"), 404, None, "nothing stored for a bad trailing CRC32")
+g = s3req.request("GET", "/bad/trailer", headers={"x-amz-checksum-mode": "ENABLED"})
+check(g is not None and g.body == data, "trailer upload reads back")
+check(g is not None and g.header("x-amz-checksum-crc32") == crc, "the trailing CRC32 is stored and returned")
+s3req.request("DELETE", "/bad/trailer")
 alive("signatures")
 
 section("names")

@@ -80,7 +80,15 @@ trap 'exit 130' INT TERM
 # The watchdog: a test that hangs is a failure, not a stuck CI.
 # (Tests wait for their own background clients by PID: a plain `wait` would
 # also wait for the server.)
-( sleep "$MKV_TEST_TIMEOUT"; echo "[$TEST_NAME] watchdog: over ${MKV_TEST_TIMEOUT}s, stopping" >&2; kill -TERM $$ ) 2>/dev/null &
+# Its sleep does not hold the test's output open, and the cleanup stops both.
+(
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$MKV_TEST_TIMEOUT" </dev/null >/dev/null 2>&1 &
+    sp=$!
+    wait "$sp" || exit 0
+    echo "[$TEST_NAME] watchdog: over ${MKV_TEST_TIMEOUT}s, stopping" >&2
+    kill -TERM $$
+) &
 WATCHDOG_PID=$!
 disown "$WATCHDOG_PID" # a test's plain `wait` must not wait for the watchdog
 

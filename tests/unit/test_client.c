@@ -85,6 +85,7 @@ static int setup(void **state)
     co.store.dir = cdir;
     co.listen = "127.0.0.1:0";
     co.meta = E.meta_addr;
+    co.orphan_age_ms = 50; /* the collector tests run it by hand */
     assert_int_equal(mkv_chunk_server_start(&E.loop, &co, &E.chunk, err, sizeof err), 0);
     snprintf(E.chunk_addr, sizeof E.chunk_addr, "127.0.0.1:%d", mkv_chunk_server_port(E.chunk));
     cl.meta = E.meta_addr;
@@ -383,6 +384,81 @@ static void abort_mid_write(void **state)
     free(buf);
 }
 
+/* Reads the whole object; returns the reader's status. */
+static int read_status(struct mkv_slice extents, uint64_t size)
+{
+    struct rtest t;
+    memset(&t, 0, sizeof t);
+    t.got = malloc(size ? size : 1);
+    assert_int_equal(mkv_reader_new(E.client, extents, size, 0, size, &rops, &t, &t.r), 0);
+    run_until_flag(&t.ended);
+    free(t.got);
+    return t.status;
+}
+
+/* Runs the chunk server's collectors until read_status gives want_ok (0)
+ * or an error (!want_ok), for at most 10 s. */
+static void collect_until(struct mkv_slice extents, uint64_t size, int want_ok)
+{
+    for (int i = 0; i < 100; i++) {
+        int st;
+        mkv_chunk_server_collect(E.chunk);
+        for (int k = 0; k < 10; k++) uv_run(&E.loop, UV_RUN_NOWAIT), usleep(2000);
+        st = read_status(extents, size);
+        if ((st == 0) == want_ok) return;
+    }
+    fail_msg("the collectors did not reach the expected state");
+}
+
+static void put_object(const char *key, struct wtest *w, uint64_t size)
+{
+    struct mkv_obj_put_req q = {0};
+    struct mkv_frame *reply = NULL;
+    char err[256];
+    q.bucket = mkv_slice_str("client-test");
+    q.key = mkv_slice_str(key);
+    q.size = size;
+    q.etag = mkv_slice_str("\"x\"");
+    q.extents = mkv_slice_mem(w->extents.p, w->extents.len);
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_PUT, &mkv_desc_obj_put_req, &q, &reply, err,
+                                        sizeof err),
+                     0);
+    mkv_frame_unref(reply);
+}
+
+/* The two-phase commit's loose ends: data written but never committed is
+ * deleted; data committed in the namespace whose CHUNK_COMMIT was lost is
+ * committed by the collector, not deleted; data of a deleted object is
+ * freed through the garbage list. */
+static void collectors_close_the_commit(void **state)
+{
+    struct wtest orphan, kept;
+    struct mkv_slice eo, ek;
+    struct mkv_obj_delete_req dq = {0};
+    struct mkv_frame *reply = NULL;
+    char err[256];
+    (void)state;
+    write_object(200000, &orphan); /* never committed */
+    write_object(300000, &kept);
+    put_object("kept", &kept, 300000); /* committed; no CHUNK_COMMIT sent */
+    eo = mkv_slice_mem(orphan.extents.p, orphan.extents.len);
+    ek = mkv_slice_mem(kept.extents.p, kept.extents.len);
+    assert_int_equal(read_status(eo, 200000), 0); /* prepared data reads */
+    usleep(100000);                               /* older than orphan_age */
+    collect_until(eo, 200000, 0);                 /* the orphan goes */
+    assert_int_equal(read_status(ek, 300000), 0); /* the committed one stays */
+    /* Deleting the object puts its chunk on the garbage list. */
+    dq.bucket = mkv_slice_str("client-test");
+    dq.key = mkv_slice_str("kept");
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_DELETE, &mkv_desc_obj_delete_req, &dq, &reply,
+                                        err, sizeof err),
+                     0);
+    mkv_frame_unref(reply);
+    collect_until(ek, 300000, 0);
+    mkv_buf_free(&orphan.extents);
+    mkv_buf_free(&kept.extents);
+}
+
 static void unreachable_meta_gives_up(void **state)
 {
     struct mkv_client_opts o = {0};
@@ -417,6 +493,7 @@ int main(void)
         cmocka_unit_test(holes_read_as_zeros),
         cmocka_unit_test(overlapping_extents_refused),
         cmocka_unit_test(abort_mid_write),
+        cmocka_unit_test(collectors_close_the_commit),
         cmocka_unit_test(unreachable_meta_gives_up),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
