@@ -26,6 +26,7 @@
 
 #include "minikv/err.h"
 #include "minikv/log.h"
+#include "minikv/trust.h"
 
 #include "store_int.h"
 
@@ -55,55 +56,7 @@ struct rstate
  * ------------------------------------------------------------------------ */
 int state_write(struct mkv_store *s, int clean, uint64_t txnid)
 {
-    char tmp[4096], buf[256];
-    int fd, n, rv = 0, dfd;
-    snprintf(tmp, sizeof tmp, "%s.tmp", s->state_path);
-    n = snprintf(buf, sizeof buf, "boot=%s\nclean=%d\ntxn=%" PRIu64 "\n", s->boot_id, clean, txnid);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return -errno;
-    rv = wal_pwrite_full(fd, buf, (size_t)n, 0);
-    if (rv == 0 && fsync(fd) != 0) rv = -errno;
-    close(fd);
-    if (rv == 0 && rename(tmp, s->state_path) != 0) rv = -errno;
-    if (rv == 0) {
-        dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0) rv = -errno;
-            close(dfd);
-        }
-    }
-    return rv;
-}
-
-struct state
-{
-    char boot[64];
-    int clean;
-    uint64_t txn;
-    int ok;
-};
-
-static void state_read(struct mkv_store *s, struct state *st)
-{
-    char line[128];
-    FILE *f = fopen(s->state_path, "r");
-    memset(st, 0, sizeof *st);
-    if (!f) return;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "boot=", 5) == 0) {
-            snprintf(st->boot, sizeof st->boot, "%.63s", line + 5);
-            st->ok |= 1;
-        } else if (strncmp(line, "clean=", 6) == 0) {
-            st->clean = atoi(line + 6);
-            st->ok |= 2;
-        } else if (strncmp(line, "txn=", 4) == 0) {
-            st->txn = strtoull(line + 4, NULL, 10);
-            st->ok |= 4;
-        }
-    }
-    fclose(f);
-    st->ok = st->ok == 7;
+    return mkv_trust_write(s->state_path, s->dir, s->boot_id, clean, txnid);
 }
 
 /* ------------------------------------------------------------------------
@@ -475,7 +428,7 @@ static int open_index(struct mkv_store *s, char *err, size_t errlen)
 int recover(struct mkv_store *s, char *err, size_t errlen)
 {
     struct rstate rs = {0};
-    struct state st;
+    struct mkv_trust st;
     struct ix_ckpt ck = {0};
     struct replay rp;
     struct stat sb;
@@ -491,12 +444,10 @@ int recover(struct mkv_store *s, char *err, size_t errlen)
     have_index = stat(path, &sb) == 0;
     rv = load_files(s, &rs, err, errlen);
     if (rv) goto out;
-    state_read(s, &st);
+    mkv_trust_read(s->state_path, &st);
     rv = open_index(s, err, errlen);
     if (rv < 0) goto out;
-    trusted = rv == 0 && have_index && st.ok &&
-              ((s->boot_id[0] && strcmp(st.boot, s->boot_id) == 0) || st.clean ||
-               ix_last_txnid(&s->ix) == st.txn);
+    trusted = rv == 0 && have_index && mkv_trust_ok(&st, s->boot_id, ix_last_txnid(&s->ix));
     if (!trusted && have_index)
         MKV_WARN(COMP, "index may have lost writes (unclean stop of another boot), rebuilding it");
     if (trusted) {

@@ -16,6 +16,7 @@
 #include "minikv/crc32c.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
+#include "minikv/trust.h"
 
 #include "store_int.h"
 
@@ -477,15 +478,6 @@ static void on_compact_timer(uv_timer_t *t)
 /* ------------------------------------------------------------------------
  * Open and close
  * ------------------------------------------------------------------------ */
-static void read_boot_id(char *buf, size_t len)
-{
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    buf[0] = '\0';
-    if (!f) return;
-    if (fgets(buf, (int)len, f)) buf[strcspn(buf, "\n")] = '\0';
-    fclose(f);
-}
-
 static char *path_join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -584,7 +576,7 @@ int mkv_store_open(uv_loop_t *loop, const struct mkv_store_opts *o, struct mkv_s
         mkv_errf(err, errlen, rv, "buffer pool");
         goto err_free;
     }
-    read_boot_id(s->boot_id, sizeof s->boot_id);
+    mkv_boot_id(s->boot_id, sizeof s->boot_id);
     rv = recover(s, err, errlen); /* before io_open: recovery uses plain pread/pwrite */
     if (rv) goto err_free;
     rv = io_open(loop, o->io_backend, &s->io, err, errlen);

@@ -12,7 +12,8 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/metrics.h lib/metrics.c \
 	lib/minikv/net.h lib/net.c \
 	lib/minikv/client.h lib/client_priv.h lib/client.c lib/stream.c \
-	lib/minikv/names.h lib/names.c
+	lib/minikv/names.h lib/names.c \
+	lib/minikv/trust.h lib/trust.c
 lib_libminikv_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # llhttp, compiled from Debian's node-llhttp sources (configure --with-llhttp).

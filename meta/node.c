@@ -15,6 +15,10 @@
 #include "minikv/log.h"
 
 #define MAX_PEERS 16
+#define NODE_HANDLES 3
+/* How often the namespace environment is fsynced (it is committed without
+ * fsync; see mkv_ns_sync_point). */
+#define NS_SYNC_MS 2000
 
 /* ---- addresses ---- */
 
@@ -72,7 +76,7 @@ static void idle_noop(uv_idle_t *h)
  * iteration reaches the check phase (and its commit) at once. */
 void mkv_node_kick(struct mkv_node *n)
 {
-    if (n->open_handles == 2 && !uv_is_closing((uv_handle_t *)&n->idle))
+    if (n->open_handles == NODE_HANDLES && !uv_is_closing((uv_handle_t *)&n->idle))
         uv_idle_start(&n->idle, idle_noop);
 }
 
@@ -170,6 +174,30 @@ static void check_cb(uv_check_t *h)
     track_leadership(n);
     log_replay(n);
     if (!n->q_head && !mkv_ns_dirty(n->ns)) uv_idle_stop(&n->idle);
+}
+
+/* ---- periodic namespace sync ---- */
+
+static void sync_work(uv_work_t *w)
+{
+    struct mkv_node *n = MKV_CONTAINER_OF(w, struct mkv_node, sync_work);
+    mkv_ns_sync_to(n->ns, n->sync_txn);
+}
+
+static void sync_after(uv_work_t *w, int status)
+{
+    struct mkv_node *n = MKV_CONTAINER_OF(w, struct mkv_node, sync_work);
+    (void)status;
+    n->sync_inflight = 0;
+}
+
+static void on_sync_timer(uv_timer_t *t)
+{
+    struct mkv_node *n = t->data;
+    if (n->sync_inflight || n->stopping || n->fatal) return;
+    n->sync_txn = mkv_ns_sync_point(n->ns);
+    if (!n->sync_txn) return;
+    if (uv_queue_work(n->loop, &n->sync_work, sync_work, sync_after) == 0) n->sync_inflight = 1;
 }
 
 void mkv_node_fail(struct mkv_node *n, const char *why)
@@ -399,6 +427,7 @@ static void raft_closed(struct raft *r)
     deliver(n);
     uv_close((uv_handle_t *)&n->check, handle_closed);
     uv_close((uv_handle_t *)&n->idle, handle_closed);
+    uv_close((uv_handle_t *)&n->sync_timer, handle_closed);
 }
 
 void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
@@ -540,9 +569,11 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     n->raft.data = n;
     uv_check_init(loop, &n->check);
     uv_idle_init(loop, &n->idle);
-    n->check.data = n->idle.data = n;
-    n->open_handles = 2;
+    uv_timer_init(loop, &n->sync_timer);
+    n->check.data = n->idle.data = n->sync_timer.data = n;
+    n->open_handles = NODE_HANDLES;
     uv_check_start(&n->check, check_cb);
+    uv_timer_start(&n->sync_timer, on_sync_timer, NS_SYNC_MS, NS_SYNC_MS);
 
     rv = raft_bootstrap(&n->raft, &conf);
     if (rv == 0) {

@@ -31,7 +31,13 @@ struct mkv_node
 
     uv_check_t check; /* end of each loop iteration: commit, then reply */
     uv_idle_t idle;   /* keeps the loop from blocking while work is queued */
-    int open_handles;
+    uv_timer_t sync_timer; /* makes the namespace durable every few seconds */
+    int open_handles;      /* of the three above, until they are closed */
+
+    /* Periodic namespace sync on a worker thread (mkv_ns_sync_to). */
+    uv_work_t sync_work;
+    uint64_t sync_txn;
+    int sync_inflight;
 
     /* Leadership: a barrier in the current term before reads. */
     struct raft_barrier barrier;

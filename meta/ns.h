@@ -32,7 +32,7 @@ struct mkv_ns_opts
 {
     const char *dir;   /* directory of the LMDB environment (created if missing) */
     uint64_t map_size; /* LMDB map size in bytes; 0: 16 GiB */
-    int no_sync;       /* 1: MDB_NOSYNC (tests only; see the design notes) */
+    int no_sync;       /* 1: never fsync the environment (tests only; see the design notes) */
 };
 
 /* Counters reported by META_STATUS. */
@@ -48,8 +48,22 @@ struct mkv_ns_counters
 /* Opens (creating if needed) the environment in opts->dir. On success *out
  * owns the environment until mkv_ns_close. err gets a message on failure. */
 int mkv_ns_open(const struct mkv_ns_opts *opts, struct mkv_ns **out, char *err, size_t errlen);
-/* Commits a pending batch (errors are logged) and closes. NULL is a no-op. */
+/* Commits a pending batch (errors are logged), syncs, marks the state
+ * clean and closes. NULL is a no-op. */
 void mkv_ns_close(struct mkv_ns *ns);
+
+/* Batches are committed without fsync: the Raft log is what makes a
+ * command durable, and after kill -9 the page cache still holds every
+ * committed transaction. To bound what an OS crash or power loss makes
+ * untrustworthy, the owner calls this every few seconds: the last
+ * committed transaction's id (mkv_ns_sync_point, on the loop thread), then
+ * mkv_ns_sync_to with it (fsync of the environment and of the state file:
+ * slow, and safe on a worker thread while the loop goes on). An
+ * environment found unsynced after a reboot is discarded at open and
+ * rebuilt by Raft from its last snapshot and log. sync_point returns 0 when
+ * there is nothing new to sync. */
+uint64_t mkv_ns_sync_point(struct mkv_ns *ns);
+int mkv_ns_sync_to(struct mkv_ns *ns, uint64_t txn);
 
 /* Applies the Raft entry at raft_index. env[len] is an encoded mkv_raft_cmd.
  * *status gets 0 or the command's negative code (MKV_E*, -errno); reply is

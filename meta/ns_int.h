@@ -6,6 +6,7 @@
 #define MKV_META_NS_INT_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "meta/ns.h"
@@ -87,6 +88,13 @@ struct mkv_ns
     char *dir;
     uint64_t map_size;
     int no_sync;
+    /* The environment is committed without fsync (the Raft log is the
+     * durable record); state_path says up to which transaction it is on
+     * disk (lib/minikv/trust.h). */
+    char *state_path;
+    char boot_id[64];
+    uint64_t synced_txn;
+    pthread_mutex_t env_lock; /* sync_to (worker) against restore (loop) */
 };
 
 /* One command or query in progress. */

@@ -11,6 +11,7 @@
 
 #include "meta/ns_int.h"
 #include "minikv/log.h"
+#include "minikv/trust.h"
 
 #define NS_DEFAULT_MAP (16ull << 30)
 #define NS_SNAP_MAGIC "MKVNSNP1"
@@ -221,9 +222,26 @@ static void env_close(struct mkv_ns *ns)
     }
 }
 
+static uint64_t env_last_txn(struct mkv_ns *ns)
+{
+    MDB_envinfo info;
+    if (!ns->env || mdb_env_info(ns->env, &info)) return 0;
+    return (uint64_t)info.me_last_txnid;
+}
+
+/* Makes the environment durable up to txn and records it. */
+static int env_sync(struct mkv_ns *ns, uint64_t txn, int clean)
+{
+    int rc;
+    if (ns->no_sync) return 0;
+    if ((rc = mdb_env_sync(ns->env, 1))) return rc == EIO ? -EIO : -rc;
+    return mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, clean, txn);
+}
+
+/* Commits never fsync (MDB_NOSYNC): see mkv_ns_sync_point in ns.h. */
 static int env_open(struct mkv_ns *ns, char *err, size_t errlen)
 {
-    unsigned flags = MDB_NOTLS | (ns->no_sync ? MDB_NOSYNC : MDB_NOMETASYNC);
+    unsigned flags = MDB_NOTLS | MDB_NOSYNC;
     MDB_txn *txn;
     int rc;
     if ((rc = mdb_env_create(&ns->env))) goto fail;
@@ -236,11 +254,65 @@ static int env_open(struct mkv_ns *ns, char *err, size_t errlen)
         goto fail;
     }
     if ((rc = mdb_txn_commit(txn))) goto fail;
+    ns->synced_txn = env_last_txn(ns);
+    if ((rc = -env_sync(ns, ns->synced_txn, 0))) goto fail;
     return 0;
 fail:
     if (err) snprintf(err, errlen, "lmdb %s: %s", ns->dir, mdb_strerror(rc));
     env_close(ns);
     return rc == ENOMEM ? -ENOMEM : -EIO;
+}
+
+/* The last transaction id of the environment on disk, opened read-only
+ * without touching it. */
+static int peek_last_txn(struct mkv_ns *ns, uint64_t *txn)
+{
+    MDB_env *e;
+    MDB_envinfo info;
+    int rc;
+    if ((rc = mdb_env_create(&e))) return rc;
+    mdb_env_set_maxdbs(e, 16);
+    mdb_env_set_mapsize(e, ns->map_size);
+    rc = mdb_env_open(e, ns->dir, MDB_RDONLY | MDB_NOLOCK, 0640);
+    if (!rc) rc = mdb_env_info(e, &info);
+    if (!rc) *txn = (uint64_t)info.me_last_txnid;
+    mdb_env_close(e);
+    return rc;
+}
+
+/* Decides, before opening, whether the environment on disk may be used
+ * (lib/minikv/trust.h). One that may not is removed: Raft then restores
+ * its last snapshot (fsynced) and replays the log after it, which holds
+ * every committed command. */
+static int check_trust(struct mkv_ns *ns, char *err, size_t errlen)
+{
+    char data[PATH_MAX], lock[PATH_MAX];
+    struct mkv_trust st;
+    uint64_t last = 0;
+    int rc;
+    snprintf(data, sizeof data, "%s/data.mdb", ns->dir);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", ns->dir);
+    if (access(data, F_OK) != 0) {
+        if (errno != ENOENT) return mkv_errf(err, errlen, -errno, "%s", data);
+        /* A new environment: the state file comes first, so that an
+         * environment without one predates it (and was synced at every
+         * commit, as minikv did before). */
+        if (ns->no_sync) return 0;
+        rc = mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, 0, 0);
+        return rc ? mkv_errf(err, errlen, rc, "%s", ns->state_path) : 0;
+    }
+    mkv_trust_read(ns->state_path, &st);
+    if (!st.ok && access(ns->state_path, F_OK) != 0) return 0;
+    rc = peek_last_txn(ns, &last);
+    if (rc == 0 && mkv_trust_ok(&st, ns->boot_id, last)) return 0;
+    MKV_WARN("meta",
+             "namespace state may have lost writes (the system stopped without syncing it): "
+             "rebuilding it from the last Raft snapshot and log dir=%s last_txn=%llu synced_txn=%llu",
+             ns->dir, (unsigned long long)last, (unsigned long long)st.txn);
+    if (unlink(data) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", data);
+    if (unlink(lock) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", lock);
+    rc = mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, 0, 0);
+    return rc ? mkv_errf(err, errlen, rc, "%s", ns->state_path) : 0;
 }
 
 int mkv_ns_open(const struct mkv_ns_opts *opts, struct mkv_ns **out, char *err, size_t errlen)
@@ -259,24 +331,61 @@ int mkv_ns_open(const struct mkv_ns_opts *opts, struct mkv_ns **out, char *err, 
     }
     ns->map_size = opts->map_size ? opts->map_size : NS_DEFAULT_MAP;
     ns->no_sync = opts->no_sync;
-    rv = env_open(ns, err, errlen);
-    if (rv) {
-        free(ns->dir);
-        free(ns);
-        return rv;
+    pthread_mutex_init(&ns->env_lock, NULL);
+    mkv_boot_id(ns->boot_id, sizeof ns->boot_id);
+    ns->state_path = malloc(strlen(ns->dir) + sizeof "/state");
+    if (!ns->state_path) {
+        rv = -ENOMEM;
+        goto err_after_dir;
     }
+    sprintf(ns->state_path, "%s/state", ns->dir);
+    if ((rv = check_trust(ns, err, errlen))) goto err_after_state;
+    rv = env_open(ns, err, errlen);
+    if (rv) goto err_after_state;
     MKV_INFO("meta", "namespace open dir=%s applied=%llu", ns->dir,
              (unsigned long long)ns->applied);
     *out = ns;
     return 0;
+
+err_after_state:
+    free(ns->state_path);
+err_after_dir:
+    pthread_mutex_destroy(&ns->env_lock);
+    free(ns->dir);
+    free(ns);
+    return rv;
+}
+
+uint64_t mkv_ns_sync_point(struct mkv_ns *ns)
+{
+    uint64_t txn;
+    if (ns->failed || ns->no_sync) return 0;
+    txn = env_last_txn(ns);
+    return txn != ns->synced_txn ? txn : 0;
+}
+
+int mkv_ns_sync_to(struct mkv_ns *ns, uint64_t txn)
+{
+    int rv;
+    pthread_mutex_lock(&ns->env_lock);
+    rv = ns->env ? env_sync(ns, txn, 0) : -EIO;
+    if (rv == 0) ns->synced_txn = txn;
+    pthread_mutex_unlock(&ns->env_lock);
+    if (rv) MKV_WARN("meta", "namespace sync failed err=\"%s\"", strerror(-rv));
+    return rv;
 }
 
 void mkv_ns_close(struct mkv_ns *ns)
 {
+    int rv;
     if (!ns) return;
     if (!ns->failed && ns->batch && mkv_ns_flush(ns))
         MKV_ERROR("meta", "final commit failed dir=%s", ns->dir);
+    if (!ns->failed && ns->env && (rv = env_sync(ns, env_last_txn(ns), 1)))
+        MKV_ERROR("meta", "final sync failed dir=%s err=\"%s\"", ns->dir, strerror(-rv));
     env_close(ns);
+    pthread_mutex_destroy(&ns->env_lock);
+    free(ns->state_path);
     free(ns->dir);
     free(ns);
 }
@@ -424,9 +533,11 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
         unlink(tmp);
         return rv;
     }
+    pthread_mutex_lock(&ns->env_lock);
     env_close(ns);
     if (rename(tmp, data)) {
         rv = -errno;
+        pthread_mutex_unlock(&ns->env_lock);
         ns->failed = 1;
         MKV_ERROR("meta", "restore rename failed err=\"%s\"", strerror(-rv));
         return rv;
@@ -437,6 +548,7 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
         close(fd);
     }
     rv = env_open(ns, err, sizeof err);
+    pthread_mutex_unlock(&ns->env_lock);
     if (rv) {
         ns->failed = 1;
         MKV_ERROR("meta", "restore reopen failed err=\"%s\"", err);

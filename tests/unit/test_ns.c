@@ -1569,12 +1569,126 @@ static void crash_replay(void **state)
     free(want);
 }
 
+/* The environment is committed without fsync; its state file decides at
+ * open whether it survived (lib/minikv/trust.h). */
+static void write_state(const char *nsdir, const char *boot, int clean, uint64_t txn)
+{
+    char path[256];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/state", nsdir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "boot=%s\nclean=%d\ntxn=%llu\n", boot, clean, (unsigned long long)txn);
+    fclose(f);
+}
+
+static uint64_t state_txn(const char *nsdir, int *clean)
+{
+    char path[256], line[128];
+    unsigned long long txn = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/state", nsdir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        sscanf(line, "txn=%llu", &txn);
+        sscanf(line, "clean=%d", clean);
+    }
+    fclose(f);
+    return txn;
+}
+
+static void durable_open(struct t *t)
+{
+    struct mkv_ns_opts o = {t->nsdir, 1ull << 30, 0};
+    char err[256];
+    assert_int_equal(mkv_ns_open(&o, &t->ns, err, sizeof err), 0);
+}
+
+static void trust_state(void **state)
+{
+    struct t *t = *state;
+    uint64_t txn, point;
+    int clean = -1;
+    /* The fixture's environment never syncs (no_sync): start again with a
+     * durable one. */
+    mkv_ns_close(t->ns);
+    rm_rf(t->nsdir);
+    durable_open(t);
+    t->index = 0;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    assert_int_equal(mkv_ns_flush(t->ns), 0);
+    /* Synced on demand, through the last commit. */
+    point = mkv_ns_sync_point(t->ns);
+    assert_true(point > 0);
+    assert_int_equal(mkv_ns_sync_to(t->ns, point), 0);
+    assert_int_equal(state_txn(t->nsdir, &clean), point);
+    assert_int_equal(clean, 0);
+    assert_int_equal(mkv_ns_sync_point(t->ns), 0); /* nothing new */
+    mkv_ns_close(t->ns);
+    txn = state_txn(t->nsdir, &clean);
+    assert_int_equal(clean, 1);
+
+    /* Another boot, clean close: trusted. */
+    write_state(t->nsdir, "other-boot", 1, 1);
+    durable_open(t);
+    assert_int_equal(mkv_ns_applied(t->ns), 1);
+    mkv_ns_close(t->ns);
+    txn = state_txn(t->nsdir, &clean);
+
+    /* Another boot, unclean, but synced through the last transaction:
+     * trusted. */
+    write_state(t->nsdir, "other-boot", 0, txn);
+    durable_open(t);
+    assert_int_equal(mkv_ns_applied(t->ns), 1);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("bkt")), 0);
+    mkv_ns_close(t->ns);
+    txn = state_txn(t->nsdir, &clean);
+
+    /* Another boot, unclean, last transaction not known to be synced: the
+     * environment is discarded (Raft rebuilds it from snapshot + log). */
+    write_state(t->nsdir, "other-boot", 0, txn - 1);
+    durable_open(t);
+    assert_int_equal(mkv_ns_applied(t->ns), 0);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("bkt")), MKV_ENOBUCKET);
+    t->index = 0;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    mkv_ns_close(t->ns);
+
+    /* The same boot (only the process died): trusted whatever was synced. */
+    {
+        char boot[64] = "";
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+        if (f) {
+            if (fgets(boot, sizeof boot, f)) boot[strcspn(boot, "\n")] = '\0';
+            fclose(f);
+        }
+        if (boot[0]) {
+            write_state(t->nsdir, boot, 0, 0);
+            durable_open(t);
+            assert_int_equal(mkv_ns_applied(t->ns), 1);
+            mkv_ns_close(t->ns);
+        }
+    }
+
+    /* No state file at all: an environment of the format that synced every
+     * commit, trusted. */
+    {
+        char path[256];
+        snprintf(path, sizeof path, "%s/state", t->nsdir);
+        assert_int_equal(unlink(path), 0);
+    }
+    durable_open(t);
+    assert_int_equal(mkv_ns_applied(t->ns), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names),
         cmocka_unit_test_setup_teardown(buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(put_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(trust_state, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
         cmocka_unit_test_setup_teardown(list_basic, setup, teardown),
