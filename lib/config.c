@@ -103,8 +103,12 @@ static int set_value(const struct mkv_option *o, void *settings, const char *val
 {
     char *field = (char *)settings + o->offset;
     if (o->validate && value) {
-        int rv = o->validate(value, err, errlen);
-        if (rv) return rv;
+        char msg[256] = "";
+        int rv = o->validate(value, msg, sizeof msg);
+        if (rv) {
+            if (err && errlen) snprintf(err, errlen, "--%s: %s", o->name, msg);
+            return rv;
+        }
     }
     switch (o->type) {
     case MKV_OPT_STR: {
