@@ -27,6 +27,7 @@ struct settings
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t map_size;
+    uint64_t reserve;
     char *log_level;
     char *log_file;
 };
@@ -48,6 +49,8 @@ static const struct mkv_option options[] = {
             "Raft election timeout", NULL),
     MKV_OPT("heartbeat", MKV_OPT_DURATION, S, heartbeat_ms, "100ms", "DURATION",
             "Raft heartbeat interval (shorter than the election timeout)", NULL),
+    MKV_OPT("reserve", MKV_OPT_SIZE, S, reserve, "64M", "SIZE",
+            "refuse commands that add state when less than this is free on DIR's disk", NULL),
     MKV_OPT("map-size", MKV_OPT_SIZE, S, map_size, "16G", "SIZE",
             "largest size of the LMDB namespace (address space, not disk)", NULL),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
     o.election_ms = (unsigned)s.election_ms;
     o.heartbeat_ms = (unsigned)s.heartbeat_ms;
     o.map_size = s.map_size;
+    o.reserve_bytes = s.reserve;
     o.on_fatal = on_fatal;
     signal(SIGPIPE, SIG_IGN);
     uv_signal_init(loop, &sigint);

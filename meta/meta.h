@@ -39,6 +39,11 @@ struct mkv_meta_opts
     unsigned election_ms;        /* 0: 1000 */
     unsigned heartbeat_ms;       /* 0: 100 */
     uint64_t map_size;           /* LMDB map size; 0: 16 GiB */
+    /* Commands that add state (puts, uploads, buckets, keys, chunk id
+     * allocation) are refused with -ENOSPC while the file system of dir
+     * has less than this free; deletes and garbage collection go on, so
+     * that space can be freed. 0: no reserve. */
+    uint64_t reserve_bytes;
     /* Optional: the state machine failed (LMDB error); the service refuses
      * every request from then on and should be stopped. */
     void (*on_fatal)(void *data);

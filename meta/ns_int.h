@@ -195,6 +195,7 @@ int ns_obj_list(struct ns_op *op, const uint8_t *p, size_t len);
 struct ns_put_args
 {
     struct mkv_slice bucket, key, if_match, etag, content_type, attrs, extents;
+    struct mkv_slice data; /* inline data (len == size, no extents), or empty */
     uint32_t flags, mode, uid, gid;
     uint64_t size;
     int64_t mtime;

@@ -221,7 +221,7 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     struct mkv_ns_bucket b;
     struct ns_path path;
     struct mkv_obj_info old, oi;
-    struct mkv_buf old_ext = MKV_BUF_INIT, old_etag = MKV_BUF_INIT;
+    struct mkv_buf old_ext = MKV_BUF_INIT, old_etag = MKV_BUF_INIT, old_data = MKV_BUF_INIT;
     const int keep = (a->flags & MKV_PUT_KEEP_DATA) != 0;
     int64_t mtime = a->mtime ? a->mtime : op->now;
     uint64_t dir, ino = 0, old_size = 0;
@@ -234,8 +234,12 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     if ((rv = ns_bucket_get(op, a->bucket, &b))) return rv;
     if ((rv = ns_path_parse(&path, a->key))) return rv;
     is_dir = path.dir || (a->flags & MKV_PUT_DIR);
-    if (is_dir && (a->size || a->extents.len)) return -EINVAL;
-    if (!is_dir && !keep && (rv = ns_extents_check(a->extents, a->size, MKV_EXTENTS_MAX)))
+    if (is_dir && (a->size || a->extents.len || a->data.len)) return -EINVAL;
+    if (a->data.len && (keep || a->extents.len || a->data.len != a->size ||
+                        a->data.len > MKV_INLINE_MAX))
+        return -EINVAL;
+    if (!is_dir && !keep && !a->data.len &&
+        (rv = ns_extents_check(a->extents, a->size, MKV_EXTENTS_MAX)))
         return rv;
     if ((rv = ns_attrs_check(a->attrs))) return rv;
     /* Walk the existing part of the path; the rest will be created. */
@@ -282,7 +286,8 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     if (exists) {
         /* old points into LMDB pages that the writes below may reuse. */
         if ((rv = dup_slice(op, &old_ext, &old.extents)) ||
-            (rv = dup_slice(op, &old_etag, &old.etag)))
+            (rv = dup_slice(op, &old_etag, &old.etag)) ||
+            (keep && (rv = dup_slice(op, &old_data, &old.data))))
             goto out;
         old_size = old.size;
         oi.mode = old.mode;
@@ -303,6 +308,7 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     oi.content_type = a->content_type;
     oi.attrs = a->attrs;
     oi.extents = keep ? old.extents : a->extents;
+    oi.data = keep ? old.data : a->data;
     oi.symlink = mkv_slice_mem("", 0);
     oi.generation = op->index;
     if ((rv = ns_ino_put(op, &oi))) goto out;
@@ -319,6 +325,7 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
 out:
     mkv_buf_free(&old_ext);
     mkv_buf_free(&old_etag);
+    mkv_buf_free(&old_data);
     return rv;
 }
 
@@ -336,6 +343,7 @@ int ns_obj_put(struct ns_op *op, const uint8_t *p, size_t len)
     a.content_type = req.content_type;
     a.attrs = req.attrs;
     a.extents = req.extents;
+    a.data = req.data;
     a.flags = req.flags;
     a.mode = req.mode;
     a.uid = req.uid;

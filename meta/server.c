@@ -8,6 +8,7 @@
  * error reply; nothing a client sends can stop the service. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,10 @@ struct mkv_meta
     struct mkv_node *node;
     struct mkv_server *srv;
     struct mkv_buf scratch; /* query replies */
+    char *dir;
+    uint64_t reserve;
+    uint64_t free_bytes;   /* last statvfs of dir */
+    uint64_t free_checked; /* uv_now of that statvfs */
     void (*on_fatal)(void *data);
     void *fatal_data;
     void (*stop_cb)(void *data);
@@ -73,6 +78,38 @@ static void command_done(struct mkv_node_req *req, int status, const uint8_t *re
     free(p);
 }
 
+/* Commands that make the state bigger; the others (deletes, aborts, gc,
+ * completing an upload) must go on when the disk is full so that space can
+ * be freed. */
+static int grows_state(uint16_t type)
+{
+    switch (type) {
+    case MKV_MSG_OBJ_PUT:
+    case MKV_MSG_MPU_CREATE:
+    case MKV_MSG_MPU_PART:
+    case MKV_MSG_BUCKET_CREATE:
+    case MKV_MSG_KEY_PUT:
+    case MKV_MSG_META_ALLOC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1 when the metadata disk is under the reserve (statvfs at most every
+ * 100 ms). */
+static int disk_full(struct mkv_meta *m)
+{
+    uint64_t now = uv_now(m->loop);
+    struct statvfs sv;
+    if (!m->reserve) return 0;
+    if (!m->free_checked || now - m->free_checked >= 100) {
+        if (statvfs(m->dir, &sv) == 0) m->free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+        m->free_checked = now ? now : 1;
+    }
+    return m->free_bytes < m->reserve;
+}
+
 static void handle_command(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
 {
     const struct mkv_msgdesc *d = mkv_msg_request_desc(f->hdr.type);
@@ -102,6 +139,10 @@ static void handle_command(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fr
             reply_error(m, c, &f->hdr, -EPROTO, "malformed request");
             return;
         }
+    }
+    if (grows_state(f->hdr.type) && disk_full(m)) {
+        reply_error(m, c, &f->hdr, -ENOSPC, "the metadata disk is under its free-space reserve");
+        return;
     }
     p = calloc(1, sizeof *p);
     if (!p) {
@@ -203,6 +244,12 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     m->loop = loop;
+    m->reserve = o->reserve_bytes;
+    m->dir = strdup(o->dir);
+    if (!m->dir) {
+        free(m);
+        return -ENOMEM;
+    }
     m->on_fatal = o->on_fatal;
     m->fatal_data = o->fatal_data;
     memset(&no, 0, sizeof no);
@@ -230,6 +277,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
 err_after_listen:
     mkv_server_close(m->srv, NULL, NULL);
 err_after_alloc:
+    free(m->dir);
     free(m);
     return rv;
 }
@@ -251,6 +299,7 @@ void mkv_meta_free(struct mkv_meta *m)
     if (!m) return;
     mkv_node_free(m->node);
     mkv_buf_free(&m->scratch);
+    free(m->dir);
     free(m);
 }
 

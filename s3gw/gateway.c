@@ -628,6 +628,9 @@ int mkv_gw_start(const struct mkv_gw_opts *o, struct mkv_gw **out, char *err, si
     struct rlimit rl;
     if (!o->listen || !o->meta || !o->chunk)
         return mkv_errf(err, errlen, -EINVAL, "gateway needs listen, meta and chunk addresses");
+    if (o->inline_max > MKV_INLINE_MAX)
+        return mkv_errf(err, errlen, -EINVAL, "inline-max %llu is over the limit of %u bytes",
+                        (unsigned long long)o->inline_max, MKV_INLINE_MAX);
     if (n <= 0) n = (int)uv_available_parallelism();
     if (n > 64) n = 64;
     /* Many idle clients must not run us out of descriptors. */
@@ -699,6 +702,15 @@ int mkv_gw_start(const struct mkv_gw_opts *o, struct mkv_gw **out, char *err, si
 err_after_alloc:
     free(gw);
     return rv;
+}
+
+int mkv_gw_validate_inline_max(const char *value, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (mkv_parse_size(value, &v) || v > MKV_INLINE_MAX)
+        return mkv_errf(err, errlen, -EINVAL, "'%s' is not a size of at most %uK", value,
+                        MKV_INLINE_MAX >> 10);
+    return 0;
 }
 
 int mkv_gw_port(const struct mkv_gw *g)

@@ -24,10 +24,15 @@ struct mkv_gw_opts
     const char *vhost_domain;     /* base domain for virtual-host style (localhost) */
     int threads;                  /* workers; 0: one per core */
     uint64_t max_object_size;     /* largest single PUT; 0: 5 GiB (S3's limit) */
+    uint64_t inline_max;          /* objects up to this size live in their inode (no chunks);
+                                   * at most MKV_INLINE_MAX; 0: never */
     int quiet;                    /* do not print generated credentials */
 };
 
 struct mkv_gw;
+
+/* Validator of --inline-max values for option tables (lib/minikv/config.h). */
+MKV_API int mkv_gw_validate_inline_max(const char *value, char *err, size_t errlen);
 
 /* Starts the workers; returns once every worker listens (or failed). */
 MKV_API int mkv_gw_start(const struct mkv_gw_opts *o, struct mkv_gw **out, char *err,

@@ -209,15 +209,20 @@ struct body_result
     uint64_t size;
     struct mkv_buf attrs;        /* verified checksums, as attributes to store */
     struct mkv_buf extents;
+    struct mkv_buf data;         /* the whole object, when it is stored inline */
 };
 struct put_pipe;
 /* status 0 with res, or > 0 an S3 error, or < 0 a storage/meta code. */
 typedef void (*s3_pipe_done_cb)(struct s3req *r, int status, struct body_result *res);
-/* Streams the request body (decoded, verified) into new chunks. */
-void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, s3_pipe_done_cb done);
-/* Copies [off, off+len) of the source object src into new chunks. */
+/* Streams the request body (decoded, verified) into new chunks, or, when
+ * its length is known and at most inline_max, into res->data (the caller
+ * stores it inline in the inode; 0 never inlines). */
+void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, uint64_t inline_max,
+                              s3_pipe_done_cb done);
+/* Copies [off, off+len) of the source object src into new chunks (or into
+ * res->data when len <= inline_max). */
 void s3_copy_to_chunks(struct s3req *r, const struct mkv_obj_info *src, uint64_t off, uint64_t len,
-                       s3_pipe_done_cb done);
+                       uint64_t inline_max, s3_pipe_done_cb done);
 void body_result_free(struct body_result *res);
 void s3_pipe_free(struct put_pipe *pp);
 void s3_answer_pipe_failure(struct s3req *r, int status);

@@ -28,6 +28,7 @@ struct settings
     char *vhost_domain;
     long long threads;
     uint64_t max_object_size;
+    uint64_t inline_max;
     char *log_level;
 };
 
@@ -50,6 +51,9 @@ static const struct mkv_option options[] = {
     MKV_OPT("threads", MKV_OPT_INT, S, threads, "0", "N", "worker threads (0: one per core)", NULL),
     MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE",
             "largest single PutObject body", NULL),
+    MKV_OPT("inline-max", MKV_OPT_SIZE, S, inline_max, "16K", "SIZE",
+            "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: never",
+            mkv_gw_validate_inline_max),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
 };
@@ -114,6 +118,7 @@ int main(int argc, char **argv)
     o.vhost_domain = s.vhost_domain;
     o.threads = (int)s.threads;
     o.max_object_size = s.max_object_size;
+    o.inline_max = s.inline_max;
     /* Signals are taken synchronously below; worker threads inherit the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

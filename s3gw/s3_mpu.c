@@ -245,7 +245,7 @@ static void upload_part_checked(struct s3req *r, int status, struct mkv_frame *r
 {
     (void)status;
     (void)reply;
-    s3_stream_body_to_chunks(r, PART_MAX_SIZE, part_data_done);
+    s3_stream_body_to_chunks(r, PART_MAX_SIZE, 0, part_data_done);
 }
 
 void s3_op_upload_part(struct s3req *r)
@@ -283,7 +283,7 @@ static void on_part_copy_source(struct s3req *r, int status, struct mkv_frame *r
         s3_error(r, MKV_S3_ENTITY_TOO_LARGE, NULL);
         return;
     }
-    s3_copy_to_chunks(r, &ms->src, ms->src_off, ms->src_len, part_data_done);
+    s3_copy_to_chunks(r, &ms->src, ms->src_off, ms->src_len, 0, part_data_done);
 }
 
 static void part_copy_checked(struct s3req *r, int status, struct mkv_frame *reply)

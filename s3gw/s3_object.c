@@ -106,12 +106,36 @@ struct put_pipe
     struct mkv_cksum md5;
     int have_md5;
     unsigned held; /* reader pieces kept until the writer has room */
+    int inl;       /* small object: collected in res.data, stored inline (no writer) */
 };
 
 void body_result_free(struct body_result *res)
 {
     mkv_buf_free(&res->attrs);
     mkv_buf_free(&res->extents);
+    mkv_buf_free(&res->data);
+}
+
+/* Where the data of a pipeline goes: the inline buffer or the writer.
+ * Returns 0, 1 when the writer's window is full, or a negative code. */
+static int pipe_sink(struct put_pipe *pp, const uint8_t *p, size_t n)
+{
+    if (pp->inl) {
+        if (pp->res.data.len + n > MKV_INLINE_MAX) return -EFBIG;
+        return mkv_buf_append(&pp->res.data, p, n) ? -ENOMEM : 0;
+    }
+    return mkv_writer_write(pp->r->writer, p, n);
+}
+
+/* All data is in: inline data is complete at once, the writer reports
+ * through on_writer_done once everything is durable. */
+static int pipe_finish(struct put_pipe *pp)
+{
+    if (pp->inl) {
+        pp->done(pp->r, 0, &pp->res);
+        return 0;
+    }
+    return mkv_writer_finish(pp->r->writer);
 }
 
 void s3_pipe_free(struct put_pipe *pp)
@@ -214,7 +238,6 @@ static void record_checksums(struct put_pipe *pp)
 
 static void body_finished(struct put_pipe *pp)
 {
-    struct s3req *r = pp->r;
     enum mkv_s3_error e;
     uint8_t md5[MKV_CKSUM_MAX];
     size_t n;
@@ -232,7 +255,7 @@ static void body_finished(struct put_pipe *pp)
         etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
     pp->res.size = pp->received;
     record_checksums(pp);
-    rv = mkv_writer_finish(r->writer);
+    rv = pipe_finish(pp);
     if (rv) pipe_fail(pp, rv);
 }
 
@@ -245,7 +268,7 @@ static int writer_sink(void *arg, const uint8_t *p, size_t n)
     if (pp->received + n > pp->r->wk->gw->o.max_object_size) return MKV_S3_ENTITY_TOO_LARGE;
     pp->received += n;
     mkv_body_check_update(&pp->bc, p, n);
-    rv = mkv_writer_write(pp->r->writer, p, n);
+    rv = pipe_sink(pp, p, n);
     if (rv < 0) return rv;
     if (rv == 1) {
         MKV_TRACE("s3gw", "body paused rid=%s received=%llu", pp->r->request_id,
@@ -317,7 +340,8 @@ static struct put_pipe *pipe_new(struct s3req *r, s3_pipe_done_cb done)
     return pp;
 }
 
-void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, s3_pipe_done_cb done)
+void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, uint64_t inline_max,
+                              s3_pipe_done_cb done)
 {
     struct put_pipe *pp = pipe_new(r, done);
     enum mkv_s3_error e;
@@ -338,8 +362,11 @@ void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, s3_pipe_done_cb don
         return;
     }
     pp->have_bc = 1;
-    rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer);
-    if (rv) {
+    /* A body of known, small size is kept whole and stored in the inode:
+     * one durable write (the Raft entry) instead of chunk data plus the
+     * metadata commit. */
+    pp->inl = pp->expected <= inline_max && pp->expected <= MKV_INLINE_MAX;
+    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer))) {
         pp->failed = 1;
         done(r, rv, NULL);
         return;
@@ -359,7 +386,7 @@ static void on_copy_data(struct mkv_reader *rd, void *data, struct mkv_frame *fr
     }
     mkv_cksum_update(&pp->md5, p, n);
     pp->received += n;
-    rv = mkv_writer_write(pp->r->writer, p, n);
+    rv = pipe_sink(pp, p, n);
     if (rv == 1) {
         pp->held++; /* released by on_writer_ready */
         return;
@@ -380,7 +407,7 @@ static void copy_source_done(struct put_pipe *pp, int status)
     mkv_cksum_final(&pp->md5, md5);
     etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
     pp->res.size = pp->received;
-    rv = mkv_writer_finish(pp->r->writer);
+    rv = pipe_finish(pp);
     if (rv) pipe_fail(pp, rv);
 }
 
@@ -396,7 +423,7 @@ static void on_copy_end(struct mkv_reader *rd, void *data, int status)
 static const struct mkv_reader_ops copy_reader_ops = {on_copy_data, on_copy_end};
 
 void s3_copy_to_chunks(struct s3req *r, const struct mkv_obj_info *src, uint64_t off, uint64_t len,
-                       s3_pipe_done_cb done)
+                       uint64_t inline_max, s3_pipe_done_cb done)
 {
     struct put_pipe *pp = pipe_new(r, done);
     int rv;
@@ -411,10 +438,26 @@ void s3_copy_to_chunks(struct s3req *r, const struct mkv_obj_info *src, uint64_t
         return;
     }
     pp->have_md5 = 1;
-    rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer);
-    if (rv) {
+    pp->inl = len <= inline_max && len <= MKV_INLINE_MAX;
+    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer))) {
         pp->failed = 1;
         done(r, rv, NULL);
+        return;
+    }
+    if (src->data.len) {
+        /* An inline source is already here, in the lookup reply. */
+        if (off > src->data.len || len > src->data.len - off) {
+            pipe_fail(pp, -EIO);
+            return;
+        }
+        mkv_cksum_update(&pp->md5, src->data.p + off, len);
+        pp->received = len;
+        rv = len ? pipe_sink(pp, src->data.p + off, len) : 0;
+        if (rv < 0) {
+            pipe_fail(pp, rv);
+            return;
+        }
+        copy_source_done(pp, 0);
         return;
     }
     if (len == 0) {
@@ -498,6 +541,7 @@ static void send_obj_put(struct s3req *r, struct put_state *ps, struct body_resu
     if (res && res->attrs.len) mkv_buf_append(&ps->attrs, res->attrs.p, res->attrs.len);
     q.attrs = mkv_slice_mem(ps->attrs.p, ps->attrs.len);
     if (res) q.extents = mkv_slice_mem(res->extents.p, res->extents.len);
+    if (res) q.data = mkv_slice_mem(res->data.p, res->data.len);
     if (ps->flags & MKV_PUT_KEEP_DATA) {
         q.size = ps->src.size;
         q.etag = ps->src.etag;
@@ -564,7 +608,8 @@ void s3_op_put_object(struct s3req *r)
         send_obj_put(r, ps, NULL);
         return;
     }
-    s3_stream_body_to_chunks(r, r->wk->gw->o.max_object_size, put_body_done);
+    s3_stream_body_to_chunks(r, r->wk->gw->o.max_object_size, r->wk->gw->o.inline_max,
+                             put_body_done);
 }
 
 /* ---- GetObject / HeadObject ---- */
@@ -877,6 +922,26 @@ static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *rep
         s3req_done(r);
         return;
     }
+    if (gs->info.data.len) {
+        /* Inline: the bytes came with the lookup; write them from the reply
+         * frame (on_get_written drops the reference). */
+        if (gs->off > gs->info.data.len || gs->len > gs->info.data.len - gs->off) {
+            MKV_ERROR("s3gw", "inline data shorter than the object bucket=%s key=%s rid=%s",
+                      r->bucket, r->key, r->request_id);
+            mkv_http_close_after(r->http);
+            mkv_http_finish(r->http);
+            s3req_done(r);
+            return;
+        }
+        gs->ended = 1;
+        on_get_data(NULL, r, reply, gs->info.data.p + gs->off, (size_t)gs->len);
+        if (gs->writes == 0 && !gs->finishing) {
+            gs->finishing = 1;
+            mkv_http_finish(r->http);
+            s3req_done(r);
+        }
+        return;
+    }
     rv = mkv_reader_new(r->wk->client, gs->info.extents, gs->info.size, gs->off, gs->len,
                         &get_reader_ops, r, &r->reader);
     if (rv) {
@@ -1061,7 +1126,7 @@ static void on_copy_source(struct s3req *r, int status, struct mkv_frame *reply)
                  "source: 5368709120");
         return;
     }
-    s3_copy_to_chunks(r, &ps->src, 0, ps->src.size, copy_data_done);
+    s3_copy_to_chunks(r, &ps->src, 0, ps->src.size, r->wk->gw->o.inline_max, copy_data_done);
 }
 
 void s3_op_copy_object(struct s3req *r)

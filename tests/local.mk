@@ -59,6 +59,7 @@ INTEGRATION_TESTS = \
 	tests/integration/t_s3api.sh \
 	tests/integration/t_badinput.sh \
 	tests/integration/t_range.sh \
+	tests/integration/t_inline.sh \
 	tests/integration/t_s3cmd.sh \
 	tests/integration/t_libs3.sh \
 	tests/integration/t_endpoints.sh \

@@ -48,6 +48,7 @@ struct settings
     char *vhost_domain;
     long long snapshot_threshold;
     uint64_t max_object_size;
+    uint64_t inline_max;
     char *log_level;
     char *log_file;
 };
@@ -67,7 +68,7 @@ static const struct mkv_option options[] = {
     MKV_OPT("encryption-key-file", MKV_OPT_STR, S, encryption_key_file, NULL, "FILE",
             "encrypt chunk data at rest (AES-256-GCM) with this key (64 hex digits)", NULL),
     MKV_OPT("reserve", MKV_OPT_SIZE, S, reserve, "64M", "SIZE",
-            "refuse data writes when less than this is free", NULL),
+            "refuse writes (data and metadata) when less than this is free", NULL),
     MKV_OPT("segment-size", MKV_OPT_SIZE, S, segment_size, "256M", "SIZE", "WAL segment file size", NULL),
     MKV_OPT("threads", MKV_OPT_INT, S, threads, "0", "N", "gateway worker threads (0: one per core)", NULL),
     MKV_OPT("tls-cert", MKV_OPT_STR, S, tls_cert, NULL, "FILE", "serve HTTPS with this PEM certificate", NULL),
@@ -78,6 +79,9 @@ static const struct mkv_option options[] = {
     MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "8192", "N",
             "Raft entries between metadata snapshots", NULL),
     MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE", "largest single PutObject", NULL),
+    MKV_OPT("inline-max", MKV_OPT_SIZE, S, inline_max, "16K", "SIZE",
+            "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: never",
+            mkv_gw_validate_inline_max),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
     MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr", NULL),
@@ -278,6 +282,7 @@ static int cmd_server(int argc, char **argv)
     mo.id = 1;
     mo.listen = s.meta_listen;
     mo.snapshot_threshold = (unsigned)s.snapshot_threshold;
+    mo.reserve_bytes = s.reserve;
     meta.name = "metadata";
     meta.opts = &mo;
     meta.start = meta_start;
@@ -315,6 +320,7 @@ static int cmd_server(int argc, char **argv)
     go.vhost_domain = s.vhost_domain;
     go.threads = (int)s.threads;
     go.max_object_size = s.max_object_size;
+    go.inline_max = s.inline_max;
     rv = mkv_gw_start(&go, &gw, err, sizeof err);
     if (rv) {
         fprintf(stderr, "minikv server: S3 gateway: %s\n", err);

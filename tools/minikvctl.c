@@ -348,12 +348,16 @@ static int cmd_stat(struct ctl *c, int argc, char **argv)
         json_str((const char *)info.etag.p, info.etag.len);
         printf(",\"content_type\":");
         json_str((const char *)info.content_type.p, info.content_type.len);
-        printf(",\"extents\":[");
+        printf(",\"inline_bytes\":%u,\"extents\":[", (unsigned)info.data.len);
     } else {
         printf("inode         %" PRIu64 "\ntype          %s\nsize          %" PRIu64 "\nmodified      %s\n"
-               "etag          %.*s\ncontent-type  %.*s\nextents\n",
+               "etag          %.*s\ncontent-type  %.*s\n",
                info.ino, info.type == MKV_T_DIR ? "directory" : "file", info.size, date, (int)info.etag.len,
                (const char *)info.etag.p, (int)info.content_type.len, (const char *)info.content_type.p);
+        if (info.data.len)
+            printf("data          inline, %u bytes in the metadata record\n", (unsigned)info.data.len);
+        else
+            printf("extents\n");
     }
     cur = info.extents;
     while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) {

@@ -81,6 +81,10 @@
 #define MKV_MULTI_MAX 1000    /* keys per multi-delete, parts per complete */
 #define MKV_PARTS_MAX 10000   /* highest multipart part number */
 #define MKV_SECRET_MAX 512
+/* Largest object stored inline in its inode (data in the metadata record,
+ * no chunks): the hard bound of the protocol; what is actually inlined is
+ * each writer's choice (gateway --inline-max). */
+#define MKV_INLINE_MAX (64u * 1024u)
 
 struct mkv_frame_hdr
 {
@@ -262,7 +266,8 @@ struct mkv_msgdesc
     F(s, BLOB, attrs, MKV_ATTR_MAX)          \
     F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX) \
     F(s, STR, symlink, 4096)                 \
-    F(s, U64, generation, 0)
+    F(s, U64, generation, 0)                 \
+    F(s, BLOB, data, MKV_INLINE_MAX) /* inline data: extents empty, len == size */
 #define MKV_FIELDS_obj_put_req(F, s) /* [raft] */ \
     F(s, STR, bucket, MKV_BUCKET_MAX)             \
     F(s, STR, key, MKV_KEY_MAX)                   \
@@ -276,7 +281,8 @@ struct mkv_msgdesc
     F(s, STR, etag, MKV_ETAG_MAX)                 \
     F(s, STR, content_type, 256)                  \
     F(s, BLOB, attrs, MKV_ATTR_MAX)               \
-    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX)
+    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX)    \
+    F(s, BLOB, data, MKV_INLINE_MAX) /* inline data (then no extents, len == size) */
 #define MKV_FIELDS_obj_put_rep(F, s) \
     F(s, U64, ino, 0)                \
     F(s, I64, mtime, 0)

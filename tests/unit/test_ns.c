@@ -1569,6 +1569,88 @@ static void crash_replay(void **state)
     free(want);
 }
 
+/* Small objects kept in the inode: stored and returned with the lookup,
+ * never referencing chunks; replacing either way moves chunk references
+ * to garbage correctly. */
+static int put_inline(struct t *t, const char *bucket, const char *key, const char *data,
+                      uint32_t flags)
+{
+    return APPLY(t, OBJ_PUT, obj_put_req, .bucket = S(bucket), .key = S(key), .flags = flags,
+                 .if_match = S(""), .size = strlen(data), .etag = S("ei"),
+                 .content_type = S("text/plain"), .data = S(data));
+}
+
+static void inline_data(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    struct mkv_ns_counters c;
+    struct mkv_buf ext = MKV_BUF_INIT;
+    uint64_t first;
+    char big[MKV_INLINE_MAX + 2];
+
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    assert_int_equal(put_inline(t, "bkt", "small/a.txt", "hello inline", 0), 0);
+    assert_int_equal(lookup(t, "bkt", "small/a.txt", &oi), 0);
+    assert_int_equal(oi.size, 12);
+    assert_int_equal(oi.extents.len, 0);
+    assert_int_equal(oi.data.len, 12);
+    assert_memory_equal(oi.data.p, "hello inline", 12);
+    mkv_ns_counters(t->ns, &c);
+    assert_int_equal(c.bytes, 12);
+
+    /* Chunks -> inline: the old chunks become garbage. */
+    assert_int_equal(put_full(t, "bkt", "obj", 1000, 0, "e1", NULL, &first), 0);
+    assert_int_equal(refcheck1(t, first, 1), 1);
+    assert_int_equal(put_inline(t, "bkt", "obj", "now small", 0), 0);
+    assert_int_equal(refcheck1(t, first, 1), 0);
+    assert_true(in_garbage(t, first, 1));
+    assert_true(in_garbage(t, first + 1, 1));
+    assert_int_equal(lookup(t, "bkt", "obj", &oi), 0);
+    assert_int_equal(oi.size, 9);
+    assert_int_equal(oi.extents.len, 0);
+    assert_memory_equal(oi.data.p, "now small", 9);
+
+    /* Metadata-only replace keeps the inline bytes. */
+    assert_int_equal(APPLY(t, OBJ_PUT, obj_put_req, .bucket = S("bkt"), .key = S("obj"),
+                           .flags = MKV_PUT_KEEP_DATA, .etag = S(""), .content_type = S("a/b")),
+                     0);
+    assert_int_equal(lookup(t, "bkt", "obj", &oi), 0);
+    assert_int_equal(oi.size, 9);
+    assert_memory_equal(oi.data.p, "now small", 9);
+    assert_true(mkv_slice_eq(oi.etag, "ei"));
+    assert_true(mkv_slice_eq(oi.content_type, "a/b"));
+
+    /* Inline -> chunks: no inline bytes are left behind. */
+    assert_int_equal(put_full(t, "bkt", "obj", 2000, 0, "e2", NULL, &first), 0);
+    assert_int_equal(lookup(t, "bkt", "obj", &oi), 0);
+    assert_int_equal(oi.data.len, 0);
+    assert_int_equal(oi.size, 2000);
+    assert_int_equal(refcheck1(t, first, 1), 1);
+
+    /* Refused: data with extents, a size that is not the data's, data on
+     * a directory, keeping data that is not there. (Data over
+     * MKV_INLINE_MAX cannot even be encoded: the codec's bound.) */
+    make_extents(t, &ext, 5, 1);
+    assert_int_equal(APPLY(t, OBJ_PUT, obj_put_req, .bucket = S("bkt"), .key = S("x"),
+                           .size = 5, .etag = S("e"), .data = S("12345"),
+                           .extents = mkv_slice_mem(ext.p, ext.len)),
+                     -EINVAL);
+    assert_int_equal(APPLY(t, OBJ_PUT, obj_put_req, .bucket = S("bkt"), .key = S("x"),
+                           .size = 4, .etag = S("e"), .data = S("12345")),
+                     -EINVAL);
+    assert_int_equal(put_inline(t, "bkt", "d/", "12345", 0), -EINVAL);
+    assert_int_equal(put_inline(t, "bkt", "d", "12345", MKV_PUT_DIR), -EINVAL);
+    assert_int_equal(put_inline(t, "bkt", "x", "12345", MKV_PUT_KEEP_DATA), -EINVAL);
+    assert_int_equal(lookup(t, "bkt", "x", NULL), MKV_ENOTFOUND);
+    memset(big, 'b', sizeof big - 1);
+    big[MKV_INLINE_MAX] = '\0';
+    assert_int_equal(put_inline(t, "bkt", "x", big, 0), 0);
+    assert_int_equal(lookup(t, "bkt", "x", &oi), 0);
+    assert_int_equal(oi.data.len, MKV_INLINE_MAX);
+    mkv_buf_free(&ext);
+}
+
 /* The environment is committed without fsync; its state file decides at
  * open whether it survived (lib/minikv/trust.h). */
 static void write_state(const char *nsdir, const char *boot, int clean, uint64_t txn)
@@ -1688,6 +1770,7 @@ int main(void)
         cmocka_unit_test(names),
         cmocka_unit_test_setup_teardown(buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(put_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(inline_data, setup, teardown),
         cmocka_unit_test_setup_teardown(trust_state, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
