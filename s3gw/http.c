@@ -63,6 +63,7 @@ void req_unref(struct http_req *r)
 {
     if (--r->refs) return;
     mkv_buf_free(&r->hb);
+    mkv_buf_free(&r->head);
     free(r->hoff);
     free(r->hdrs);
     free(r);

@@ -299,7 +299,6 @@ int mkv_http_start(struct mkv_http_req *pub, int status, const struct mkv_http_h
 {
     struct http_req *r = MKV_CONTAINER_OF(pub, struct http_req, pub);
     struct mkv_buf b = MKV_BUF_INIT;
-    uv_buf_t ub;
     int chunked = content_length < 0, close, rv = resp_check(r, status);
     if (rv) return rv;
     if (chunked && r->pub.http_major == 1 && r->pub.http_minor == 0) {
@@ -317,8 +316,21 @@ int mkv_http_start(struct mkv_http_req *pub, int status, const struct mkv_http_h
     r->resp_chunked = chunked && !r->resp_nobody;
     r->resp_left = content_length >= 0 && !r->resp_nobody ? content_length : -1;
     r->resp = RESP_STREAMING;
-    ub = uv_buf_init((char *)b.p, (unsigned)b.len);
-    return conn_write(r->conn, r, &ub, 1, b.p, 0, NULL, NULL);
+    mkv_buf_free(&r->head);
+    r->head = b; /* sent with the first write, or by the finish */
+    return 0;
+}
+
+/* The held head, to lead the next write: the caller passes it as the
+ * first buffer and as the write's owned memory. NULL when already sent. */
+static char *take_head(struct http_req *r, uv_buf_t *ub)
+{
+    char *p = (char *)r->head.p;
+    if (!p) return NULL;
+    *ub = uv_buf_init(p, (unsigned)r->head.len);
+    r->head.p = NULL;
+    r->head.len = r->head.cap = 0;
+    return p;
 }
 
 int mkv_http_write(struct mkv_http_req *pub, const void *buf, size_t len, mkv_http_write_cb cb,
@@ -326,30 +338,31 @@ int mkv_http_write(struct mkv_http_req *pub, const void *buf, size_t len, mkv_ht
 {
     struct http_req *r = MKV_CONTAINER_OF(pub, struct http_req, pub);
     struct http_conn *c = r->conn;
-    uv_buf_t bufs[3];
+    uv_buf_t bufs[4];
     static char crlf[] = "\r\n";
-    char *prefix;
+    char *owned;
+    unsigned nb = 0;
     if (r->resp != RESP_STREAMING || len > UINT_MAX) return -EINVAL;
     if (r->aborted || c->state == CONN_CLOSED) return -ECONNRESET;
     if (r->resp_nobody || len == 0) {
-        bufs[0] = uv_buf_init((char *)"", 0);
-        return conn_write(c, r, bufs, 1, NULL, 0, cb, arg);
+        owned = take_head(r, &bufs[0]);
+        if (!owned) bufs[0] = uv_buf_init((char *)"", 0);
+        return conn_write(c, r, bufs, 1, owned, 0, cb, arg);
     }
     if (r->resp_left >= 0) {
         if ((uint64_t)len > (uint64_t)r->resp_left) return -EINVAL;
         r->resp_left -= (int64_t)len;
     }
-    if (!r->resp_chunked) {
-        bufs[0] = uv_buf_init((char *)buf, (unsigned)len);
-        return conn_write(c, r, bufs, 1, NULL, len, cb, arg);
+    if (r->resp_chunked) {
+        /* The chunk size line goes at the end of the held head, or in a
+         * buffer of its own. */
+        if (mkv_buf_printf(&r->head, "%zx\r\n", len)) return -ENOMEM;
     }
-    prefix = malloc(24);
-    if (!prefix) return -ENOMEM;
-    snprintf(prefix, 24, "%zx\r\n", len);
-    bufs[0] = uv_buf_init(prefix, (unsigned)strlen(prefix));
-    bufs[1] = uv_buf_init((char *)buf, (unsigned)len);
-    bufs[2] = uv_buf_init(crlf, 2);
-    return conn_write(c, r, bufs, 3, prefix, len, cb, arg);
+    owned = take_head(r, &bufs[nb]);
+    if (owned) nb++;
+    bufs[nb++] = uv_buf_init((char *)buf, (unsigned)len);
+    if (r->resp_chunked) bufs[nb++] = uv_buf_init(crlf, 2);
+    return conn_write(c, r, bufs, nb, owned, len, cb, arg);
 }
 
 size_t mkv_http_queued(const struct mkv_http_req *pub)
@@ -368,10 +381,18 @@ int mkv_http_finish(struct mkv_http_req *pub)
     r->resp = RESP_DONE;
     r->finished = 1;
     if (r->aborted || c->state == CONN_CLOSED) return -ECONNRESET;
-    if (r->resp_chunked) {
+    if (r->resp_chunked && !r->head.p) {
         uv_buf_t b = uv_buf_init(last, sizeof last - 1);
         rv = conn_write(c, r, &b, 1, NULL, 0, NULL, NULL);
-    } else if (r->resp_left > 0) {
+    } else if (r->head.p) {
+        /* Nothing was written: the head (and an empty chunked body) alone. */
+        uv_buf_t b;
+        char *owned;
+        if (r->resp_chunked && mkv_buf_puts(&r->head, last)) return -ENOMEM;
+        owned = take_head(r, &b);
+        rv = conn_write(c, r, &b, 1, owned, 0, NULL, NULL);
+    }
+    if (!r->resp_chunked && r->resp_left > 0) {
         r->truncated = 1; /* the client must see the body end early */
         r->close_conn = 1;
     }

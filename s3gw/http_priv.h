@@ -74,6 +74,9 @@ struct http_req
     int resp_chunked, resp_nobody;
     int64_t resp_left;          /* Content-Length still to write; -1 if none */
     size_t queued;
+    /* A streamed response's head, held until the first body write or the
+     * finish so that both leave in one system call (and TCP segment). */
+    struct mkv_buf head;
 };
 
 struct mkv_http_server;
