@@ -35,6 +35,11 @@ struct mkv_chunk_server;
 MKV_API int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *o,
                                    struct mkv_chunk_server **out, char *err, size_t errlen);
 MKV_API int mkv_chunk_server_port(const struct mkv_chunk_server *s);
+/* For a reader in the same process (mkv_client_opts.local_chunk_read):
+ * mkv_store_read_cached on this server's store. Any thread, between a
+ * successful start and mkv_chunk_server_stop. */
+MKV_API int mkv_chunk_read_local(void *server, uint64_t chunk_id, uint32_t version, uint64_t off,
+                                 void *buf, size_t len);
 /* Runs both collectors once now (tests). */
 MKV_API void mkv_chunk_server_collect(struct mkv_chunk_server *s);
 /* Stops serving, closes the store, then cb(data). */

@@ -52,6 +52,7 @@ struct rctx
     uint64_t epoch;
     int status;
     int transformed;
+    int cached; /* mkv_store_read_cached: racing compaction is no error */
     uint32_t n;
     struct rblk *b;
     struct io_op *ops;
@@ -117,7 +118,11 @@ out:
     for (uint32_t i = 0; i < x->n; i++) {
         struct seg *g = seg_find(s, x->b[i].e.seg);
         x->b[i].fd = g ? g->fd : -1;
-        if (!g || g->fd < 0) {
+        if ((!g || g->fd < 0) && x->cached) {
+            /* An unpinned reader's index snapshot may predate a compaction
+             * whose inputs are gone by now: the pinned path reads it. */
+            x->status = -EAGAIN;
+        } else if (!g || g->fd < 0) {
             MKV_ERROR(COMP, "index names a missing segment segment=%016" PRIx64, x->b[i].e.seg);
             x->status = -EIO;
         }
@@ -321,4 +326,74 @@ int read_start(struct mkv_store *s, struct mkv_store_req *req)
     }
     uv_queue_work(s->loop, &x->work, resolve_work, resolve_after);
     return 0;
+}
+
+/* ---- reads from the page cache, in the caller's thread ---- */
+
+/* preadv2 with RWF_NOWAIT: the whole op from the page cache, or -EAGAIN. */
+static int read_nowait(const struct io_op *op)
+{
+    ssize_t n;
+    do
+        n = preadv2(op->fd, op->iov, op->iovcnt, (off_t)op->off, RWF_NOWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN || errno == EOPNOTSUPP ? -EAGAIN : -errno;
+    return (size_t)n == op->len ? 0 : -EAGAIN; /* a short read: part was not cached */
+}
+
+int mkv_store_read_cached(struct mkv_store *s, uint64_t chunk_id, uint32_t version,
+                          uint64_t offset, void *buf, size_t len)
+{
+    struct mkv_store_req req;
+    struct rctx *x;
+    uint64_t first = offset / MKV_BLOCK_SIZE, end = offset + len;
+    uint32_t n;
+    size_t sz;
+    int rv = 0;
+    if (len == 0 || len > MKV_CHUNK_SIZE || offset > MKV_CHUNK_SIZE - len) return -EINVAL;
+    n = (uint32_t)((end + MKV_BLOCK_SIZE - 1) / MKV_BLOCK_SIZE - first);
+    sz = sizeof(struct rctx) +
+         n * (sizeof(struct rblk) + sizeof(struct io_op) + 4 * sizeof(struct iovec));
+    if (!(x = malloc(sz))) return -ENOMEM;
+    memset(x, 0, sizeof *x);
+    memset(&req, 0, sizeof req);
+    req.chunk_id = chunk_id;
+    req.version = version;
+    req.offset = offset;
+    req.len = len;
+    req.buf = buf;
+    x->s = s;
+    x->req = &req;
+    x->cached = 1;
+    x->n = n;
+    x->b = (struct rblk *)(x + 1);
+    x->ops = (struct io_op *)(x->b + n);
+    x->iov = (struct iovec *)(x->ops + n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct rblk *b = &x->b[i];
+        uint64_t bs = (first + i) * MKV_BLOCK_SIZE;
+        uint64_t from = MKV_MAX(bs, offset), to = MKV_MIN(bs + MKV_BLOCK_SIZE, end);
+        memset(b, 0, sizeof *b);
+        b->block = (uint32_t)(first + i);
+        b->from = (uint32_t)(from - bs);
+        b->to = (uint32_t)(to - bs);
+        b->dst = (uint8_t *)buf + (from - offset);
+        b->fd = -1;
+    }
+    pthread_rwlock_rdlock(&s->fd_lock);
+    resolve(x);
+    rv = x->status;
+    /* Compressed or encrypted blocks are decoded by the store's workers. */
+    for (uint32_t i = 0; !rv && i < n; i++)
+        if (x->b[i].e.flags) rv = -EAGAIN;
+    if (!rv) rv = make_ops(x);
+    for (uint32_t i = 0; !rv && i < (uint32_t)x->batch.nops; i++) rv = read_nowait(&x->ops[i]);
+    if (!rv) {
+        verify(x);
+        rv = x->status;
+    }
+    pthread_rwlock_unlock(&s->fd_lock);
+    if (rv == 0) mkv_counter_add(&s->st_bytes_read, len);
+    rctx_free(x);
+    return rv;
 }

@@ -532,6 +532,13 @@ err_after_alloc:
     return rv;
 }
 
+int mkv_chunk_read_local(void *server, uint64_t chunk_id, uint32_t version, uint64_t off,
+                         void *buf, size_t len)
+{
+    struct mkv_chunk_server *cs = server;
+    return mkv_store_read_cached(cs->store, chunk_id, version, off, buf, len);
+}
+
 int mkv_chunk_server_port(const struct mkv_chunk_server *s)
 {
     return mkv_server_port(s->srv);

@@ -321,10 +321,14 @@ static void reap_work(uv_work_t *w)
 {
     struct reap *r = MKV_CONTAINER_OF(w, struct reap, work);
     char path[4096];
+    pthread_rwlock_wrlock(&r->s->fd_lock);
     for (size_t i = 0; i < r->n; i++) {
-        seg_path(r->s, r->g[i]->id, path, sizeof path);
         if (r->g[i]->fd >= 0) close(r->g[i]->fd);
         r->g[i]->fd = -1;
+    }
+    pthread_rwlock_unlock(&r->s->fd_lock);
+    for (size_t i = 0; i < r->n; i++) {
+        seg_path(r->s, r->g[i]->id, path, sizeof path);
         if (unlink(path) != 0 && errno != ENOENT)
             MKV_ERROR(COMP, "cannot remove compacted segment path=%s err=%d", path, errno);
     }
@@ -488,6 +492,8 @@ static char *path_join(const char *a, const char *b)
 
 static void store_free(struct mkv_store *s)
 {
+    pthread_rwlock_wrlock(&s->fd_lock);
+    pthread_rwlock_unlock(&s->fd_lock); /* no cached read is left in flight */
     for (size_t i = 0; i < s->hcap; i++) {
         struct seg *g = s->hash ? s->hash[i] : NULL;
         if (!g) continue;
@@ -504,6 +510,7 @@ static void store_free(struct mkv_store *s)
     if (s->wal_dfd >= 0) close(s->wal_dfd);
     if (s->lock_fd >= 0) close(s->lock_fd);
     pthread_mutex_destroy(&s->lock);
+    pthread_rwlock_destroy(&s->fd_lock);
     free(s->dir);
     free(s->wal_dir);
     free(s->ix_dir);
@@ -531,6 +538,7 @@ int mkv_store_open(uv_loop_t *loop, const struct mkv_store_opts *o, struct mkv_s
     if (!s->o.compact_percent) s->o.compact_percent = 50;
     s->lock_fd = s->wal_dfd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_rwlock_init(&s->fd_lock, NULL);
     s->dir = strdup(o->dir);
     s->wal_dir = path_join(o->dir, "wal");
     s->ix_dir = path_join(o->dir, "index");

@@ -124,6 +124,14 @@ MKV_API int mkv_store_read(struct mkv_store *s, struct mkv_store_req *req, uint6
                            uint32_t version, uint64_t offset, void *buf, size_t len,
                            mkv_store_cb cb);
 
+/* The same read as mkv_store_read, synchronous and in the caller's thread
+ * (any thread, while the store is open), served from the page cache only:
+ * -EAGAIN when a block is not cached or is compressed or encrypted (use
+ * mkv_store_read then), else 0 or the codes of mkv_store_read. For a
+ * co-located reader that would otherwise pay a round trip per read. */
+MKV_API int mkv_store_read_cached(struct mkv_store *s, uint64_t chunk_id, uint32_t version,
+                                  uint64_t offset, void *buf, size_t len);
+
 /* Marks (chunk_id, version) committed, durably. If it has a base, blocks of
  * the base it did not overwrite become its own (index only, no data copy)
  * and the base version is removed. Committing twice is not an error.

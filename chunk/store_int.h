@@ -76,6 +76,11 @@ struct mkv_store
     char boot_id[64];
 
     pthread_mutex_t lock;
+    /* Held shared by mkv_store_read_cached (any thread) from the index
+     * lookup to the end of its reads, exclusively while segment files of
+     * the table are closed (reaping, store_free): a reader never reads a
+     * closed or reused descriptor. */
+    pthread_rwlock_t fd_lock;
     /* Segment table: order holds the active segments sorted by lo; hash
      * maps id -> seg for active and retired (not yet removed) ones. */
     struct seg **order;

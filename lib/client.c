@@ -52,9 +52,11 @@ static int add_meta_node(struct mkv_client *c, const char *addr)
     return (int)c->nmeta++;
 }
 
-static void retry_timer_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
     struct mkv_client *c = h->data;
+    if (--c->handles > 0) return;
+    mkv_buf_free(&c->local_buf);
     free(c->chunk_addr);
     free(c);
 }
@@ -109,7 +111,13 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     }
     if (rv) goto err_after_peers;
     uv_timer_init(loop, &c->retry_timer);
-    c->retry_timer.data = c;
+    uv_idle_init(loop, &c->local_idle);
+    c->retry_timer.data = c->local_idle.data = c;
+    c->handles = 2;
+    c->local_meta_read = o->local_meta_read;
+    c->local_meta_ctx = o->local_meta_ctx;
+    c->local_chunk_read = o->local_chunk_read;
+    c->local_chunk_ctx = o->local_chunk_ctx;
     *out = c;
     return 0;
 err_after_peers:
@@ -228,6 +236,52 @@ static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *r
     schedule_retry(req);
 }
 
+/* Runs the callbacks of requests answered in this process, one loop turn
+ * after their call (callers do not expect a callback inside the call). */
+static void on_local_idle(uv_idle_t *h)
+{
+    struct mkv_client *c = h->data;
+    struct mkv_meta_req *req = c->local_head, *next;
+    c->local_head = c->local_tail = NULL;
+    for (; req; req = next) {
+        struct mkv_frame *f = req->local_reply;
+        next = req->next;
+        req->local_reply = NULL;
+        meta_finish(req, req->local_status, f);
+        if (f) mkv_frame_unref(f);
+    }
+    if (!c->local_head) uv_idle_stop(&c->local_idle);
+}
+
+/* A read-only request answered by the meta service of this process, when
+ * it can (see mkv_client_opts). Returns 1 when req was taken. */
+static int meta_try_local(struct mkv_meta_req *req)
+{
+    struct mkv_client *c = req->client;
+    struct mkv_frame *f = NULL;
+    int status = 0;
+    if (!c->local_meta_read || req->slot >= 0) return 0;
+    if (c->local_meta_read(c->local_meta_ctx, req->type, req->payload.p, req->payload.len,
+                           &status, &c->local_buf) ||
+        is_retryable(status))
+        return 0;
+    if (status == 0) {
+        size_t len = c->local_buf.len;
+        f = mkv_frame_new(req->type, MKV_FRAME_REPLY, 0, len ? mkv_buf_steal(&c->local_buf) : NULL,
+                          len);
+        if (!f) return 0;
+    }
+    mkv_buf_reset(&c->local_buf);
+    req->local_reply = f;
+    req->local_status = status;
+    req->next = NULL;
+    if (c->local_tail) c->local_tail->next = req;
+    else c->local_head = req;
+    c->local_tail = req;
+    uv_idle_start(&c->local_idle, on_local_idle);
+    return 1;
+}
+
 static void meta_send(struct mkv_meta_req *req)
 {
     struct mkv_client *c = req->client;
@@ -238,6 +292,7 @@ static void meta_send(struct mkv_meta_req *req)
         meta_finish(req, -ECANCELED, NULL);
         return;
     }
+    if (meta_try_local(req)) return;
     if (req->slot >= 0) {
         mkv_put_le64(req->payload.p, c->client_base | (uint64_t)req->slot);
         mkv_put_le64(req->payload.p + 8, req->seq);
@@ -466,10 +521,18 @@ void mkv_client_close(struct mkv_client *c)
         r->cb(r, -ECANCELED, 0);
     }
     c->id_wait_tail = NULL;
+    while ((req = c->local_head)) {
+        c->local_head = req->next;
+        if (req->local_reply) mkv_frame_unref(req->local_reply);
+        req->local_reply = NULL;
+        meta_finish(req, -ECANCELED, NULL);
+    }
+    c->local_tail = NULL;
     for (unsigned i = 0; i < c->nmeta; i++) mkv_peer_close(c->meta[i].peer);
     if (c->chunk) mkv_peer_close(c->chunk);
     uv_timer_stop(&c->retry_timer);
-    uv_close((uv_handle_t *)&c->retry_timer, retry_timer_closed);
+    uv_close((uv_handle_t *)&c->retry_timer, handle_closed);
+    uv_close((uv_handle_t *)&c->local_idle, handle_closed);
 }
 
 /* ---- tools ---- */

@@ -40,6 +40,18 @@ struct mkv_client
     struct mkv_meta_req id_req;
     int closing;
     unsigned inflight;
+    /* Shortcuts to services in this process (mkv_client_opts). */
+    int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
+                           struct mkv_buf *reply);
+    void *local_meta_ctx;
+    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off,
+                            void *buf, size_t len);
+    void *local_chunk_ctx;
+    struct mkv_buf local_buf;          /* scratch for local meta replies */
+    struct mkv_meta_req *local_head;   /* answered locally, callbacks not yet run */
+    struct mkv_meta_req *local_tail;
+    uv_idle_t local_idle;              /* runs them on the next loop turn */
+    int handles;                       /* retry_timer, local_idle */
 };
 
 #endif /* MKV_CLIENT_PRIV_H */

@@ -133,6 +133,25 @@ static void peer_connect(struct mkv_peer *p);
 
 /* ---- frames ---- */
 
+struct mkv_frame *mkv_frame_new(uint16_t type, uint8_t flags, int32_t status, void *payload,
+                                size_t len)
+{
+    struct frame_priv *fp;
+    if (len > UINT32_MAX || !(fp = calloc(1, sizeof *fp))) {
+        free(payload);
+        return NULL;
+    }
+    fp->f.hdr.magic = MKV_WIRE_MAGIC;
+    fp->f.hdr.version = MKV_WIRE_VERSION;
+    fp->f.hdr.flags = flags;
+    fp->f.hdr.type = type;
+    fp->f.hdr.status = status;
+    fp->f.hdr.length = (uint32_t)len;
+    fp->f.payload = payload;
+    fp->f.refs = 1;
+    return &fp->f;
+}
+
 void mkv_frame_ref(struct mkv_frame *f)
 {
     f->refs++;

@@ -548,6 +548,26 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
     reader_maybe_reap(r);
 }
 
+/* A piece read from a chunk store in this process, when it is in memory
+ * (mkv_client_opts.local_chunk_read). Returns 1 when p is done. */
+static int piece_local(struct mkv_reader *r, struct rpiece *p, uint32_t version)
+{
+    struct mkv_client *c = r->c;
+    struct mkv_frame *f;
+    uint8_t *buf;
+    if (!c->local_chunk_read || !(buf = malloc(p->n))) return 0;
+    if (c->local_chunk_read(c->local_chunk_ctx, p->chunk_id, version, p->offset, buf, p->n)) {
+        free(buf);
+        return 0;
+    }
+    f = mkv_frame_new(MKV_MSG_CHUNK_READ, MKV_FRAME_REPLY, 0, buf, p->n);
+    if (!f) return 0;
+    p->frame = f;
+    p->p = f->payload;
+    p->done = 1;
+    return 1;
+}
+
 static void reader_request(struct mkv_reader *r)
 {
     uint32_t fb = r->c->frame_bytes;
@@ -583,12 +603,15 @@ static void reader_request(struct mkv_reader *r)
             p->n = (size_t)n;
             p->chunk_id = q.chunk_id;
             p->offset = q.offset;
-            r->inflight++;
-            if (mkv_peer_call(mkv_client_chunk_peer(r->c, e->chunk_id), &p->call,
-                              MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req, &q, 0, on_piece)) {
-                r->inflight--;
-                p->done = 1;
-                p->status = -ENOTCONN;
+            if (!piece_local(r, p, q.version)) {
+                r->inflight++;
+                if (mkv_peer_call(mkv_client_chunk_peer(r->c, e->chunk_id), &p->call,
+                                  MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req, &q, 0,
+                                  on_piece)) {
+                    r->inflight--;
+                    p->done = 1;
+                    p->status = -ENOTCONN;
+                }
             }
         }
         r->pos += n;

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 struct mkv_meta;
+struct mkv_buf;
 
 struct mkv_meta_opts
 {
@@ -65,5 +66,13 @@ void mkv_meta_stop(struct mkv_meta *m, void (*cb)(void *data), void *data);
 void mkv_meta_free(struct mkv_meta *m);
 /* The port the client endpoint listens on. */
 int mkv_meta_port(const struct mkv_meta *m);
+/* For a gateway in the same process (mkv_client_opts.local_meta_read):
+ * answers a read-only request (its encoded payload) in the caller's
+ * thread, exactly as the service would, when this member is the ready
+ * leader of a group of one: no other member can then hold newer state, and
+ * commands are answered only once committed. Otherwise -EAGAIN. Safe on
+ * any thread between a successful start and mkv_meta_stop. */
+int mkv_meta_read_local(void *meta, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply);
 
 #endif /* MKV_META_H */

@@ -163,6 +163,8 @@ static void log_replay(struct mkv_node *n)
              (unsigned long long)raft_last_applied(&n->raft));
 }
 
+static void update_local_reads(struct mkv_node *n);
+
 static void check_cb(uv_check_t *h)
 {
     struct mkv_node *n = h->data;
@@ -172,6 +174,7 @@ static void check_cb(uv_check_t *h)
         if (n->on_fatal) n->on_fatal(n->data);
     }
     track_leadership(n);
+    update_local_reads(n);
     log_replay(n);
     if (!n->q_head && !mkv_ns_dirty(n->ns)) uv_idle_stop(&n->idle);
 }
@@ -205,6 +208,7 @@ void mkv_node_fail(struct mkv_node *n, const char *why)
     if (!n->fatal) MKV_ERROR("meta", "state machine failed: node stops serving op=%s", why);
     n->fatal = 1;
     n->ready = 0;
+    __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
     mkv_node_kick(n);
 }
 
@@ -284,11 +288,38 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
         *status = MKV_ENOTLEADER;
         return 0;
     }
-    if (mkv_ns_query(n->ns, type, req, len, status, reply)) {
+    if (mkv_ns_read(n->ns, type, req, len, status, reply)) {
         mkv_node_fail(n, "query");
         *status = MKV_EUNAVAILABLE;
         return -EIO;
     }
+    return 0;
+}
+
+/* Whether another thread may read the committed state and call it
+ * linearizable: this member leads, has applied (and committed) everything
+ * of its term's barrier, and is the only voter, so that no other leader
+ * can exist. With more voters a read needs a round of heartbeats (or a
+ * lease) first: they go through the loop. Updated on the loop. */
+static void update_local_reads(struct mkv_node *n)
+{
+    struct raft *r = &n->raft;
+    unsigned voters = 0;
+    int ok = 0;
+    if (mkv_node_ready(n)) {
+        for (unsigned i = 0; i < r->configuration.n; i++)
+            if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
+        ok = voters == 1;
+    }
+    if (ok != __atomic_load_n(&n->local_reads, __ATOMIC_RELAXED))
+        __atomic_store_n(&n->local_reads, ok, __ATOMIC_RELEASE);
+}
+
+int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len,
+                        int *status, struct mkv_buf *reply)
+{
+    if (!__atomic_load_n(&n->local_reads, __ATOMIC_ACQUIRE)) return -EAGAIN;
+    if (mkv_ns_read(n->ns, type, req, len, status, reply)) return -EAGAIN;
     return 0;
 }
 
@@ -436,6 +467,7 @@ void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
              (unsigned long long)raft_last_applied(&n->raft));
     n->stopping = 1;
     n->ready = 0;
+    __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
     n->stop_cb = cb;
     n->stop_data = data;
     raft_close(&n->raft, raft_closed);

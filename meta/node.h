@@ -12,7 +12,7 @@
  * Reads: mkv_node_query answers on the leader once a barrier issued in its
  * current term has been applied (so the state holds every committed entry).
  *
- * Threading: everything on the node's loop. */
+ * Threading: everything on the node's loop, except mkv_node_read_local. */
 #ifndef MKV_META_NODE_H
 #define MKV_META_NODE_H
 
@@ -104,6 +104,12 @@ int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
  * a state machine failure. */
 int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
                    struct mkv_buf *reply);
+
+/* Any thread, until mkv_node_stop: answers a read-only request from the
+ * committed state when that is linearizable without a round trip (this
+ * member is the ready leader of a group of one), else -EAGAIN. */
+int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len,
+                        int *status, struct mkv_buf *reply);
 
 /* 1 when leader and ready for reads. */
 int mkv_node_ready(const struct mkv_node *n);

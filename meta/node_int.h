@@ -45,6 +45,7 @@ struct mkv_node
     raft_term barrier_term;
     raft_term ready_term;
     int ready;
+    int local_reads; /* atomic: mkv_node_read_local may answer (node.c) */
 
     int fatal, fatal_reported, stopping;
     void (*stop_cb)(void *data);

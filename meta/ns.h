@@ -14,8 +14,9 @@
  * when Raft replays them.
  *
  * Threading: one thread (the Raft loop) calls everything here, except
- * mkv_ns_snapshot_copy, which may run on a worker thread concurrently with
- * apply/query/flush on the loop thread.
+ * mkv_ns_snapshot_copy and mkv_ns_sync_to, which may run on a worker thread
+ * concurrently with apply/query/flush on the loop thread, and mkv_ns_read,
+ * which any thread may call until mkv_ns_close.
  */
 #ifndef MKV_META_NS_H
 #define MKV_META_NS_H
@@ -119,6 +120,14 @@ int mkv_ns_snapshot_copy(struct mkv_ns *ns, const char *path, uint8_t hdr[MKV_NS
  * Returns 0, -EINVAL for a bad snapshot, or an I/O/LMDB error (fatal: the
  * ns is then closed internally and every further call fails with -EIO). */
 int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replaced);
+
+/* mkv_ns_query on committed state only (a read transaction of its own,
+ * never the pending batch), callable from any thread. Every state a command
+ * reply has announced is committed before the reply goes out, so this
+ * sees every acknowledged command; and because the service and in-process
+ * readers both use it, no reader sees state another could then miss. */
+int mkv_ns_read(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, int *status,
+                struct mkv_buf *reply);
 
 /* 1 when type is a [raft] request mkv_ns_apply handles. */
 int mkv_ns_is_command(uint16_t type);

@@ -192,31 +192,24 @@ fatal:
     return -EIO;
 }
 
-int mkv_ns_query(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, int *status,
-                 struct mkv_buf *reply)
+/* Runs a query handler in txn (the pending batch, or a read transaction
+ * of its own when txn is NULL). */
+static int run_query(struct mkv_ns *ns, MDB_txn *txn, ns_handler h, const void *req, size_t len,
+                     int *status, struct mkv_buf *reply)
 {
     struct ns_op op;
-    ns_handler h = query_handler(type);
-    MDB_txn *txn = NULL;
+    MDB_txn *own = NULL;
     int rc, st;
-
-    *status = 0;
-    mkv_buf_reset(reply);
-    if (ns->failed) return -EIO;
-    if (!h) {
-        *status = -ENOTSUP;
-        return 0;
-    }
-    if (!ns->batch && (rc = mdb_txn_begin(ns->env, NULL, MDB_RDONLY, &txn))) {
+    if (!txn && (rc = mdb_txn_begin(ns->env, NULL, MDB_RDONLY, &own))) {
         MKV_ERROR("meta", "read txn failed err=\"%s\"", mdb_strerror(rc));
         return -EIO;
     }
     memset(&op, 0, sizeof op);
     op.ns = ns;
-    op.txn = txn ? txn : ns->batch; /* reads see the pending batch */
+    op.txn = txn ? txn : own;
     op.reply = reply;
     st = h(&op, req, len);
-    if (txn) mdb_txn_abort(txn);
+    if (own) mdb_txn_abort(own);
     mkv_buf_free(&op.scratch);
     if (op.fatal) {
         mkv_buf_reset(reply);
@@ -228,4 +221,35 @@ int mkv_ns_query(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, 
     if (st < 0) mkv_buf_reset(reply);
     *status = st;
     return 0;
+}
+
+int mkv_ns_query(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, int *status,
+                 struct mkv_buf *reply)
+{
+    ns_handler h = query_handler(type);
+    *status = 0;
+    mkv_buf_reset(reply);
+    if (ns->failed) return -EIO;
+    if (!h) {
+        *status = -ENOTSUP;
+        return 0;
+    }
+    return run_query(ns, ns->batch, h, req, len, status, reply); /* sees the pending batch */
+}
+
+int mkv_ns_read(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, int *status,
+                struct mkv_buf *reply)
+{
+    ns_handler h = query_handler(type);
+    int rv;
+    *status = 0;
+    mkv_buf_reset(reply);
+    if (!h) {
+        *status = -ENOTSUP;
+        return 0;
+    }
+    pthread_rwlock_rdlock(&ns->env_lock);
+    rv = ns->env ? run_query(ns, NULL, h, req, len, status, reply) : -EIO;
+    pthread_rwlock_unlock(&ns->env_lock);
+    return rv;
 }

@@ -94,7 +94,10 @@ struct mkv_ns
     char *state_path;
     char boot_id[64];
     uint64_t synced_txn;
-    pthread_mutex_t env_lock; /* sync_to (worker) against restore (loop) */
+    /* Held shared by users of the environment on other threads (sync_to,
+     * mkv_ns_read), exclusively by restore and close, which replace or
+     * close it. */
+    pthread_rwlock_t env_lock;
 };
 
 /* One command or query in progress. */

@@ -331,7 +331,7 @@ int mkv_ns_open(const struct mkv_ns_opts *opts, struct mkv_ns **out, char *err, 
     }
     ns->map_size = opts->map_size ? opts->map_size : NS_DEFAULT_MAP;
     ns->no_sync = opts->no_sync;
-    pthread_mutex_init(&ns->env_lock, NULL);
+    pthread_rwlock_init(&ns->env_lock, NULL);
     mkv_boot_id(ns->boot_id, sizeof ns->boot_id);
     ns->state_path = malloc(strlen(ns->dir) + sizeof "/state");
     if (!ns->state_path) {
@@ -350,7 +350,7 @@ int mkv_ns_open(const struct mkv_ns_opts *opts, struct mkv_ns **out, char *err, 
 err_after_state:
     free(ns->state_path);
 err_after_dir:
-    pthread_mutex_destroy(&ns->env_lock);
+    pthread_rwlock_destroy(&ns->env_lock);
     free(ns->dir);
     free(ns);
     return rv;
@@ -367,10 +367,10 @@ uint64_t mkv_ns_sync_point(struct mkv_ns *ns)
 int mkv_ns_sync_to(struct mkv_ns *ns, uint64_t txn)
 {
     int rv;
-    pthread_mutex_lock(&ns->env_lock);
+    pthread_rwlock_rdlock(&ns->env_lock);
     rv = ns->env ? env_sync(ns, txn, 0) : -EIO;
     if (rv == 0) ns->synced_txn = txn;
-    pthread_mutex_unlock(&ns->env_lock);
+    pthread_rwlock_unlock(&ns->env_lock);
     if (rv) MKV_WARN("meta", "namespace sync failed err=\"%s\"", strerror(-rv));
     return rv;
 }
@@ -383,8 +383,10 @@ void mkv_ns_close(struct mkv_ns *ns)
         MKV_ERROR("meta", "final commit failed dir=%s", ns->dir);
     if (!ns->failed && ns->env && (rv = env_sync(ns, env_last_txn(ns), 1)))
         MKV_ERROR("meta", "final sync failed dir=%s err=\"%s\"", ns->dir, strerror(-rv));
+    pthread_rwlock_wrlock(&ns->env_lock);
     env_close(ns);
-    pthread_mutex_destroy(&ns->env_lock);
+    pthread_rwlock_unlock(&ns->env_lock);
+    pthread_rwlock_destroy(&ns->env_lock);
     free(ns->state_path);
     free(ns->dir);
     free(ns);
@@ -533,11 +535,11 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
         unlink(tmp);
         return rv;
     }
-    pthread_mutex_lock(&ns->env_lock);
+    pthread_rwlock_wrlock(&ns->env_lock);
     env_close(ns);
     if (rename(tmp, data)) {
         rv = -errno;
-        pthread_mutex_unlock(&ns->env_lock);
+        pthread_rwlock_unlock(&ns->env_lock);
         ns->failed = 1;
         MKV_ERROR("meta", "restore rename failed err=\"%s\"", strerror(-rv));
         return rv;
@@ -548,7 +550,7 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
         close(fd);
     }
     rv = env_open(ns, err, sizeof err);
-    pthread_mutex_unlock(&ns->env_lock);
+    pthread_rwlock_unlock(&ns->env_lock);
     if (rv) {
         ns->failed = 1;
         MKV_ERROR("meta", "restore reopen failed err=\"%s\"", err);

@@ -287,6 +287,14 @@ int mkv_meta_port(const struct mkv_meta *m)
     return mkv_server_port(m->srv);
 }
 
+int mkv_meta_read_local(void *meta, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply)
+{
+    struct mkv_meta *m = meta;
+    if (!mkv_ns_is_query(type)) return -EAGAIN;
+    return mkv_node_read_local(m->node, type, req, len, status, reply);
+}
+
 static void node_stopped(void *data)
 {
     struct mkv_meta *m = data;

@@ -596,6 +596,10 @@ static void worker_main(void *arg)
     int rv;
     co.meta = gw->o.meta;
     co.chunk = gw->o.chunk;
+    co.local_meta_read = gw->o.local_meta_read;
+    co.local_meta_ctx = gw->o.local_meta_ctx;
+    co.local_chunk_read = gw->o.local_chunk_read;
+    co.local_chunk_ctx = gw->o.local_chunk_ctx;
     rv = mkv_client_new(&wk->loop, &co, &wk->client, wk->start_err, sizeof wk->start_err);
     if (rv == 0) {
         ho.listen = gw->o.listen;

@@ -11,6 +11,8 @@
 
 #include "minikv/common.h"
 
+struct mkv_buf;
+
 struct mkv_gw_opts
 {
     const char *listen;           /* HOST:PORT for HTTP (S3, health, metrics, admin) */
@@ -27,6 +29,14 @@ struct mkv_gw_opts
     uint64_t inline_max;          /* objects up to this size live in their inode (no chunks);
                                    * at most MKV_INLINE_MAX; 0: never */
     int quiet;                    /* do not print generated credentials */
+    /* Services in this same process (minikv server), handed to every
+     * worker's client: see mkv_client_opts. NULL: network only. */
+    int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
+                           struct mkv_buf *reply);
+    void *local_meta_ctx;
+    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off,
+                            void *buf, size_t len);
+    void *local_chunk_ctx;
 };
 
 struct mkv_gw;

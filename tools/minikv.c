@@ -321,6 +321,13 @@ static int cmd_server(int argc, char **argv)
     go.threads = (int)s.threads;
     go.max_object_size = s.max_object_size;
     go.inline_max = s.inline_max;
+    /* The gateway reads metadata in its own threads while this member is
+     * the ready leader of its group of one (no loopback round trip). */
+    go.local_meta_read = mkv_meta_read_local;
+    go.local_meta_ctx = meta.handle;
+    /* ... and chunk data that is in the page cache. */
+    go.local_chunk_read = mkv_chunk_read_local;
+    go.local_chunk_ctx = chunk.handle;
     rv = mkv_gw_start(&go, &gw, err, sizeof err);
     if (rv) {
         fprintf(stderr, "minikv server: S3 gateway: %s\n", err);

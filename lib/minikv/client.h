@@ -43,6 +43,24 @@ struct mkv_client_opts
     uint32_t write_window; /* data frames in flight per writer (0: 8) */
     uint32_t frame_bytes;  /* data bytes per write frame, multiple of MKV_BLOCK_SIZE (0: 1 MiB) */
     uint32_t read_window;  /* read requests in flight per reader (0: 8) */
+    /* Optional shortcuts to services running in this very process (as in
+     * `minikv server`). Each is called on the client's thread, answers
+     * without a round trip, or returns -EAGAIN, and the request then takes
+     * the network path as usual.
+     * local_meta_read: a read-only meta request (its encoded payload); on
+     *   0, *status and reply hold exactly what the meta service would have
+     *   answered. It must only answer when that answer is linearizable
+     *   (see mkv_meta_read_local).
+     * local_chunk_read: len bytes at off of (chunk_id, version) into buf,
+     *   checked as a CHUNK_READ would be, from memory only; any failure
+     *   (not cached, a bad block) returns non-zero and the chunk server
+     *   gives the authoritative answer. */
+    int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
+                           struct mkv_buf *reply);
+    void *local_meta_ctx;
+    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off,
+                            void *buf, size_t len);
+    void *local_chunk_ctx;
 };
 
 MKV_API int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o,
@@ -78,6 +96,8 @@ struct mkv_meta_req
     uint64_t deadline_ns;
     uint64_t due_ns;
     unsigned attempts;
+    struct mkv_frame *local_reply; /* answered locally, delivered on the next loop turn */
+    int local_status;
     struct mkv_meta_req *next;
 };
 

@@ -35,6 +35,11 @@ struct mkv_frame
     int refs;
 };
 
+/* A frame made in memory rather than read from a connection (a reply
+ * produced in this process). Takes ownership of payload (malloc'ed; NULL
+ * when len is 0), also on failure. refs is 1; NULL on ENOMEM. */
+MKV_API struct mkv_frame *mkv_frame_new(uint16_t type, uint8_t flags, int32_t status,
+                                        void *payload, size_t len);
 MKV_API void mkv_frame_ref(struct mkv_frame *f);
 MKV_API void mkv_frame_unref(struct mkv_frame *f);
 /* Decodes the payload with d (the matching request or reply layout). */

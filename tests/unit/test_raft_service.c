@@ -2,6 +2,7 @@
  * framed protocol of lib/minikv/net.h, on real Raft and LMDB. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -222,6 +223,38 @@ static int find_leader(struct env *e)
     return who;
 }
 
+/* mkv_meta_read_local from another thread, as a co-located gateway does. */
+struct local_read
+{
+    struct mkv_meta *m;
+    uint16_t type;
+    struct mkv_buf req, reply;
+    int rv, status;
+};
+
+static void *local_read_main(void *arg)
+{
+    struct local_read *lr = arg;
+    lr->rv = mkv_meta_read_local(lr->m, lr->type, lr->req.p, lr->req.len, &lr->status, &lr->reply);
+    return NULL;
+}
+
+static int local_read(struct env *e, int i, uint16_t type, const struct mkv_msgdesc *d,
+                      const void *msg, struct local_read *lr)
+{
+    pthread_t th;
+    lr->m = e->meta[i];
+    lr->type = type;
+    mkv_buf_reset(&lr->req);
+    assert_int_equal(mkv_msg_append(&lr->req, d, msg), 0);
+    assert_int_equal(pthread_create(&th, NULL, local_read_main, lr), 0);
+    pthread_join(th, NULL);
+    return lr->rv;
+}
+
+#define LOCAL(e, i, T, name, lr, ...) \
+    local_read(e, i, MKV_MSG_##T, &mkv_desc_##name, &(struct mkv_##name){__VA_ARGS__}, lr)
+
 /* ---- tests ---- */
 
 static void single(void **state)
@@ -270,6 +303,41 @@ static void single(void **state)
     CALL(e, 0, OBJ_LOOKUP, obj_lookup_req, &r, .bucket = S("svc"), .key = S("nope"));
     assert_int_equal(r.status, MKV_ENOTFOUND);
 
+    /* The ready leader of a group of one answers reads in the caller's
+     * thread, exactly as over the wire; writes always go through Raft. */
+    {
+        struct local_read lr = {0};
+        struct mkv_obj_info loi;
+        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
+                               .key = S("dir/file")),
+                         0);
+        assert_int_equal(lr.status, 0);
+        CALL(e, 0, OBJ_LOOKUP, obj_lookup_req, &r, .bucket = S("svc"), .key = S("dir/file"));
+        assert_int_equal(lr.reply.len, r.payload.len);
+        assert_memory_equal(lr.reply.p, r.payload.p, r.payload.len);
+        assert_int_equal(mkv_msg_decode(&mkv_desc_obj_info, lr.reply.p, lr.reply.len, &loi), 0);
+        assert_int_equal(loi.size, 10);
+        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
+                               .key = S("nope")),
+                         0);
+        assert_int_equal(lr.status, MKV_ENOTFOUND);
+        /* What a command acknowledged is visible at once. */
+        CALL(e, 0, OBJ_PUT, obj_put_req, &r, .bucket = S("svc"), .key = S("fresh"), .size = 2,
+             .etag = S("e2"), .data = S("hi"));
+        assert_int_equal(r.status, 0);
+        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
+                               .key = S("fresh")),
+                         0);
+        assert_int_equal(lr.status, 0);
+        assert_int_equal(mkv_msg_decode(&mkv_desc_obj_info, lr.reply.p, lr.reply.len, &loi), 0);
+        assert_true(mkv_slice_eq(loi.data, "hi"));
+        assert_int_equal(LOCAL(e, 0, OBJ_PUT, obj_put_req, &lr, .bucket = S("svc"),
+                               .key = S("x"), .etag = S("e")),
+                         -EAGAIN);
+        mkv_buf_free(&lr.req);
+        mkv_buf_free(&lr.reply);
+    }
+
     /* Bad input gets errors; the service carries on. */
     raw_call(e, 0, MKV_MSG_OBJ_PUT, "\x03\x00" "ab", 4, 0, 0, &r);
     assert_int_equal(r.status, -EPROTO);
@@ -316,6 +384,16 @@ static void group(void **state)
     assert_string_equal(r.leader, e->addr[leader]);
     CALL(e, leader, BUCKET_HEAD, bucket_head_req, &r, .name = S("grp"));
     assert_int_equal(r.status, 0);
+    /* With three voters no member answers a read in the caller's thread:
+     * another may have been elected meanwhile. */
+    {
+        struct local_read lr = {0};
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(LOCAL(e, i, BUCKET_HEAD, bucket_head_req, &lr, .name = S("grp")),
+                             -EAGAIN);
+        mkv_buf_free(&lr.req);
+        mkv_buf_free(&lr.reply);
+    }
     assert_int_equal(status_of(e, follower, &st, &r), 0);
     assert_int_equal(st.role, 1);
     assert_int_equal(st.voters, 3);

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,9 +345,128 @@ static void list_prepared(struct tctx *t)
 }
 CASE(list_prepared)
 
+
+/* mkv_store_read_cached: the read of a co-located reader, in its own
+ * thread, from the page cache only. */
+static int evict(const char *sdir)
+{
+    char cmd[1024];
+    /* posix_fadvise(DONTNEED) on every segment: their pages are clean
+     * (fsynced), so they leave the page cache. */
+    snprintf(cmd, sizeof cmd,
+             "for f in '%s'/wal/*.seg; do dd if=\"$f\" iflag=nocache count=0 status=none; done",
+             sdir);
+    return system(cmd);
+}
+
+struct cached_reader
+{
+    struct mkv_store *s;
+    volatile int stop;
+    unsigned long ok, again, gone, bad;
+};
+
+enum { CR_N = 40, CR_KEEP = 20, CR_LEN = 192 * KB };
+
+/* Reads chunks in a loop while the loop thread deletes half of them and
+ * compacts: each read is the right bytes, -EAGAIN or, for a deleted chunk,
+ * -ENOENT; never other bytes, never a crash. */
+static void *cached_reader_main(void *arg)
+{
+    struct cached_reader *cr = arg;
+    uint8_t *got = malloc(CR_LEN), *want = malloc(CR_LEN);
+    uint64_t seed = 1;
+    while (!cr->stop) {
+        uint64_t c;
+        int rv;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        c = (seed >> 33) % CR_N;
+        rv = mkv_store_read_cached(cr->s, c, 1, 1000, got, CR_LEN - 1000);
+        if (rv == 0) {
+            fill(want, CR_LEN, c);
+            if (memcmp(got, want + 1000, CR_LEN - 1000)) { /* deleted ones may still be read */
+                print_message("wrong bytes from a cached read chunk=%llu\n", (unsigned long long)c);
+                cr->bad++;
+            }
+            else cr->ok++;
+        } else if (rv == -EAGAIN) {
+            cr->again++;
+        } else if (rv == -ENOENT && c < CR_N - CR_KEEP) {
+            cr->gone++;
+        } else {
+            print_message("unexpected cached read chunk=%llu rv=%d\n", (unsigned long long)c, rv);
+            cr->bad++;
+        }
+    }
+    free(got);
+    free(want);
+    return NULL;
+}
+
+static void cached_reads(struct tctx *t)
+{
+    size_t len = 3 * BS + 777;
+    uint8_t *data = malloc(len), *got = malloc(len), *buf = malloc(CR_LEN);
+    struct cached_reader cr = {0};
+    pthread_t th;
+    t->o.segment_size = 1 << 20;
+    t_open_ok(t);
+    fill(data, len, 5);
+    assert_int_equal(t_write(t, 7, 1, 0, 0, data, len), 0);
+    /* Just written: in the page cache. Aligned, unaligned, whole. */
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, BS - 3, got, BS + 10), 0);
+    assert_memory_equal(got, data + BS - 3, BS + 10);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 2, 0, got, 10), -ENOENT);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, len - 1, got, 2), -ENODATA);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, MKV_CHUNK_SIZE, got, 1), -EINVAL);
+    /* Evicted: -EAGAIN, the normal read works, and brings it back. */
+    assert_int_equal(evict(t->sdir), 0);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, 0, got, len), -EAGAIN);
+    assert_int_equal(t_read(t, 7, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+    assert_int_equal(mkv_store_read_cached(t->s, 7, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+
+    /* Against compaction removing the segments being read. */
+    for (uint64_t c = 0; c < CR_N; c++) {
+        fill(buf, CR_LEN, c);
+        assert_int_equal(t_write(t, c, 1, 0, 0, buf, CR_LEN), 0);
+        assert_int_equal(t_commit(t, c, 1), 0);
+    }
+    cr.s = t->s;
+    assert_int_equal(pthread_create(&th, NULL, cached_reader_main, &cr), 0);
+    for (uint64_t c = 0; c < CR_N - CR_KEEP; c++) assert_int_equal(t_delete(t, c, 1), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(t_compact(t), 0);
+    usleep(100 * 1000);
+    cr.stop = 1;
+    pthread_join(th, NULL);
+    print_message("cached reads during compaction: %lu right, %lu not cached, %lu deleted\n",
+                  cr.ok, cr.again, cr.gone);
+    assert_int_equal(cr.bad, 0);
+    assert_true(cr.ok > 0);
+    assert_true(t_stats(t).compactions >= 1);
+    for (uint64_t c = CR_N - CR_KEEP; c < CR_N; c++) check_data(t, c, 1, CR_LEN, c);
+
+    /* Compressed blocks are decoded by the store's workers: -EAGAIN. */
+    t_close(t);
+    t->o.compression = MKV_COMP_LZ4;
+    t_open_ok(t);
+    memset(data, 'z', len);
+    assert_int_equal(t_write(t, 8, 1, 0, 0, data, len), 0);
+    assert_int_equal(mkv_store_read_cached(t->s, 8, 1, 0, got, len), -EAGAIN);
+    assert_int_equal(t_read(t, 8, 1, 0, got, len), 0);
+    assert_memory_equal(got, data, len);
+    free(data);
+    free(got);
+    free(buf);
+}
+CASE(cached_reads)
+
 const struct CMUnitTest store_basic_tests[] = {
     ENTRIES(round_trip), ENTRIES(group_commit), ENTRIES(reopen_preserves),
-    ENTRIES(base_chain), ENTRIES(list_prepared),
+    ENTRIES(base_chain), ENTRIES(list_prepared), ENTRIES(cached_reads),
 };
 const size_t store_basic_count = MKV_ARRAY_SIZE(store_basic_tests);
 
