@@ -11,6 +11,7 @@
 
 #include "chunk.h"
 #include "config.h"
+#include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
 
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     int first, rv;
     mkv_log_init();
+    mkv_malloc_tune();
     if (mkv_wants_help(argc, argv)) {
         usage(stdout);
         return 0;

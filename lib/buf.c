@@ -1,10 +1,17 @@
 /* minikv: growable byte buffer. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "minikv/buf.h"
+
+void mkv_malloc_tune(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's largest allowed value */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
 
 int mkv_buf_reserve(struct mkv_buf *b, size_t extra)
 {

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "meta/meta.h"
+#include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
 
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     int first, rv;
     mkv_log_init();
+    mkv_malloc_tune();
     if (mkv_wants_help(argc, argv)) {
         usage(stdout);
         return 0;

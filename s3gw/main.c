@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "gateway.h"
+#include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
 
@@ -79,6 +80,7 @@ int main(int argc, char **argv)
     sigset_t set;
     int sig, first, rv;
     mkv_log_init();
+    mkv_malloc_tune();
     if (mkv_wants_help(argc, argv)) {
         usage(stdout);
         return 0;

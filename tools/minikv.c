@@ -24,6 +24,7 @@
 #include "chunk/chunk.h"
 #include "config.h"
 #include "meta/meta.h"
+#include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
@@ -365,6 +366,7 @@ out:
 int main(int argc, char **argv)
 {
     mkv_log_init();
+    mkv_malloc_tune();
     if (argc >= 2 && !strcmp(argv[1], "server")) {
         if (mkv_wants_help(argc - 1, argv + 1)) {
             usage(stdout);

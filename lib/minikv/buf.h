@@ -39,4 +39,11 @@ MKV_API char *mkv_buf_steal(struct mkv_buf *b);
 MKV_API void mkv_buf_reset(struct mkv_buf *b);
 MKV_API void mkv_buf_free(struct mkv_buf *b);
 
+/* For daemons, once at start: keeps the heap from handing the large
+ * buffers data flows through (frames of up to 4 MiB) back to the kernel
+ * after each use (glibc maps anything over 128 KiB-32 MiB on its own and
+ * trims freed tops), which made every 1 MiB piece of a GET fault in 256
+ * fresh zeroed pages. Memory then stays at its working-set peak. */
+MKV_API void mkv_malloc_tune(void);
+
 #endif /* MKV_BUF_H */
