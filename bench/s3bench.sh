@@ -3,14 +3,18 @@
 #
 #   bench/s3bench.sh [--build DIR] [--duration SECONDS] [--concurrency N] [--dir DIR]
 #
-# Measures, on this machine and in this order:
+# Measures, on this machine and in this order (N connections, default 64):
 #   minikv   PUT/GET/HEAD at 4 KiB, 64 KiB, 1 MiB and 16 MiB, LIST, with
-#            bench/mkvload (SigV4-signed, keep-alive, N connections);
+#            bench/mkvload (SigV4-signed, keep-alive, event-driven: 2
+#            threads drive the N connections, so the client takes little
+#            CPU from the servers on the same cores);
 #   nginx    (Debian) serving the same object sizes as static files, with
 #            wrk and with mkvload --unsigned (same client as minikv);
 #   redis    (Debian) appendonly yes, appendfsync always: SET of 4 KiB values
 #            with redis-benchmark at the same concurrency (the durable-write
 #            reference);
+#   minikv   PUT of 64 MiB objects over 8 keys, the durable large write,
+#            in MiB/s beside dd (in-flight PUTs finish after the duration);
 #   dd       1 GiB with conv=fsync to the same file system as the data.
 # Prints a Markdown table. Everything binds 127.0.0.1 on free ports, runs
 # in one temporary directory (default under /var/tmp, the disk under test)
@@ -19,7 +23,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
 dur=10
-conc=16
+conc=64
 base=/var/tmp
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --duration) dur=$2; shift ;;
     --concurrency) conc=$2; shift ;;
     --dir) base=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "s3bench: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -140,8 +144,19 @@ pids="$pids $!"
 for _ in $(seq 50); do redis-cli -p "$RDP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 rb=$(redis-benchmark -p "$RDP" -t set -d 4096 -c "$conc" -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -E '^SET' | tail -n1)
 echo "| redis SET 4K, appendfsync always (reference for durable PUT 4K) | | | | $rb |"
+"$LOAD" --endpoint "http://127.0.0.1:$S3P" --op put --size 64M --keys 8 --prefix s64M --concurrency "$conc" \
+    --fill >/dev/null
+big=$("$LOAD" --endpoint "http://127.0.0.1:$S3P" --op put --size 64M --keys 8 --prefix s64M \
+    --concurrency "$conc" --duration "$dur" --json)
 ddout=$(dd if=/dev/zero of="$T/dd.bin" bs=1M count=1024 conv=fsync 2>&1 | tail -n1)
 rm -f "$T/dd.bin"
+# "1073741824 bytes (1.1 GB, 1.0 GiB) copied, 2.5 s, 430 MB/s": 1024 MiB in that many seconds.
+ddsec=$(echo "$ddout" | sed -n 's/.* copied, \([0-9.]*\) s,.*/\1/p')
+b=$(echo "$big" | fmt)
+bigratio=$(/usr/bin/python3 -c 'import json, sys
+d, s = json.loads(sys.argv[1]), float(sys.argv[2] or "nan")
+print("%.2f of dd (MiB/s: %.0f / %.0f)" % (d["mib_per_s"] / (1024 / s), d["mib_per_s"], 1024 / s))' "$big" "$ddsec")
+echo "| PUT 64M, 8 keys (durable large write) | $b | | | $bigratio |"
 echo "| dd 1 GiB conv=fsync, same file system (reference for large PUT) | | | | $ddout |"
 echo
 echo "(concurrency $conc, ${dur}s per workload, $(nproc) cores, data in $base)"
