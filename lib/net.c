@@ -46,6 +46,13 @@ struct mkv_conn
     struct frame_priv *cur;
     size_t cur_have;
     int direct; /* the current read buffer is the payload itself */
+    /* Frames written in one loop turn leave together: they are queued here
+     * and the idle handle flushes them with one writev at the next turn
+     * (replies to a batch of Raft commands, pipelined calls). */
+    uv_idle_t flush_idle;
+    struct mkv_outframe *outq_head, *outq_tail;
+    unsigned outq_n;
+    int flush_started;
     /* flow control */
     size_t write_queued;
     size_t inflight; /* payload bytes of frames handlers still hold */
@@ -60,11 +67,19 @@ struct frame_priv
 
 struct mkv_outframe
 {
-    uv_write_t req;
+    struct mkv_outframe *next; /* in the connection's queue, then its write batch */
     struct mkv_conn *conn;
     size_t cap;
     size_t total;
     uint8_t buf[]; /* header then payload */
+};
+
+/* Frames leaving in one uv_write. */
+#define WBATCH_MAX 128
+struct wbatch
+{
+    uv_write_t req;
+    struct mkv_outframe *frames;
 };
 
 struct mkv_server
@@ -233,13 +248,50 @@ static struct mkv_conn *conn_new(uv_loop_t *loop)
     struct mkv_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->loop = loop;
-    c->refs = 1; /* dropped by the close callback */
+    c->refs = 2; /* dropped by the close callbacks of tcp and flush_idle */
     if (uv_tcp_init(loop, &c->tcp)) {
         free(c);
         return NULL;
     }
-    c->tcp.data = c;
+    uv_idle_init(loop, &c->flush_idle);
+    c->tcp.data = c->flush_idle.data = c;
     return c;
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    mkv_conn_unref(h->data);
+}
+
+static void on_conn_closed(uv_handle_t *h);
+
+/* Closes both handles of c (each close callback drops its reference). */
+static void conn_close_handles(struct mkv_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->flush_idle))
+        uv_close((uv_handle_t *)&c->flush_idle, on_idle_closed);
+}
+
+/* Drops one written (or discarded) frame's accounting. */
+static void frame_written(struct mkv_conn *c, struct mkv_outframe *of)
+{
+    c->write_queued -= of->total;
+    if (c->peer) c->peer->queued_bytes -= MKV_MIN(c->peer->queued_bytes, of->total);
+    free(of);
+}
+
+/* Frames queued but not handed to libuv, when the connection closes. */
+static void outq_drop(struct mkv_conn *c)
+{
+    struct mkv_outframe *of;
+    while ((of = c->outq_head)) {
+        c->outq_head = of->next;
+        frame_written(c, of);
+        mkv_conn_unref(c);
+    }
+    c->outq_tail = NULL;
+    c->outq_n = 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -405,7 +457,8 @@ static void conn_close(struct mkv_conn *c)
         c->peer = NULL;
         peer_fail_all(p, -ECONNRESET);
     }
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    outq_drop(c);
+    conn_close_handles(c);
 }
 
 /* ---- writing ---- */
@@ -447,11 +500,16 @@ static void frame_seal(struct mkv_outframe *of, uint16_t type, uint8_t flags, in
 
 static void on_written(uv_write_t *req, int status)
 {
-    struct mkv_outframe *of = MKV_CONTAINER_OF(req, struct mkv_outframe, req);
+    struct wbatch *wb = MKV_CONTAINER_OF(req, struct wbatch, req);
+    struct mkv_outframe *of = wb->frames, *next;
     struct mkv_conn *c = of->conn;
-    c->write_queued -= of->total;
-    if (c->peer) c->peer->queued_bytes -= MKV_MIN(c->peer->queued_bytes, of->total);
-    free(of);
+    unsigned n = 0;
+    for (; of; of = next) {
+        next = of->next;
+        frame_written(c, of);
+        n++;
+    }
+    free(wb);
     if (status < 0 && c->open) {
         MKV_DEBUG("net", "write failed peer=%s err=%s", c->name, uv_strerror(status));
         conn_close(c);
@@ -459,29 +517,77 @@ static void on_written(uv_write_t *req, int status)
                c->inflight < INFLIGHT_HIGH / 2) {
         conn_read_start(c);
     }
+    while (n--) mkv_conn_unref(c);
+}
+
+/* Hands the queued frames to libuv, up to WBATCH_MAX per write. */
+static void conn_flush(struct mkv_conn *c)
+{
+    while (c->open && c->outq_head) {
+        uv_buf_t bufs[WBATCH_MAX];
+        struct wbatch *wb = malloc(sizeof *wb);
+        struct mkv_outframe *of = c->outq_head, *last = NULL;
+        unsigned n = 0;
+        int rv;
+        if (!wb) {
+            conn_close(c);
+            return;
+        }
+        wb->frames = of;
+        for (; of && n < WBATCH_MAX; of = of->next) {
+            bufs[n++] = uv_buf_init((char *)of->buf, (unsigned)of->total);
+            last = of;
+        }
+        c->outq_head = last->next;
+        if (!c->outq_head) c->outq_tail = NULL;
+        c->outq_n -= n;
+        last->next = NULL;
+        rv = uv_write(&wb->req, (uv_stream_t *)&c->tcp, bufs, n, on_written);
+        if (rv) {
+            /* Not queued: account the batch as written, then close. */
+            for (of = wb->frames; of; of = last) {
+                last = of->next;
+                frame_written(c, of);
+                mkv_conn_unref(c);
+            }
+            free(wb);
+            conn_close(c);
+            return;
+        }
+    }
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+    struct mkv_conn *c = h->data;
+    uv_idle_stop(h);
+    c->flush_started = 0;
+    mkv_conn_ref(c);
+    conn_flush(c);
     mkv_conn_unref(c);
 }
 
-/* Queues a sealed frame; takes ownership of of. */
+/* Queues a sealed frame; takes ownership of of. It leaves at the next loop
+ * turn with whatever else was queued meanwhile. */
 static int conn_write(struct mkv_conn *c, struct mkv_outframe *of)
 {
-    uv_buf_t b;
-    int rv;
     if (!c->open) {
         free(of);
         return -ENOTCONN;
     }
-    b = uv_buf_init((char *)of->buf, (unsigned)of->total);
     of->conn = c;
+    of->next = NULL;
     mkv_conn_ref(c);
     c->write_queued += of->total;
-    rv = uv_write(&of->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
-    if (rv) {
-        c->write_queued -= of->total;
-        mkv_conn_unref(c);
-        free(of);
-        conn_close(c);
-        return rv;
+    if (c->outq_tail) c->outq_tail->next = of;
+    else c->outq_head = of;
+    c->outq_tail = of;
+    c->outq_n++;
+    if (c->outq_n >= WBATCH_MAX) {
+        conn_flush(c);
+    } else if (!c->flush_started) {
+        uv_idle_start(&c->flush_idle, on_flush_idle);
+        c->flush_started = 1;
     }
     return 0;
 }
@@ -583,7 +689,7 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     if (uv_accept(ls, (uv_stream_t *)&c->tcp)) {
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        conn_close_handles(c);
         return;
     }
     c->open = 1;
@@ -874,7 +980,7 @@ static void peer_connect_addr(struct mkv_peer *p, const struct sockaddr *sa)
         p->conn = NULL;
         c->peer = NULL;
         p->state = PEER_IDLE;
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        conn_close_handles(c);
         peer_fail_all(p, rv);
     }
 }
