@@ -24,6 +24,7 @@ struct settings
     long long id;
     char *peers;
     long long snapshot_threshold;
+    uint64_t raft_segment_size;
     long long snapshot_trailing;
     uint64_t election_ms;
     uint64_t heartbeat_ms;
@@ -42,8 +43,10 @@ static const struct mkv_option options[] = {
     MKV_OPT("id", MKV_OPT_INT, S, id, "1", "N", "this member's id in --peers", NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),
-    MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "8192", "N",
+    MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "32768", "N",
             "Raft entries between snapshots", NULL),
+    MKV_OPT("raft-segment-size", MKV_OPT_SIZE, S, raft_segment_size, "32M", "SIZE",
+            "Raft log segment file size (1M-1G; two spares are preallocated)", NULL),
     MKV_OPT("snapshot-trailing", MKV_OPT_INT, S, snapshot_trailing, "1024", "N",
             "Raft entries kept after a snapshot (lets slow followers catch up without one)", NULL),
     MKV_OPT("election-timeout", MKV_OPT_DURATION, S, election_ms, "1s", "DURATION",
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
     o.listen = s.listen;
     o.peers = s.peers;
     o.snapshot_threshold = (unsigned)s.snapshot_threshold;
+    o.segment_size = (size_t)s.raft_segment_size;
     o.snapshot_trailing = (unsigned)s.snapshot_trailing;
     o.election_ms = (unsigned)s.election_ms;
     o.heartbeat_ms = (unsigned)s.heartbeat_ms;

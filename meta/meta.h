@@ -35,7 +35,8 @@ struct mkv_meta_opts
      * must be given the same list); a restarted member reads its
      * configuration from its own log. NULL or "": a group of one. */
     const char *peers;
-    unsigned snapshot_threshold; /* Raft entries between snapshots; 0: 8192 */
+    unsigned snapshot_threshold; /* Raft entries between snapshots; 0: 32768 */
+    size_t segment_size;         /* Raft log segment file size; 0: 32 MiB */
     unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: 1024 */
     unsigned election_ms;        /* 0: 1000 */
     unsigned heartbeat_ms;       /* 0: 100 */

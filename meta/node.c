@@ -592,6 +592,10 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     n->raft_io_close = n->io.close;
     n->io.close = node_io_close;
     raft_uv_set_connect_retry_delay(&n->io, heartbeat * 2);
+    /* Closing a segment stalls the loop for an io_destroy (~30 ms on
+     * kernels that wait a full RCU grace period there): fewer, larger
+     * segments. Raft keeps two spare segments preallocated. */
+    raft_uv_set_segment_size(&n->io, o->segment_size ? o->segment_size : 32u << 20);
     mkv_node_fsm_init(n);
     if ((rv = raft_init(&n->raft, &n->io, &n->fsm, o->id, n->raft_address))) {
         mkv_errf(err, errlen, -EIO, "raft init: %s", raft_errmsg(&n->raft));
@@ -619,7 +623,7 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     raft_configuration_close(&conf);
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
-    raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold ? o->snapshot_threshold : 8192);
+    raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold ? o->snapshot_threshold : 32768);
     raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 1024);
     raft_set_pre_vote(&n->raft, true);
     n->starting = 1;

@@ -37,7 +37,8 @@ struct mkv_node_opts
      * NULL or "" makes a group of one. Used to bootstrap a pristine data
      * directory; a restarted member reads its configuration from its log. */
     const char *peers;
-    unsigned snapshot_threshold; /* 0: 8192 */
+    unsigned snapshot_threshold; /* 0: 32768 */
+    size_t segment_size;         /* Raft log segment bytes; 0: 32 MiB */
     unsigned snapshot_trailing;  /* 0: 1024 */
     unsigned election_ms;        /* 0: 1000 */
     unsigned heartbeat_ms;       /* 0: 100 */

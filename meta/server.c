@@ -238,6 +238,9 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     char host[256];
     int port, rv;
     if (!o->dir || !o->listen) return mkv_errf(err, errlen, -EINVAL, "meta needs dir and listen");
+    if (o->segment_size && (o->segment_size < (1u << 20) || o->segment_size > (1u << 30)))
+        return mkv_errf(err, errlen, -EINVAL, "raft segment size %zu is not between 1M and 1G",
+                        o->segment_size);
     if (mkv_parse_hostport(o->listen, host, sizeof host, &port) || port <= 0 || port >= 65535)
         return mkv_errf(err, errlen, -EINVAL, "listen \"%s\": HOST:PORT with a fixed port "
                                               "(Raft uses PORT+1)", o->listen);
@@ -259,6 +262,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     no.peers = o->peers;
     no.snapshot_threshold = o->snapshot_threshold;
     no.snapshot_trailing = o->snapshot_trailing;
+    no.segment_size = o->segment_size;
     no.election_ms = o->election_ms;
     no.heartbeat_ms = o->heartbeat_ms;
     no.map_size = o->map_size;

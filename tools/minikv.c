@@ -48,6 +48,7 @@ struct settings
     char *region;
     char *vhost_domain;
     long long snapshot_threshold;
+    uint64_t raft_segment_size;
     uint64_t max_object_size;
     uint64_t inline_max;
     char *log_level;
@@ -77,8 +78,10 @@ static const struct mkv_option options[] = {
     MKV_OPT("region", MKV_OPT_STR, S, region, "us-east-1", "NAME", "region reported to S3 clients", NULL),
     MKV_OPT("vhost-domain", MKV_OPT_STR, S, vhost_domain, "localhost", "DOMAIN",
             "Host: BUCKET.DOMAIN selects BUCKET (virtual-host style)", NULL),
-    MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "8192", "N",
+    MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "32768", "N",
             "Raft entries between metadata snapshots", NULL),
+    MKV_OPT("raft-segment-size", MKV_OPT_SIZE, S, raft_segment_size, "32M", "SIZE",
+            "Raft log segment file size (1M-1G; two spares are preallocated)", NULL),
     MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE", "largest single PutObject", NULL),
     MKV_OPT("inline-max", MKV_OPT_SIZE, S, inline_max, "16K", "SIZE",
             "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: never",
@@ -283,6 +286,7 @@ static int cmd_server(int argc, char **argv)
     mo.id = 1;
     mo.listen = s.meta_listen;
     mo.snapshot_threshold = (unsigned)s.snapshot_threshold;
+    mo.segment_size = (size_t)s.raft_segment_size;
     mo.reserve_bytes = s.reserve;
     meta.name = "metadata";
     meta.opts = &mo;
