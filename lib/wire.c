@@ -283,7 +283,16 @@ int mkv_msg_is_raft(uint16_t type)
     case MKV_MSG_MPU_ABORT:
     case MKV_MSG_GC_DONE:
     case MKV_MSG_KEY_PUT:
-    case MKV_MSG_KEY_DELETE: return 1;
+    case MKV_MSG_KEY_DELETE:
+    case MKV_MSG_INO_SETATTR:
+    case MKV_MSG_INO_MAKE:
+    case MKV_MSG_INO_UNLINK:
+    case MKV_MSG_INO_RENAME:
+    case MKV_MSG_INO_LINK:
+    case MKV_MSG_INO_WRITE:
+    case MKV_MSG_XATTR_SET:
+    case MKV_MSG_XATTR_REMOVE:
+    case MKV_MSG_ORPHAN_DROP: return 1;
     default: return 0;
     }
 }

@@ -28,6 +28,15 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_GC_DONE: return ns_gc_done;
     case MKV_MSG_KEY_PUT: return ns_key_put;
     case MKV_MSG_KEY_DELETE: return ns_key_delete;
+    case MKV_MSG_INO_SETATTR: return ns_ino_setattr;
+    case MKV_MSG_INO_MAKE: return ns_ino_make;
+    case MKV_MSG_INO_UNLINK: return ns_ino_unlink;
+    case MKV_MSG_INO_RENAME: return ns_ino_rename;
+    case MKV_MSG_INO_LINK: return ns_ino_link;
+    case MKV_MSG_INO_WRITE: return ns_ino_write;
+    case MKV_MSG_XATTR_SET: return ns_xattr_set;
+    case MKV_MSG_XATTR_REMOVE: return ns_xattr_remove;
+    case MKV_MSG_ORPHAN_DROP: return ns_orphan_drop;
     default: return NULL;
     }
 }
@@ -46,6 +55,11 @@ static ns_handler query_handler(uint16_t type)
     case MKV_MSG_REFCHECK: return ns_refcheck;
     case MKV_MSG_KEY_GET: return ns_key_get;
     case MKV_MSG_KEY_LIST: return ns_key_list;
+    case MKV_MSG_INO_LOOKUP: return ns_ino_lookup;
+    case MKV_MSG_INO_GETATTR: return ns_ino_getattr;
+    case MKV_MSG_INO_READDIR: return ns_ino_readdir;
+    case MKV_MSG_XATTR_GET: return ns_xattr_get;
+    case MKV_MSG_XATTR_LIST: return ns_xattr_list;
     default: return NULL;
     }
 }

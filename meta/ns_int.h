@@ -14,7 +14,7 @@
 #include "minikv/err.h"
 #include "minikv/wire.h"
 
-#define NS_SCHEMA_VERSION 1
+#define NS_SCHEMA_VERSION 2 /* 2: dirparent, xattrs, orphans */
 #define NS_ROOT_INO 1
 /* Keys of the "meta" table. */
 #define NS_K_SCHEMA "schema"
@@ -75,7 +75,7 @@ struct mkv_ns
 {
     MDB_env *env;
     MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts,
-        db_refs, db_garbage, db_sessions, db_keys;
+        db_refs, db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans;
     MDB_txn *batch; /* pending write transaction, or NULL */
     /* State mirrored in memory: the *_c copies are what is committed. */
     uint64_t applied, applied_c;
@@ -150,14 +150,22 @@ size_t ns_dent_key(uint8_t *k, uint64_t dir, const uint8_t *name, size_t nlen, i
 /* Looks a child up as file or directory: 0 with *ino and *type, -ENOENT. */
 int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen,
                  uint64_t *ino, int *type);
-int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir,
+/* Puts an entry of type MKV_T_*; a directory's entry also records its
+ * parent (dirparent), and deleting it removes that. */
+int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int type,
                 uint64_t ino, uint8_t dflags);
 int ns_dent_del(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir);
+/* A directory's parent and the length of its name there (-ENOENT for the
+ * root and for inodes that are no directory). */
+int ns_dirparent_put(struct ns_op *op, uint64_t dir, uint64_t parent, const uint8_t *name,
+                     size_t nlen);
+int ns_dirparent_get(struct ns_op *op, uint64_t dir, uint64_t *parent, size_t *nlen);
 /* 1 when dir has no entries, 0 when it has, or a fatal status. */
 int ns_dir_empty(struct ns_op *op, uint64_t dir);
 
 int ns_ino_get(struct ns_op *op, uint64_t ino, struct mkv_obj_info *oi);
 int ns_ino_put(struct ns_op *op, const struct mkv_obj_info *oi);
+/* Removes an inode with its extended attributes and orphan mark. */
 int ns_ino_del(struct ns_op *op, uint64_t ino);
 
 /* Walks the first upto components of path from dir as directories. -ENOENT
@@ -183,7 +191,13 @@ int ns_refs_drop(struct ns_op *op, struct mkv_slice ext, const uint8_t *owner, s
 int ns_ref_exists(struct ns_op *op, uint64_t chunk, uint32_t version);
 int ns_garbage_add(struct ns_op *op, uint64_t chunk, uint32_t version);
 
-/* ---- command handlers (ns_obj.c, ns_mpu.c, ns_misc.c, ns_list.c) ---- */
+/* Buckets (the root's child directories): make one, and remove an empty
+ * one (MKV_EBUCKETNOTEMPTY while it holds keys or uploads). */
+int ns_bucket_make(struct ns_op *op, struct mkv_slice name, uint32_t replicas, uint32_t flags,
+                   uint32_t mode, uint32_t uid, uint32_t gid, struct mkv_obj_info *oi);
+int ns_bucket_remove(struct ns_op *op, struct mkv_slice name);
+
+/* ---- command handlers (ns_obj.c, ns_mpu.c, ns_misc.c, ns_list.c, ns_ino.c) ---- */
 int ns_bucket_create(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_bucket_delete(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_bucket_head(struct ns_op *op, const uint8_t *p, size_t len);
@@ -221,6 +235,22 @@ int ns_key_put(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_get(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_delete(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len);
+
+/* ns_ino.c: the POSIX front. */
+int ns_ino_lookup(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_getattr(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_make(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_unlink(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_link(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_rename(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_setattr(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_orphan_drop(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_xattr_set(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_xattr_remove(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_xattr_get(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_xattr_list(struct ns_op *op, const uint8_t *p, size_t len);
 
 /* Encodes msg with d as the reply. */
 int ns_reply(struct ns_op *op, const struct mkv_msgdesc *d, const void *msg);

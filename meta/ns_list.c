@@ -162,6 +162,10 @@ static int walk_next(struct walker *w, struct item *it)
             continue;
         }
         if (l->v.mv_size < 10) return ns_fail(w->op, MDB_CORRUPTED, "dentry");
+        /* Symbolic links and FIFOs made through a mount are no objects. */
+        if (((const uint8_t *)l->v.mv_data)[8] != MKV_T_DIR &&
+            ((const uint8_t *)l->v.mv_data)[8] != MKV_T_FILE)
+            continue;
         name = (const uint8_t *)l->k.mv_data + 8;
         nlen = l->k.mv_size - 8;
         if (l->plen + nlen > MKV_KEY_MAX + 1) return ns_fail(w->op, MDB_CORRUPTED, "path");

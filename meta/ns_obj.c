@@ -20,34 +20,45 @@ static int dup_slice(struct ns_op *op, struct mkv_buf *b, struct mkv_slice *s)
 
 /* ---- buckets ---- */
 
-int ns_bucket_create(struct ns_op *op, const uint8_t *p, size_t len)
+int ns_bucket_make(struct ns_op *op, struct mkv_slice name, uint32_t replicas, uint32_t flags,
+                   uint32_t mode, uint32_t uid, uint32_t gid, struct mkv_obj_info *oi)
 {
     struct mkv_ns *ns = op->ns;
-    struct mkv_bucket_create_req req;
-    struct mkv_bucket_create_rep rep;
     struct mkv_ns_bucket b;
-    struct mkv_obj_info oi = {0};
     int rv;
-    DECODE(mkv_desc_bucket_create_req, p, len, &req);
-    if ((rv = mkv_check_bucket((const char *)req.name.p, req.name.len))) return rv;
-    rv = ns_bucket_get(op, req.name, &b);
+    if ((rv = mkv_check_bucket((const char *)name.p, name.len))) return rv;
+    rv = ns_bucket_get(op, name, &b);
     if (rv == 0) return MKV_EBUCKETEXISTS;
     if (rv != MKV_ENOBUCKET) return rv;
-    oi.ino = ns->next_ino++;
-    oi.type = MKV_T_DIR;
-    oi.mode = S_IFDIR | 0755;
-    oi.nlink = 1;
-    oi.atime = oi.mtime = oi.ctime = op->now;
-    oi.generation = op->index;
-    if ((rv = ns_ino_put(op, &oi))) return rv;
-    if ((rv = ns_dent_put(op, NS_ROOT_INO, req.name.p, req.name.len, 1, oi.ino, 0))) return rv;
-    b.ino = oi.ino;
+    memset(oi, 0, sizeof *oi);
+    oi->ino = ns->next_ino++;
+    oi->type = MKV_T_DIR;
+    oi->mode = S_IFDIR | (mode ? (mode & 07777) : 0755);
+    oi->uid = uid;
+    oi->gid = gid;
+    oi->nlink = 1;
+    oi->atime = oi->mtime = oi->ctime = op->now;
+    oi->generation = op->index;
+    if ((rv = ns_ino_put(op, oi))) return rv;
+    if ((rv = ns_dent_put(op, NS_ROOT_INO, name.p, name.len, MKV_T_DIR, oi->ino, 0))) return rv;
+    b.ino = oi->ino;
     b.ctime = op->now;
-    b.replicas = req.replicas;
-    b.flags = req.flags;
-    if ((rv = ns_put_msg(op, ns->db_buckets, req.name.p, req.name.len, &ns_desc_ns_bucket, &b)))
+    b.replicas = replicas;
+    b.flags = flags;
+    if ((rv = ns_put_msg(op, ns->db_buckets, name.p, name.len, &ns_desc_ns_bucket, &b)))
         return rv;
     ns->cnt.buckets++;
+    return 0;
+}
+
+int ns_bucket_create(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_bucket_create_req req;
+    struct mkv_bucket_create_rep rep;
+    struct mkv_obj_info oi;
+    int rv;
+    DECODE(mkv_desc_bucket_create_req, p, len, &req);
+    if ((rv = ns_bucket_make(op, req.name, req.replicas, req.flags, 0, 0, 0, &oi))) return rv;
     rep.ctime = op->now;
     return ns_reply(op, &mkv_desc_bucket_create_rep, &rep);
 }
@@ -68,15 +79,12 @@ static int bucket_has_uploads(struct ns_op *op, uint64_t ino)
     return key.mv_size >= 8 && mkv_get_be64(key.mv_data) == ino;
 }
 
-int ns_bucket_delete(struct ns_op *op, const uint8_t *p, size_t len)
+int ns_bucket_remove(struct ns_op *op, struct mkv_slice name)
 {
     struct mkv_ns *ns = op->ns;
-    struct mkv_bucket_delete_req req;
-    struct mkv_bucket_delete_rep rep = {0};
     struct mkv_ns_bucket b;
     int rv;
-    DECODE(mkv_desc_bucket_delete_req, p, len, &req);
-    if ((rv = ns_bucket_get(op, req.name, &b))) return rv;
+    if ((rv = ns_bucket_get(op, name, &b))) return rv;
     rv = ns_dir_empty(op, b.ino);
     if (rv < 0) return rv;
     if (!rv) return MKV_EBUCKETNOTEMPTY;
@@ -84,10 +92,19 @@ int ns_bucket_delete(struct ns_op *op, const uint8_t *p, size_t len)
     if (rv < 0) return rv;
     if (rv) return MKV_EBUCKETNOTEMPTY;
     if ((rv = ns_ino_del(op, b.ino)) && rv != -ENOENT) return rv;
-    if ((rv = ns_dent_del(op, NS_ROOT_INO, req.name.p, req.name.len, 1)) && rv != -ENOENT)
-        return rv;
-    if ((rv = ns_del(op, ns->db_buckets, req.name.p, req.name.len))) return rv;
+    if ((rv = ns_dent_del(op, NS_ROOT_INO, name.p, name.len, 1)) && rv != -ENOENT) return rv;
+    if ((rv = ns_del(op, ns->db_buckets, name.p, name.len))) return rv;
     ns->cnt.buckets--;
+    return 0;
+}
+
+int ns_bucket_delete(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_bucket_delete_req req;
+    struct mkv_bucket_delete_rep rep = {0};
+    int rv;
+    DECODE(mkv_desc_bucket_delete_req, p, len, &req);
+    if ((rv = ns_bucket_remove(op, req.name))) return rv;
     return ns_reply(op, &mkv_desc_bucket_delete_rep, &rep);
 }
 
@@ -157,7 +174,7 @@ static int mkdir_implicit(struct ns_op *op, uint64_t parent, const uint8_t *name
     oi.atime = oi.mtime = oi.ctime = op->now;
     oi.generation = op->index;
     if ((rv = ns_ino_put(op, &oi))) return rv;
-    if ((rv = ns_dent_put(op, parent, name, nlen, 1, oi.ino, MKV_DF_IMPLICIT))) return rv;
+    if ((rv = ns_dent_put(op, parent, name, nlen, MKV_T_DIR, oi.ino, MKV_DF_IMPLICIT))) return rv;
     *out = oi.ino;
     return 0;
 }
@@ -205,7 +222,7 @@ static int put_dir(struct ns_op *op, const struct ns_put_args *a, uint64_t paren
     oi.symlink = mkv_slice_mem("", 0);
     if ((rv = ns_ino_put(op, &oi))) return rv;
     if (!exists || was_implicit) {
-        if ((rv = ns_dent_put(op, parent, name, nlen, 1, oi.ino, 0))) return rv;
+        if ((rv = ns_dent_put(op, parent, name, nlen, MKV_T_DIR, oi.ino, 0))) return rv;
         ns->cnt.objects++;
     }
     *ino_out = oi.ino;
@@ -312,7 +329,7 @@ int ns_put_file(struct ns_op *op, const struct ns_put_args *a, uint64_t *ino_out
     oi.symlink = mkv_slice_mem("", 0);
     oi.generation = op->index;
     if ((rv = ns_ino_put(op, &oi))) goto out;
-    if (!exists && (rv = ns_dent_put(op, dir, lname, llen, 0, ino, 0))) goto out;
+    if (!exists && (rv = ns_dent_put(op, dir, lname, llen, MKV_T_FILE, ino, 0))) goto out;
     if (!keep) {
         size_t olen = ns_owner_inode(owner, ino);
         if (exists && (rv = ns_refs_drop(op, old.extents, owner, olen))) goto out;
@@ -411,7 +428,7 @@ static int delete_key(struct ns_op *op, uint64_t bucket_ino, struct mkv_slice ke
             oi.dflags |= MKV_DF_IMPLICIT;
             oi.ctime = op->now;
             if ((rv = ns_ino_put(op, &oi))) return rv;
-            if ((rv = ns_dent_put(op, chain[path.n - 1], lname, llen, 1, ino, MKV_DF_IMPLICIT)))
+            if ((rv = ns_dent_put(op, chain[path.n - 1], lname, llen, MKV_T_DIR, ino, MKV_DF_IMPLICIT)))
                 return rv;
             ns->cnt.objects--;
             *existed = 1;

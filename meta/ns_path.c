@@ -87,21 +87,63 @@ int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nle
     return -ENOENT;
 }
 
-int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir,
+int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int type,
                 uint64_t ino, uint8_t dflags)
 {
     uint8_t k[8 + MKV_NAME_MAX + 1], v[10];
+    int is_dir = type == MKV_T_DIR, rv;
     mkv_put_le64(v, ino);
-    v[8] = is_dir ? MKV_T_DIR : MKV_T_FILE;
+    v[8] = (uint8_t)type;
     v[9] = dflags;
-    return ns_put(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir), v,
-                  sizeof v);
+    rv = ns_put(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir), v, sizeof v);
+    if (!rv && is_dir) rv = ns_dirparent_put(op, ino, dir, name, nlen);
+    return rv;
 }
 
 int ns_dent_del(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir)
 {
-    uint8_t k[8 + MKV_NAME_MAX + 1];
-    return ns_del(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir));
+    uint8_t k[8 + MKV_NAME_MAX + 1], dk[8];
+    size_t klen = ns_dent_key(k, dir, name, nlen, is_dir);
+    MDB_val v;
+    int rv;
+    if (is_dir) {
+        /* The directory's row in dirparent goes with its entry. */
+        rv = ns_get(op, op->ns->db_dentries, k, klen, &v);
+        if (rv) return rv;
+        if (v.mv_size < 10) return ns_fail(op, MDB_CORRUPTED, "dentry");
+        mkv_put_be64(dk, mkv_get_le64(v.mv_data));
+        if ((rv = ns_del(op, op->ns->db_dirparent, dk, 8)) && rv != -ENOENT) return rv;
+    }
+    return ns_del(op, op->ns->db_dentries, k, klen);
+}
+
+/* ---- directory parents ----
+ * key: directory inode (8, big-endian); value: parent inode (8, LE) + name.
+ * A directory has one parent (no hard links to directories), so this is
+ * how a directory finds its own name and its path. */
+
+int ns_dirparent_put(struct ns_op *op, uint64_t dir, uint64_t parent, const uint8_t *name,
+                     size_t nlen)
+{
+    uint8_t k[8], v[8 + MKV_NAME_MAX];
+    if (nlen > MKV_NAME_MAX) return -ENAMETOOLONG;
+    mkv_put_be64(k, dir);
+    mkv_put_le64(v, parent);
+    memcpy(v + 8, name, nlen);
+    return ns_put(op, op->ns->db_dirparent, k, 8, v, 8 + nlen);
+}
+
+int ns_dirparent_get(struct ns_op *op, uint64_t dir, uint64_t *parent, size_t *nlen)
+{
+    uint8_t k[8];
+    MDB_val v;
+    int rv;
+    mkv_put_be64(k, dir);
+    if ((rv = ns_get(op, op->ns->db_dirparent, k, 8, &v))) return rv;
+    if (v.mv_size < 8 || v.mv_size > 8 + MKV_NAME_MAX) return ns_fail(op, MDB_CORRUPTED, "dirparent");
+    *parent = mkv_get_le64(v.mv_data);
+    if (nlen) *nlen = v.mv_size - 8;
+    return 0;
 }
 
 int ns_dir_empty(struct ns_op *op, uint64_t dir)
@@ -138,8 +180,25 @@ int ns_ino_put(struct ns_op *op, const struct mkv_obj_info *oi)
 int ns_ino_del(struct ns_op *op, uint64_t ino)
 {
     uint8_t k[8];
+    MDB_cursor *c;
+    MDB_val key = {8, k}, v;
+    int rc, rv;
     mkv_put_be64(k, ino);
-    return ns_del(op, op->ns->db_inodes, k, 8);
+    if ((rv = ns_del(op, op->ns->db_inodes, k, 8))) return rv;
+    /* Its extended attributes and orphan mark go with it. */
+    if ((rv = ns_del(op, op->ns->db_orphans, k, 8)) && rv != -ENOENT) return rv;
+    if ((rv = ns_cursor(op, op->ns->db_xattrs, &c))) return rv;
+    for (;;) {
+        key.mv_size = 8;
+        key.mv_data = k;
+        rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+        if (rc || key.mv_size < 8 || mkv_get_be64(key.mv_data) != ino) break;
+        if ((rc = mdb_cursor_del(c, 0))) break;
+        op->wrote = 1;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) return ns_fail(op, rc, "xattr cleanup");
+    return 0;
 }
 
 int ns_walk(struct ns_op *op, uint64_t dir, const struct ns_path *path, unsigned upto,

@@ -156,6 +156,42 @@ static int load_state(struct mkv_ns *ns, MDB_txn *txn)
     return 0;
 }
 
+/* Schema 2 added dirparent (and the empty xattrs and orphans tables):
+ * every directory entry of a version-1 environment gets its row. The same
+ * walk on every replica gives the same result. */
+static int migrate_1_to_2(struct mkv_ns *ns, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc;
+    if ((rc = mdb_cursor_open(txn, ns->db_dentries, &c))) return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        uint8_t dk[8], dv[8 + MKV_NAME_MAX];
+        MDB_val key = {8, dk}, val;
+        size_t nlen;
+        if (k.mv_size < 10 || kp[k.mv_size - 1] != '/') continue;
+        if (v.mv_size < 10) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        nlen = k.mv_size - 9;
+        if (nlen > MKV_NAME_MAX) continue;
+        mkv_put_be64(dk, mkv_get_le64(v.mv_data));
+        memcpy(dv, kp, 8);
+        mkv_put_le64(dv, mkv_get_be64(kp));
+        memcpy(dv + 8, kp + 8, nlen);
+        val.mv_size = 8 + nlen;
+        val.mv_data = dv;
+        if ((rc = mdb_put(txn, ns->db_dirparent, &key, &val, 0))) break;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) rc = 0;
+    if (!rc) MKV_INFO("meta", "namespace schema migrated from=1 to=2 dir=%s", ns->dir);
+    return rc;
+}
+
 /* Creates the tables and, in a new environment, the root directory. */
 static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
 {
@@ -175,6 +211,9 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         {"garbage", offsetof(struct mkv_ns, db_garbage)},
         {"sessions", offsetof(struct mkv_ns, db_sessions)},
         {"keys", offsetof(struct mkv_ns, db_keys)},
+        {"dirparent", offsetof(struct mkv_ns, db_dirparent)},
+        {"xattrs", offsetof(struct mkv_ns, db_xattrs)},
+        {"orphans", offsetof(struct mkv_ns, db_orphans)},
     };
     uint64_t schema;
     int rc;
@@ -183,6 +222,10 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         if ((rc = mdb_dbi_open(txn, tables[i].name, MDB_CREATE, dbi))) return rc;
     }
     rc = get_u64(txn, ns->db_meta, NS_K_SCHEMA, &schema);
+    if (rc == 0 && schema == 1) {
+        if ((rc = migrate_1_to_2(ns, txn))) return rc;
+        return put_u64(txn, ns->db_meta, NS_K_SCHEMA, NS_SCHEMA_VERSION);
+    }
     if (rc == 0) {
         if (schema != NS_SCHEMA_VERSION) return MDB_INCOMPATIBLE;
         return 0;

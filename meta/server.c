@@ -90,6 +90,10 @@ static int grows_state(uint16_t type)
     case MKV_MSG_BUCKET_CREATE:
     case MKV_MSG_KEY_PUT:
     case MKV_MSG_META_ALLOC:
+    case MKV_MSG_INO_MAKE:
+    case MKV_MSG_INO_LINK:
+    case MKV_MSG_INO_WRITE:
+    case MKV_MSG_XATTR_SET:
         return 1;
     default:
         return 0;

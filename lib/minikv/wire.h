@@ -81,6 +81,7 @@
 #define MKV_MULTI_MAX 1000    /* keys per multi-delete, parts per complete */
 #define MKV_PARTS_MAX 10000   /* highest multipart part number */
 #define MKV_SECRET_MAX 512
+#define MKV_XATTR_MAX (64u * 1024u) /* one extended attribute value */
 /* Largest object stored inline in its inode (data in the metadata record,
  * no chunks): the hard bound of the protocol; what is actually inlined is
  * each writer's choice (gateway --inline-max). */
@@ -392,6 +393,101 @@ struct mkv_msgdesc
 #define MKV_FIELDS_key_list_req(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_key_list_rep(F, s) F(s, BLOB, keys, 1u << 20) /* key_info records */
 
+/* Inodes: the POSIX front (FUSE). A name is one path component; inode
+ * numbers are those of obj_info, and replies that carry an inode are
+ * obj_info records. MKV_INO_ATTR in flags leaves extents, inline data and
+ * attrs out of them (what lookup and getattr need). Errors are -errno
+ * values (ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EXDEV, EPERM,
+ * EINVAL, ENAMETOOLONG, ENODATA, ERANGE...). */
+#define MKV_FIELDS_ino_lookup_req(F, s) \
+    F(s, U64, parent, 0)                \
+    F(s, STR, name, MKV_NAME_MAX)       \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_ino_getattr_req(F, s) \
+    F(s, U64, ino, 0)                    \
+    F(s, U32, flags, 0)
+#define MKV_FIELDS_ino_setattr_req(F, s) /* [raft] */ \
+    F(s, U64, ino, 0)                                \
+    F(s, U32, valid, 0) /* MKV_SET_* */              \
+    F(s, U32, mode, 0)                               \
+    F(s, U32, uid, 0)                                \
+    F(s, U32, gid, 0)                                \
+    F(s, U64, size, 0)                               \
+    F(s, I64, atime, 0)                              \
+    F(s, I64, mtime, 0)
+#define MKV_FIELDS_ino_make_req(F, s) /* [raft] create, mkdir, symlink, mknod */ \
+    F(s, U64, parent, 0)                                                         \
+    F(s, STR, name, MKV_NAME_MAX)                                                \
+    F(s, U8, type, 0) /* MKV_T_* */                                              \
+    F(s, U32, mode, 0) /* permission bits */                                     \
+    F(s, U32, uid, 0)                                                            \
+    F(s, U32, gid, 0)                                                            \
+    F(s, U32, flags, 0)                                                          \
+    F(s, STR, symlink, 4096)
+#define MKV_FIELDS_ino_unlink_req(F, s) /* [raft] unlink, rmdir */ \
+    F(s, U64, parent, 0)                                          \
+    F(s, STR, name, MKV_NAME_MAX)                                 \
+    F(s, U32, flags, 0) /* MKV_UNLINK_* */
+#define MKV_FIELDS_ino_unlink_rep(F, s) \
+    F(s, U64, ino, 0)                   \
+    F(s, U32, nlink, 0) /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */
+#define MKV_FIELDS_ino_rename_req(F, s) /* [raft] */ \
+    F(s, U64, parent, 0)                            \
+    F(s, STR, name, MKV_NAME_MAX)                   \
+    F(s, U64, newparent, 0)                         \
+    F(s, STR, newname, MKV_NAME_MAX)                \
+    F(s, U32, flags, 0) /* MKV_RENAME_*, MKV_UNLINK_KEEP for a replaced file */
+#define MKV_FIELDS_ino_rename_rep(F, s) \
+    F(s, U64, ino, 0)                   \
+    F(s, U64, replaced, 0) /* the inode newname named before (0: none) */ \
+    F(s, U32, replaced_nlink, 0)
+#define MKV_FIELDS_ino_link_req(F, s) /* [raft] */ \
+    F(s, U64, ino, 0)                             \
+    F(s, U64, newparent, 0)                       \
+    F(s, STR, newname, MKV_NAME_MAX)
+#define MKV_FIELDS_ino_readdir_req(F, s) \
+    F(s, U64, ino, 0)                    \
+    F(s, STR, after, MKV_NAME_MAX + 1) /* key of the last entry seen ("" first) */ \
+    F(s, U32, max, 0)                    \
+    F(s, U32, flags, 0) /* MKV_INO_PLUS: with attributes */
+#define MKV_FIELDS_ino_readdir_rep(F, s)               \
+    F(s, BLOB, entries, 1u << 20) /* dirent records */ \
+    F(s, U8, eof, 0)
+#define MKV_FIELDS_ino_write_req(F, s) /* [raft] */                               \
+    F(s, U64, ino, 0)                                                            \
+    F(s, U64, size, 0) /* the size afterwards */                                 \
+    F(s, I64, mtime, 0) /* 0: the command's time */                              \
+    F(s, U32, flags, 0) /* MKV_WRITE_* */                                        \
+    F(s, BLOB, extents, 40u * 4096u) /* new data, spliced over their ranges */   \
+    F(s, BLOB, data, MKV_INLINE_MAX) /* MKV_WRITE_INLINE: the whole content */   \
+    F(s, STR, etag, MKV_ETAG_MAX) /* "" when the writer could not compute it */
+#define MKV_FIELDS_xattr_set_req(F, s) /* [raft] */ \
+    F(s, U64, ino, 0)                              \
+    F(s, STR, name, 255)                           \
+    F(s, BLOB, value, MKV_XATTR_MAX)               \
+    F(s, U32, flags, 0) /* MKV_XATTR_CREATE / MKV_XATTR_REPLACE */
+#define MKV_FIELDS_xattr_get_req(F, s) \
+    F(s, U64, ino, 0)                  \
+    F(s, STR, name, 255)
+#define MKV_FIELDS_xattr_get_rep(F, s) F(s, BLOB, value, MKV_XATTR_MAX)
+#define MKV_FIELDS_xattr_list_req(F, s) F(s, U64, ino, 0)
+#define MKV_FIELDS_xattr_list_rep(F, s) F(s, BLOB, names, 1u << 20) /* key_entry records */
+#define MKV_FIELDS_xattr_remove_req(F, s) /* [raft] */ \
+    F(s, U64, ino, 0)                                 \
+    F(s, STR, name, 255)
+#define MKV_FIELDS_orphan_drop_req(F, s) F(s, U64, ino, 0) /* [raft] */
+/* Replies that are an inode: the obj_info layout under each request's type
+ * code (encode and decode them with mkv_desc_obj_info). */
+#define MKV_FIELDS_ino_lookup_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_ino_getattr_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_ino_setattr_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_ino_make_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_ino_link_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_ino_write_rep(F, s) MKV_FIELDS_obj_info(F, s)
+#define MKV_FIELDS_xattr_set_rep(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_xattr_remove_rep(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_orphan_drop_rep(F, s) F(s, U32, dropped, 0)
+
 /* Raft command envelope: what the meta leader appends to the log. The
  * client id and sequence make a retried command apply once; now_ns is the
  * leader's clock so that apply is deterministic on every replica. */
@@ -450,6 +546,11 @@ struct mkv_msgdesc
     F(s, STR, access_key, 128)    \
     F(s, U32, flags, 0)           \
     F(s, I64, created, 0)
+#define MKV_FIELDS_dirent(F, s)          \
+    F(s, STR, name, MKV_NAME_MAX)        \
+    F(s, U64, ino, 0)                    \
+    F(s, U8, type, 0)                    \
+    F(s, BLOB, attr, 16384) /* MKV_INO_PLUS: an attribute-only obj_info */
 #define MKV_FIELDS_chunk_server_info(F, s) \
     F(s, U64, id, 0)                  \
     F(s, STR, address, 256)           \
@@ -523,6 +624,34 @@ struct mkv_msgdesc
     M(KEY_DELETE, 0x0252, key_delete_rep)                      \
     M(KEY_LIST, 0x0253, key_list_req)                          \
     M(KEY_LIST, 0x0253, key_list_rep)                          \
+    M(INO_LOOKUP, 0x0260, ino_lookup_req)                      \
+    M(INO_LOOKUP, 0x0260, ino_lookup_rep)                            \
+    M(INO_GETATTR, 0x0261, ino_getattr_req)                    \
+    M(INO_GETATTR, 0x0261, ino_getattr_rep)                           \
+    M(INO_SETATTR, 0x0262, ino_setattr_req)                    \
+    M(INO_SETATTR, 0x0262, ino_setattr_rep)                           \
+    M(INO_MAKE, 0x0263, ino_make_req)                          \
+    M(INO_MAKE, 0x0263, ino_make_rep)                              \
+    M(INO_UNLINK, 0x0264, ino_unlink_req)                      \
+    M(INO_UNLINK, 0x0264, ino_unlink_rep)                      \
+    M(INO_RENAME, 0x0265, ino_rename_req)                      \
+    M(INO_RENAME, 0x0265, ino_rename_rep)                      \
+    M(INO_LINK, 0x0266, ino_link_req)                          \
+    M(INO_LINK, 0x0266, ino_link_rep)                              \
+    M(INO_READDIR, 0x0267, ino_readdir_req)                    \
+    M(INO_READDIR, 0x0267, ino_readdir_rep)                    \
+    M(INO_WRITE, 0x0268, ino_write_req)                        \
+    M(INO_WRITE, 0x0268, ino_write_rep)                             \
+    M(XATTR_SET, 0x0270, xattr_set_req)                        \
+    M(XATTR_SET, 0x0270, xattr_set_rep)                      \
+    M(XATTR_GET, 0x0271, xattr_get_req)                        \
+    M(XATTR_GET, 0x0271, xattr_get_rep)                        \
+    M(XATTR_LIST, 0x0272, xattr_list_req)                      \
+    M(XATTR_LIST, 0x0272, xattr_list_rep)                      \
+    M(XATTR_REMOVE, 0x0273, xattr_remove_req)                  \
+    M(XATTR_REMOVE, 0x0273, xattr_remove_rep)                   \
+    M(ORPHAN_DROP, 0x0274, orphan_drop_req)                    \
+    M(ORPHAN_DROP, 0x0274, orphan_drop_rep)                    \
     M(RECORD, 0x0000, raft_cmd)                                \
     M(RECORD, 0x0000, chunk_ref)                               \
     M(RECORD, 0x0000, extent)                                  \
@@ -535,6 +664,7 @@ struct mkv_msgdesc
     M(RECORD, 0x0000, part_entry)                              \
     M(RECORD, 0x0000, upload_entry)                            \
     M(RECORD, 0x0000, key_info)                                \
+    M(RECORD, 0x0000, dirent)                                  \
     M(RECORD, 0x0000, chunk_server_info)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
@@ -573,6 +703,20 @@ enum mkv_msg_type {
     MKV_MSG_KEY_GET = 0x0251,
     MKV_MSG_KEY_DELETE = 0x0252,
     MKV_MSG_KEY_LIST = 0x0253,
+    MKV_MSG_INO_LOOKUP = 0x0260,
+    MKV_MSG_INO_GETATTR = 0x0261,
+    MKV_MSG_INO_SETATTR = 0x0262,
+    MKV_MSG_INO_MAKE = 0x0263,
+    MKV_MSG_INO_UNLINK = 0x0264,
+    MKV_MSG_INO_RENAME = 0x0265,
+    MKV_MSG_INO_LINK = 0x0266,
+    MKV_MSG_INO_READDIR = 0x0267,
+    MKV_MSG_INO_WRITE = 0x0268,
+    MKV_MSG_XATTR_SET = 0x0270,
+    MKV_MSG_XATTR_GET = 0x0271,
+    MKV_MSG_XATTR_LIST = 0x0272,
+    MKV_MSG_XATTR_REMOVE = 0x0273,
+    MKV_MSG_ORPHAN_DROP = 0x0274,
 };
 
 /* Values of small enumerated fields. */
@@ -584,6 +728,25 @@ enum {
     MKV_PUT_DIR = 0x04,           /* make (or keep) the key an explicit directory */
 };
 enum { MKV_KEYF_ADMIN = 0x01, MKV_KEYF_DISABLED = 0x02 };
+enum { MKV_INO_ATTR = 0x01, MKV_INO_PLUS = 0x02 };
+enum {
+    MKV_SET_MODE = 0x01,
+    MKV_SET_UID = 0x02,
+    MKV_SET_GID = 0x04,
+    MKV_SET_SIZE = 0x08,
+    MKV_SET_ATIME = 0x10,
+    MKV_SET_MTIME = 0x20,
+    MKV_SET_ATIME_NOW = 0x40,
+    MKV_SET_MTIME_NOW = 0x80,
+};
+enum { MKV_MAKE_EXCL = 0x01 };
+enum { MKV_UNLINK_DIR = 0x01, MKV_UNLINK_KEEP = 0x02 };
+enum { MKV_RENAME_NOREPLACE = 0x10, MKV_RENAME_EXCHANGE = 0x20 };
+enum {
+    MKV_WRITE_INLINE = 0x01,  /* data is the whole content: drop every extent */
+    MKV_WRITE_REPLACE = 0x02, /* extents are the whole content: drop old data */
+};
+enum { MKV_XATTR_CREATE = 0x01, MKV_XATTR_REPLACE = 0x02 };
 enum { MKV_LIST_V2 = 0x01, MKV_LIST_NO_DIRS = 0x02 };
 enum { MKV_CHUNK_SYNC = 0x01 }; /* chunk_write flags: reply after fsync (default) */
 

@@ -22,6 +22,7 @@
 #include "minikv/wire.h"
 
 #define S(x) mkv_slice_str(x)
+#define NS_ROOT_INO_TEST 1 /* the namespace root: buckets are its directories */
 
 struct t
 {
@@ -1651,6 +1652,475 @@ static void inline_data(void **state)
     mkv_buf_free(&ext);
 }
 
+
+/* ---- the POSIX front (meta/ns_ino.c) ---- */
+
+static uint64_t bucket_ino(struct t *t, const char *name)
+{
+    struct mkv_bucket_head_rep r;
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S(name)), 0);
+    decode_reply(t, &mkv_desc_bucket_head_rep, &r);
+    return r.ino;
+}
+
+/* Makes an entry; returns its inode (0 on error, with *st set). */
+static uint64_t imake(struct t *t, uint64_t parent, const char *name, int type, uint32_t mode,
+                      const char *target, int *st)
+{
+    struct mkv_obj_info oi;
+    int rv = APPLY(t, INO_MAKE, ino_make_req, .parent = parent, .name = S(name), .type = (uint8_t)type,
+                   .mode = mode, .uid = 1000, .gid = 100, .symlink = S(target ? target : ""));
+    if (st) *st = rv;
+    if (rv) return 0;
+    decode_reply(t, &mkv_desc_obj_info, &oi);
+    return oi.ino;
+}
+
+static int ilookup(struct t *t, uint64_t parent, const char *name, struct mkv_obj_info *oi)
+{
+    int st = QUERY(t, INO_LOOKUP, ino_lookup_req, .parent = parent, .name = S(name));
+    if (st == 0 && oi) decode_reply(t, &mkv_desc_obj_info, oi);
+    return st;
+}
+
+static int igetattr(struct t *t, uint64_t ino, struct mkv_obj_info *oi)
+{
+    int st = QUERY(t, INO_GETATTR, ino_getattr_req, .ino = ino);
+    if (st == 0 && oi) decode_reply(t, &mkv_desc_obj_info, oi);
+    return st;
+}
+
+static int iunlink(struct t *t, uint64_t parent, const char *name, uint32_t flags)
+{
+    return APPLY(t, INO_UNLINK, ino_unlink_req, .parent = parent, .name = S(name), .flags = flags);
+}
+
+static int irename(struct t *t, uint64_t p1, const char *n1, uint64_t p2, const char *n2,
+                   uint32_t flags)
+{
+    return APPLY(t, INO_RENAME, ino_rename_req, .parent = p1, .name = S(n1), .newparent = p2,
+                 .newname = S(n2), .flags = flags);
+}
+
+/* "name:type" of a directory, joined with ' ', read max entries at a time. */
+static char *ireaddir(struct t *t, uint64_t dir, uint32_t max)
+{
+    struct mkv_buf out = MKV_BUF_INIT;
+    char after[MKV_NAME_MAX + 2] = "";
+    for (;;) {
+        struct mkv_ino_readdir_rep rep;
+        struct mkv_dirent d;
+        struct mkv_slice cur;
+        assert_int_equal(QUERY(t, INO_READDIR, ino_readdir_req, .ino = dir, .after = S(after),
+                               .max = max, .flags = MKV_INO_PLUS),
+                         0);
+        decode_reply(t, &mkv_desc_ino_readdir_rep, &rep);
+        cur = rep.entries;
+        while (mkv_msg_next(&mkv_desc_dirent, &cur, &d) == 1) {
+            struct mkv_obj_info a;
+            assert_int_equal(mkv_msg_decode(&mkv_desc_obj_info, d.attr.p, d.attr.len, &a), 0);
+            assert_int_equal(a.ino, d.ino);
+            mkv_buf_printf(&out, "%s%.*s:%u", out.len ? " " : "", (int)d.name.len, d.name.p, d.type);
+            snprintf(after, sizeof after, "%.*s%s", (int)d.name.len, d.name.p,
+                     d.type == MKV_T_DIR ? "/" : "");
+        }
+        if (rep.eof) break;
+    }
+    mkv_buf_puts(&out, "");
+    return mkv_buf_steal(&out);
+}
+
+static void ext1(struct mkv_buf *b, uint64_t file_off, uint64_t len, uint64_t chunk,
+                 uint64_t chunk_off)
+{
+    struct mkv_extent e = {file_off, len, chunk, 1, 0, chunk_off};
+    assert_int_equal(mkv_msg_append(b, &mkv_desc_extent, &e), 0);
+}
+
+static char *extents_str(struct t *t, uint64_t ino)
+{
+    struct mkv_obj_info oi;
+    struct mkv_buf out = MKV_BUF_INIT;
+    struct mkv_slice cur;
+    struct mkv_extent e;
+    assert_int_equal(igetattr(t, ino, &oi), 0);
+    cur = oi.extents;
+    while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1)
+        mkv_buf_printf(&out, "%s%llu+%llu@%llu:%llu", out.len ? " " : "",
+                       (unsigned long long)e.file_off, (unsigned long long)e.len,
+                       (unsigned long long)e.chunk_id, (unsigned long long)e.chunk_off);
+    mkv_buf_puts(&out, "");
+    return mkv_buf_steal(&out);
+}
+
+static void posix_entries(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    uint64_t b, f, d, sub, sl, fifo;
+    char *s;
+    int st;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    b = bucket_ino(t, "bkt");
+    f = imake(t, b, "f", MKV_T_FILE, 0640, NULL, &st);
+    assert_int_equal(st, 0);
+    assert_int_equal(ilookup(t, b, "f", &oi), 0);
+    assert_int_equal(oi.ino, f);
+    assert_int_equal(oi.mode, S_IFREG | 0640);
+    assert_int_equal(oi.uid, 1000);
+    assert_int_equal(oi.gid, 100);
+    assert_int_equal(oi.nlink, 1);
+    /* The same file through the S3 front. */
+    assert_int_equal(lookup(t, "bkt", "f", &oi), 0);
+    assert_int_equal(oi.ino, f);
+    assert_true(mkv_slice_eq(oi.etag, "\"d41d8cd98f00b204e9800998ecf8427e\""));
+    d = imake(t, b, "d", MKV_T_DIR, 0750, NULL, &st);
+    assert_int_equal(st, 0);
+    assert_int_equal(lookup(t, "bkt", "d/", &oi), 0); /* an explicit directory: "d/" */
+    assert_int_equal(oi.dflags, 0);
+    sub = imake(t, d, "sub", MKV_T_DIR, 0755, NULL, &st);
+    sl = imake(t, b, "s", MKV_T_SYMLINK, 0, "d/sub", &st);
+    assert_int_equal(st, 0);
+    assert_int_equal(igetattr(t, sl, &oi), 0);
+    assert_int_equal(oi.mode & S_IFMT, S_IFLNK);
+    assert_true(mkv_slice_eq(oi.symlink, "d/sub"));
+    assert_int_equal(oi.size, 5);
+    fifo = imake(t, b, "p", MKV_T_FIFO, 0600, NULL, &st);
+    assert_int_equal(st, 0);
+    (void)fifo;
+    /* Errors. */
+    imake(t, b, "f", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -EEXIST);
+    imake(t, b, "d", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -EEXIST);
+    imake(t, f, "x", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -ENOTDIR);
+    imake(t, b, "a/b", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -EINVAL);
+    imake(t, b, "..", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -EINVAL);
+    {
+        /* 255 bytes is a name; longer ones the codec does not even carry
+         * (the client answers ENAMETOOLONG itself). */
+        char name[300];
+        memset(name, 'n', 255);
+        name[255] = '\0';
+        assert_true(imake(t, b, name, MKV_T_FILE, 0644, NULL, &st) != 0);
+        assert_int_equal(iunlink(t, b, name, 0), 0);
+    }
+    imake(t, 999999, "x", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -ENOENT);
+    imake(t, NS_ROOT_INO_TEST, "x", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, -EPERM); /* the root holds buckets only */
+    assert_int_equal(ilookup(t, b, "nope", NULL), -ENOENT);
+    assert_int_equal(ilookup(t, f, "x", NULL), -ENOTDIR);
+    /* Listing: every entry once, in key order, with attributes; paged. */
+    s = ireaddir(t, b, 1000);
+    assert_string_equal(s, "d:2 f:1 p:4 s:3");
+    free(s);
+    s = ireaddir(t, b, 1);
+    assert_string_equal(s, "d:2 f:1 p:4 s:3");
+    free(s);
+    /* S3 lists files and directory markers, not symlinks or FIFOs. */
+    s = list_str(t, "bkt", "", "", "", 100, 0);
+    assert_string_equal(s, "k:d/\nk:d/sub/\nk:f\n");
+    free(s);
+    /* rmdir / unlink errors. */
+    assert_int_equal(iunlink(t, b, "d", MKV_UNLINK_DIR), -ENOTEMPTY);
+    assert_int_equal(iunlink(t, b, "f", MKV_UNLINK_DIR), -ENOTDIR);
+    assert_int_equal(iunlink(t, b, "d", 0), -EISDIR);
+    assert_int_equal(iunlink(t, b, "zz", 0), -ENOENT);
+    assert_int_equal(iunlink(t, d, "sub", MKV_UNLINK_DIR), 0);
+    assert_int_equal(igetattr(t, sub, NULL), -ENOENT);
+    assert_int_equal(iunlink(t, b, "d", MKV_UNLINK_DIR), 0);
+    assert_int_equal(lookup(t, "bkt", "d/", NULL), MKV_ENOTFOUND);
+    assert_int_equal(iunlink(t, b, "s", 0), 0);
+    assert_int_equal(iunlink(t, b, "p", 0), 0);
+    /* Buckets from the root: mkdir makes one, rmdir removes an empty one. */
+    assert_int_equal(imake(t, NS_ROOT_INO_TEST, "made-by-mkdir", MKV_T_DIR, 0755, NULL, &st) != 0, 1);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("made-by-mkdir")), 0);
+    imake(t, NS_ROOT_INO_TEST, "Bad_Name", MKV_T_DIR, 0755, NULL, &st);
+    assert_int_equal(st, -EINVAL);
+    assert_int_equal(iunlink(t, NS_ROOT_INO_TEST, "bkt", MKV_UNLINK_DIR), -ENOTEMPTY);
+    assert_int_equal(iunlink(t, NS_ROOT_INO_TEST, "made-by-mkdir", MKV_UNLINK_DIR), 0);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("made-by-mkdir")),
+                     MKV_ENOBUCKET);
+}
+
+static void posix_links_orphans(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    struct mkv_buf eb = MKV_BUF_INIT;
+    struct mkv_ino_unlink_rep ur;
+    uint64_t b, f;
+    int st;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    b = bucket_ino(t, "bkt");
+    f = imake(t, b, "f", MKV_T_FILE, 0644, NULL, &st);
+    ext1(&eb, 0, 1000, 77, 0);
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 1000,
+                           .extents = mkv_slice_mem(eb.p, eb.len), .etag = S("\"e\"")),
+                     0);
+    assert_int_equal(refcheck1(t, 77, 1), 1);
+    /* Hard link: two names, one inode. */
+    assert_int_equal(APPLY(t, INO_LINK, ino_link_req, .ino = f, .newparent = b, .newname = S("g")), 0);
+    decode_reply(t, &mkv_desc_obj_info, &oi);
+    assert_int_equal(oi.nlink, 2);
+    assert_int_equal(APPLY(t, INO_LINK, ino_link_req, .ino = f, .newparent = b, .newname = S("g")),
+                     -EEXIST);
+    assert_int_equal(APPLY(t, INO_LINK, ino_link_req, .ino = b, .newparent = b, .newname = S("h")),
+                     -EPERM);
+    assert_int_equal(lookup(t, "bkt", "g", &oi), 0);
+    assert_int_equal(oi.ino, f);
+    assert_int_equal(iunlink(t, b, "f", 0), 0);
+    decode_reply(t, &mkv_desc_ino_unlink_rep, &ur);
+    assert_int_equal(ur.nlink, 1);
+    assert_int_equal(refcheck1(t, 77, 1), 1);
+    /* Unlinked while open: kept as an orphan until dropped. */
+    assert_int_equal(iunlink(t, b, "g", MKV_UNLINK_KEEP), 0);
+    decode_reply(t, &mkv_desc_ino_unlink_rep, &ur);
+    assert_int_equal(ur.nlink, 0);
+    assert_int_equal(ilookup(t, b, "g", NULL), -ENOENT);
+    assert_int_equal(lookup(t, "bkt", "g", NULL), MKV_ENOTFOUND);
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_int_equal(oi.nlink, 0);
+    assert_int_equal(oi.size, 1000);
+    assert_int_equal(refcheck1(t, 77, 1), 1);
+    assert_int_equal(APPLY(t, INO_LINK, ino_link_req, .ino = f, .newparent = b, .newname = S("z")),
+                     -ENOENT);
+    assert_int_equal(APPLY(t, ORPHAN_DROP, orphan_drop_req, .ino = f), 0);
+    assert_int_equal(igetattr(t, f, NULL), -ENOENT);
+    assert_int_equal(refcheck1(t, 77, 1), 0);
+    assert_true(in_garbage(t, 77, 1));
+    assert_int_equal(APPLY(t, ORPHAN_DROP, orphan_drop_req, .ino = f), 0); /* twice: nothing */
+    mkv_buf_free(&eb);
+}
+
+static void posix_write_setattr(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    struct mkv_buf eb = MKV_BUF_INIT;
+    uint64_t b, f;
+    char *s;
+    int st;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    b = bucket_ino(t, "bkt");
+    f = imake(t, b, "f", MKV_T_FILE, 0644, NULL, &st);
+    /* Splicing: new extents cut the old ones. */
+    ext1(&eb, 0, 100, 10, 0);
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 100,
+                           .extents = mkv_slice_mem(eb.p, eb.len)),
+                     0);
+    mkv_buf_reset(&eb);
+    ext1(&eb, 50, 10, 11, 65536);
+    ext1(&eb, 90, 30, 12, 0);
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 120,
+                           .extents = mkv_slice_mem(eb.p, eb.len), .etag = S("")),
+                     0);
+    s = extents_str(t, f);
+    assert_string_equal(s, "0+50@10:0 50+10@11:65536 60+30@10:60 90+30@12:0");
+    free(s);
+    assert_int_equal(refcheck1(t, 10, 1), 1);
+    /* Truncate down and up: extents cut, size kept. */
+    assert_int_equal(APPLY(t, INO_SETATTR, ino_setattr_req, .ino = f, .valid = MKV_SET_SIZE,
+                           .size = 55),
+                     0);
+    decode_reply(t, &mkv_desc_obj_info, &oi);
+    assert_int_equal(oi.size, 55);
+    s = extents_str(t, f);
+    assert_string_equal(s, "0+50@10:0 50+5@11:65536");
+    free(s);
+    assert_int_equal(refcheck1(t, 12, 1), 0);
+    assert_true(in_garbage(t, 12, 1));
+    assert_int_equal(APPLY(t, INO_SETATTR, ino_setattr_req, .ino = f, .valid = MKV_SET_SIZE,
+                           .size = 1ull << 33),
+                     0);
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_int_equal(oi.size, 1ull << 33);
+    /* Inline content, and extents over it only as a whole rewrite. */
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 5,
+                           .flags = MKV_WRITE_INLINE, .data = S("hello"), .etag = S("\"x\"")),
+                     0);
+    assert_true(in_garbage(t, 10, 1));
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_true(mkv_slice_eq(oi.data, "hello"));
+    assert_int_equal(oi.extents.len, 0);
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 100,
+                           .extents = mkv_slice_mem(eb.p, eb.len)),
+                     -EINVAL);
+    assert_int_equal(APPLY(t, INO_SETATTR, ino_setattr_req, .ino = f, .valid = MKV_SET_SIZE,
+                           .size = 3),
+                     0);
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_true(mkv_slice_eq(oi.data, "hel"));
+    assert_int_equal(APPLY(t, INO_WRITE, ino_write_req, .ino = f, .size = 120,
+                           .flags = MKV_WRITE_REPLACE, .extents = mkv_slice_mem(eb.p, eb.len)),
+                     0);
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_int_equal(oi.data.len, 0);
+    s = extents_str(t, f);
+    assert_string_equal(s, "50+10@11:65536 90+30@12:0");
+    free(s);
+    /* Attributes. */
+    assert_int_equal(APPLY(t, INO_SETATTR, ino_setattr_req, .ino = f,
+                           .valid = MKV_SET_MODE | MKV_SET_UID | MKV_SET_GID | MKV_SET_ATIME |
+                                    MKV_SET_MTIME,
+                           .mode = 04711, .uid = 7, .gid = 8, .atime = 123, .mtime = 456),
+                     0);
+    assert_int_equal(igetattr(t, f, &oi), 0);
+    assert_int_equal(oi.mode, S_IFREG | 04711);
+    assert_int_equal(oi.uid, 7);
+    assert_int_equal(oi.gid, 8);
+    assert_int_equal(oi.atime, 123);
+    assert_int_equal(oi.mtime, 456);
+    assert_int_equal(oi.ctime, t->now);
+    assert_int_equal(APPLY(t, INO_SETATTR, ino_setattr_req, .ino = b, .valid = MKV_SET_SIZE), -EISDIR);
+    /* Extended attributes. */
+    assert_int_equal(APPLY(t, XATTR_SET, xattr_set_req, .ino = f, .name = S("user.a"),
+                           .value = S("1"), .flags = MKV_XATTR_CREATE),
+                     0);
+    assert_int_equal(APPLY(t, XATTR_SET, xattr_set_req, .ino = f, .name = S("user.a"),
+                           .value = S("2"), .flags = MKV_XATTR_CREATE),
+                     -EEXIST);
+    assert_int_equal(APPLY(t, XATTR_SET, xattr_set_req, .ino = f, .name = S("user.b"),
+                           .value = S("2"), .flags = MKV_XATTR_REPLACE),
+                     -ENODATA);
+    assert_int_equal(APPLY(t, XATTR_SET, xattr_set_req, .ino = f, .name = S("security.c"),
+                           .value = S("")),
+                     0);
+    {
+        struct mkv_xattr_get_rep g;
+        struct mkv_xattr_list_rep l;
+        struct mkv_key_entry ke;
+        struct mkv_slice cur;
+        int n = 0;
+        assert_int_equal(QUERY(t, XATTR_GET, xattr_get_req, .ino = f, .name = S("user.a")), 0);
+        decode_reply(t, &mkv_desc_xattr_get_rep, &g);
+        assert_true(mkv_slice_eq(g.value, "1"));
+        assert_int_equal(QUERY(t, XATTR_GET, xattr_get_req, .ino = f, .name = S("user.zz")), -ENODATA);
+        assert_int_equal(QUERY(t, XATTR_LIST, xattr_list_req, .ino = f), 0);
+        decode_reply(t, &mkv_desc_xattr_list_rep, &l);
+        cur = l.names;
+        while (mkv_msg_next(&mkv_desc_key_entry, &cur, &ke) == 1) n++;
+        assert_int_equal(n, 2);
+    }
+    assert_int_equal(APPLY(t, XATTR_REMOVE, xattr_remove_req, .ino = f, .name = S("user.a")), 0);
+    assert_int_equal(APPLY(t, XATTR_REMOVE, xattr_remove_req, .ino = f, .name = S("user.a")),
+                     -ENODATA);
+    /* They go with the inode. */
+    assert_int_equal(iunlink(t, b, "f", 0), 0);
+    assert_int_equal(QUERY(t, XATTR_LIST, xattr_list_req, .ino = f), -ENOENT);
+    mkv_buf_free(&eb);
+}
+
+static void posix_rename(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    uint64_t b, b2, d1, d2, d3, f1, f2, e;
+    int st;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    assert_int_equal(mkbucket(t, "bkt2"), 0);
+    b = bucket_ino(t, "bkt");
+    b2 = bucket_ino(t, "bkt2");
+    d1 = imake(t, b, "d1", MKV_T_DIR, 0755, NULL, &st);
+    d2 = imake(t, b, "d2", MKV_T_DIR, 0755, NULL, &st);
+    d3 = imake(t, d1, "d3", MKV_T_DIR, 0755, NULL, &st);
+    f1 = imake(t, d1, "f1", MKV_T_FILE, 0644, NULL, &st);
+    f2 = imake(t, d2, "f2", MKV_T_FILE, 0644, NULL, &st);
+    /* A move across directories; S3 sees the new key. */
+    assert_int_equal(irename(t, d1, "f1", d2, "g1", 0), 0);
+    assert_int_equal(lookup(t, "bkt", "d2/g1", &oi), 0);
+    assert_int_equal(oi.ino, f1);
+    assert_int_equal(lookup(t, "bkt", "d1/f1", NULL), MKV_ENOTFOUND);
+    /* Replace: the old target goes. */
+    assert_int_equal(irename(t, d2, "g1", d2, "f2", 0), 0);
+    assert_int_equal(igetattr(t, f2, NULL), -ENOENT);
+    assert_int_equal(ilookup(t, d2, "f2", &oi), 0);
+    assert_int_equal(oi.ino, f1);
+    /* NOREPLACE, EXCHANGE. */
+    e = imake(t, d2, "e", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(irename(t, d2, "e", d2, "f2", MKV_RENAME_NOREPLACE), -EEXIST);
+    assert_int_equal(irename(t, d2, "e", d2, "f2", MKV_RENAME_EXCHANGE), 0);
+    assert_int_equal(ilookup(t, d2, "f2", &oi), 0);
+    assert_int_equal(oi.ino, e);
+    assert_int_equal(ilookup(t, d2, "e", &oi), 0);
+    assert_int_equal(oi.ino, f1);
+    assert_int_equal(irename(t, d2, "e", d2, "nope", MKV_RENAME_EXCHANGE), -ENOENT);
+    /* Exchange a file and a directory. */
+    assert_int_equal(irename(t, d2, "e", d1, "d3", MKV_RENAME_EXCHANGE), 0);
+    assert_int_equal(ilookup(t, d2, "e", &oi), 0);
+    assert_int_equal(oi.ino, d3);
+    assert_int_equal(lookup(t, "bkt", "d2/e/", NULL), 0);
+    assert_int_equal(irename(t, d2, "e", d1, "d3", MKV_RENAME_EXCHANGE), 0);
+    /* Directory rules. */
+    assert_int_equal(irename(t, b, "d1", d3, "x", 0), -EINVAL); /* into itself */
+    assert_int_equal(irename(t, b, "d1", d1, "x", 0), -EINVAL);
+    assert_int_equal(irename(t, b, "d2", b, "d1", 0), -ENOTEMPTY);
+    assert_int_equal(irename(t, d2, "f2", b, "d1", 0), -EISDIR);
+    assert_int_equal(irename(t, b, "d1", d2, "f2", 0), -ENOTDIR);
+    assert_int_equal(irename(t, d2, "f2", b2, "x", 0), -EXDEV);
+    assert_int_equal(irename(t, NS_ROOT_INO_TEST, "bkt2", NS_ROOT_INO_TEST, "bkt3", 0), -EPERM);
+    assert_int_equal(irename(t, d2, "zz", b, "x", 0), -ENOENT);
+    /* A directory rename moves its whole subtree at once. */
+    assert_int_equal(irename(t, b, "d1", b, "renamed", 0), 0);
+    assert_int_equal(lookup(t, "bkt", "renamed/d3/", &oi), 0);
+    assert_int_equal(oi.ino, d3);
+    assert_int_equal(imake(t, d3, "deep", MKV_T_FILE, 0644, NULL, &st) != 0, 1);
+    assert_int_equal(lookup(t, "bkt", "renamed/d3/deep", NULL), 0);
+    /* An empty directory onto an empty one replaces it. */
+    assert_int_equal(imake(t, b, "empty1", MKV_T_DIR, 0755, NULL, &st) != 0, 1);
+    assert_int_equal(imake(t, b, "empty2", MKV_T_DIR, 0755, NULL, &st) != 0, 1);
+    assert_int_equal(irename(t, b, "empty1", b, "empty2", 0), 0);
+    assert_int_equal(ilookup(t, b, "empty1", NULL), -ENOENT);
+}
+
+/* S3 keys and the POSIX front: implicit directories, key length. */
+static void posix_s3_mix(void **state)
+{
+    struct t *t = *state;
+    struct mkv_obj_info oi;
+    uint64_t b, a, ab, cur;
+    char name[120];
+    int st;
+    assert_int_equal(mkbucket(t, "bkt"), 0);
+    b = bucket_ino(t, "bkt");
+    assert_int_equal(put(t, "bkt", "a/b/c", 10), 0);
+    assert_int_equal(ilookup(t, b, "a", &oi), 0);
+    a = oi.ino;
+    assert_int_equal(oi.type, MKV_T_DIR);
+    assert_int_equal(ilookup(t, a, "b", &oi), 0);
+    ab = oi.ino;
+    /* Removing the last entry of an implicit directory through the mount
+     * keeps it, now as an explicit directory that S3 lists. */
+    assert_int_equal(iunlink(t, ab, "c", 0), 0);
+    assert_int_equal(lookup(t, "bkt", "a/b/", &oi), 0);
+    assert_int_equal(oi.dflags, 0);
+    {
+        char *s = list_str(t, "bkt", "", "", "", 100, 0);
+        assert_string_equal(s, "k:a/b/\n");
+        free(s);
+    }
+    /* A key may not exceed 1024 bytes: deep paths stop there. */
+    memset(name, 'x', 100);
+    name[100] = '\0';
+    cur = b;
+    for (int i = 0; i < 20; i++) {
+        uint64_t n = imake(t, cur, name, MKV_T_DIR, 0755, NULL, &st);
+        if (st) {
+            assert_int_equal(st, -ENAMETOOLONG);
+            assert_int_equal(i, 10); /* 10 x 101 bytes fit, the 11th not */
+            break;
+        }
+        cur = n;
+    }
+    assert_int_equal(st, -ENAMETOOLONG);
+    imake(t, cur, "f", MKV_T_FILE, 0644, NULL, &st);
+    assert_int_equal(st, 0); /* 1010 + 1 */
+}
+
 /* The environment is committed without fsync; its state file decides at
  * open whether it survived (lib/minikv/trust.h). */
 static void write_state(const char *nsdir, const char *boot, int clean, uint64_t txn)
@@ -1771,6 +2241,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(put_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(inline_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(posix_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(posix_links_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(posix_write_setattr, setup, teardown),
+        cmocka_unit_test_setup_teardown(posix_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(posix_s3_mix, setup, teardown),
         cmocka_unit_test_setup_teardown(trust_state, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
