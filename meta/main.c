@@ -23,6 +23,7 @@ struct settings
     char *listen;
     long long id;
     char *peers;
+    char *chunk_servers;
     long long snapshot_threshold;
     uint64_t raft_segment_size;
     long long snapshot_trailing;
@@ -41,6 +42,8 @@ static const struct mkv_option options[] = {
     MKV_OPT("listen", MKV_OPT_STR, S, listen, "127.0.0.1:7000", "HOST:PORT",
             "metadata service address (Raft listens on PORT+1)", mkv_validate_hostport),
     MKV_OPT("id", MKV_OPT_INT, S, id, "1", "N", "this member's id in --peers", NULL),
+    MKV_OPT("chunk-servers", MKV_OPT_STR, S, chunk_servers, NULL, "H:P[,H:P]",
+            "chunk servers to tell clients about (mounts find the data through it)", NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),
     MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "32768", "N",
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
     o.id = (uint64_t)s.id;
     o.listen = s.listen;
     o.peers = s.peers;
+    o.chunk_servers = s.chunk_servers;
     o.snapshot_threshold = (unsigned)s.snapshot_threshold;
     o.segment_size = (size_t)s.raft_segment_size;
     o.snapshot_trailing = (unsigned)s.snapshot_trailing;

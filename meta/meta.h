@@ -46,6 +46,10 @@ struct mkv_meta_opts
      * has less than this free; deletes and garbage collection go on, so
      * that space can be freed. 0: no reserve. */
     uint64_t reserve_bytes;
+    /* Chunk server addresses ("h:p[,h:p]") META_STATUS reports, so that
+     * clients given only the meta address (mounts) find the data. Until
+     * chunk servers register themselves this is configuration. */
+    const char *chunk_servers;
     /* Optional: the state machine failed (LMDB error); the service refuses
      * every request from then on and should be stopped. */
     void (*on_fatal)(void *data);

@@ -157,6 +157,14 @@ static int dir_touch(struct ns_op *op, uint64_t dir, int removed)
     return ns_ino_put(op, &oi);
 }
 
+/* Whether ino is in a packed u64 keep list. */
+static int in_keep(struct mkv_slice keep, uint64_t ino)
+{
+    for (size_t i = 0; i + 8 <= keep.len; i += 8)
+        if (mkv_get_le64(keep.p + i) == ino) return 1;
+    return 0;
+}
+
 /* Drops one link of a non-directory inode whose entry was just removed:
  * the inode goes (or, with keep, stays as an orphan) at the last one. */
 static int drop_link(struct ns_op *op, struct mkv_obj_info *oi, int keep, uint32_t *left)
@@ -223,7 +231,7 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_ino_readdir_rep rep = {0};
     struct mkv_obj_info oi;
     struct mkv_buf out = MKV_BUF_INIT, attr = MKV_BUF_INIT;
-    uint8_t k[8 + MKV_NAME_MAX + 1];
+    uint8_t k[16];
     MDB_cursor *c;
     MDB_val key, v;
     uint32_t max, n = 0;
@@ -232,21 +240,19 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
     if ((rv = get_dir(op, req.ino, &oi))) return rv;
     max = req.max ? MKV_MIN(req.max, MKV_LIST_MAX) : MKV_LIST_MAX;
     mkv_put_be64(k, req.ino);
-    memcpy(k + 8, req.after.p, req.after.len);
-    key.mv_size = 8 + req.after.len;
+    mkv_put_be64(k + 8, req.cookie + 1);
+    key.mv_size = 16;
     key.mv_data = k;
-    if ((rv = ns_cursor(op, op->ns->db_dentries, &c))) return rv;
-    rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
-    /* Resume strictly after the last entry seen. */
-    if (rc == 0 && req.after.len && key.mv_size == 8 + req.after.len &&
-        memcmp(key.mv_data, k, key.mv_size) == 0)
-        rc = mdb_cursor_get(c, &key, &v, MDB_NEXT);
+    if ((rv = ns_cursor(op, op->ns->db_dirseq, &c))) return rv;
     rep.eof = 1;
-    for (; rc == 0; rc = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
         const uint8_t *kp = key.mv_data;
+        uint8_t dk[8 + MKV_NAME_MAX + 1];
         struct mkv_dirent d;
-        if (key.mv_size < 9 || mkv_get_be64(kp) != req.ino) break;
-        if (v.mv_size < 10) {
+        MDB_val dv;
+        if (key.mv_size != 16 || mkv_get_be64(kp) != req.ino) break;
+        if (v.mv_size < 1 || v.mv_size > MKV_NAME_MAX + 1) {
             rc = MDB_CORRUPTED;
             break;
         }
@@ -254,18 +260,23 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
             rep.eof = 0;
             break;
         }
-        d.ino = mkv_get_le64(v.mv_data);
-        d.type = ((const uint8_t *)v.mv_data)[8];
-        d.name = mkv_slice_mem(kp + 8, key.mv_size - 8 - (d.type == MKV_T_DIR ? 1 : 0));
+        mkv_put_be64(dk, req.ino);
+        memcpy(dk + 8, v.mv_data, v.mv_size);
+        if ((rv = ns_get(op, op->ns->db_dentries, dk, 8 + v.mv_size, &dv)) || dv.mv_size < 10) {
+            rc = rv == -ENOENT || !rv ? MDB_CORRUPTED : EIO;
+            break;
+        }
+        d.ino = mkv_get_le64(dv.mv_data);
+        d.type = ((const uint8_t *)dv.mv_data)[8];
+        d.name = mkv_slice_mem(v.mv_data, v.mv_size - (d.type == MKV_T_DIR ? 1 : 0));
+        d.cookie = mkv_get_be64(kp + 8);
         d.attr = mkv_slice_mem("", 0);
         if (req.flags & MKV_INO_PLUS) {
             struct mkv_obj_info e;
             /* The name stays valid: reads do not move LMDB pages. */
             if ((rv = ns_ino_get(op, d.ino, &e))) {
-                mdb_cursor_close(c);
-                mkv_buf_free(&out);
-                mkv_buf_free(&attr);
-                return rv == -ENOENT ? NS_EFATAL : rv;
+                rc = rv == -ENOENT ? MDB_CORRUPTED : EIO;
+                break;
             }
             e.extents = e.data = e.attrs = mkv_slice_mem("", 0);
             mkv_buf_reset(&attr);
@@ -285,7 +296,7 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
     mkv_buf_free(&attr);
     if (rc && rc != MDB_NOTFOUND) {
         mkv_buf_free(&out);
-        return ns_fail(op, rc, "readdir");
+        return op->fatal ? NS_EFATAL : ns_fail(op, rc, "readdir");
     }
     rep.entries = mkv_slice_mem(out.p ? out.p : (const uint8_t *)"", out.len);
     rv = ns_reply(op, &mkv_desc_ino_readdir_rep, &rep);
@@ -384,7 +395,9 @@ int ns_ino_unlink(struct ns_op *op, const uint8_t *p, size_t len)
         if (oi.type == MKV_T_DIR) return -EISDIR;
         if ((rv = ns_dent_del(op, req.parent, req.name.p, req.name.len, 0)))
             return rv == -ENOENT ? NS_EFATAL : rv;
-        if ((rv = drop_link(op, &oi, (req.flags & MKV_UNLINK_KEEP) != 0, &left))) return rv;
+        if ((rv = drop_link(op, &oi,
+                            (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, oi.ino), &left)))
+            return rv;
     }
     if ((rv = dir_touch(op, req.parent, 1))) return rv;
     rep.nlink = left;
@@ -509,7 +522,10 @@ int ns_ino_rename(struct ns_op *op, const uint8_t *p, size_t len)
             if ((rv = ns_ino_del(op, tino))) return rv == -ENOENT ? NS_EFATAL : rv;
             if (!(tdflags & MKV_DF_IMPLICIT)) ns->cnt.objects--;
         } else {
-            if ((rv = drop_link(op, &dst, (req.flags & MKV_UNLINK_KEEP) != 0, &left))) return rv;
+            if ((rv = drop_link(op, &dst,
+                                (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, dst.ino),
+                                &left)))
+                return rv;
             rep.replaced_nlink = left;
         }
     }
@@ -698,6 +714,41 @@ out:
     return rv;
 }
 
+/* The extents of an INO_WRITE: sorted, non-overlapping; chunk id 0 is a
+ * hole to punch (fallocate PUNCH_HOLE): it cuts what it covers and then
+ * goes. */
+static int write_extents_check(struct mkv_slice ext)
+{
+    struct mkv_extent e;
+    uint64_t end = 0;
+    uint32_t n = 0;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &ext, &e)) == 1) {
+        if (++n > MKV_EXTENTS_MAX) return -E2BIG;
+        if (e.len == 0 || e.file_off < end || e.file_off + e.len < e.file_off) return -EINVAL;
+        if (e.chunk_id && (e.chunk_off > MKV_CHUNK_SIZE || e.len > MKV_CHUNK_SIZE - e.chunk_off))
+            return -EINVAL;
+        end = e.file_off + e.len;
+    }
+    return rv < 0 ? -EINVAL : 0;
+}
+
+static int drop_holes(struct mkv_buf *b)
+{
+    struct mkv_buf out = MKV_BUF_INIT;
+    struct mkv_slice cur = mkv_slice_mem(b->p ? b->p : (const uint8_t *)"", b->len);
+    struct mkv_extent e;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1)
+        if (e.chunk_id && mkv_msg_append(&out, &mkv_desc_extent, &e)) {
+            mkv_buf_free(&out);
+            return -ENOMEM;
+        }
+    mkv_buf_free(b);
+    *b = out;
+    return rv < 0 ? -EPROTO : 0;
+}
+
 int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_ino_write_req req;
@@ -721,7 +772,7 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
             if (e.file_off + e.len > end) end = e.file_off + e.len;
         if (rv < 0) return -EPROTO;
         if (end > req.size) return -EINVAL;
-        if ((rv = ns_extents_check(req.extents, end, MKV_EXTENTS_MAX))) return rv;
+        if ((rv = write_extents_check(req.extents))) return rv;
         /* Inline bytes cannot be partly overwritten by extents: the writer
          * rewrites the whole file then. */
         if (oi.data.len && !(req.flags & MKV_WRITE_REPLACE)) return -EINVAL;
@@ -733,6 +784,7 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
                                                     spliced.len),
                                       req.size, &cut);
         }
+        if (!rv) rv = drop_holes(&cut);
         if (rv) goto out;
         next = mkv_slice_mem(cut.p ? cut.p : (const uint8_t *)"", cut.len);
         if ((rv = ns_extents_check(next, req.size, MKV_EXTENTS_MAX))) {
@@ -745,7 +797,8 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
     oi.ctime = op->now;
     oi.etag = req.etag;
     oi.generation = op->index;
-    if (!(rv = ns_ino_put(op, &oi))) rv = reply_inode(op, &oi, 1);
+    /* The whole inode: the writer's view of the content is the new one. */
+    if (!(rv = ns_ino_put(op, &oi))) rv = reply_inode(op, &oi, 0);
 out:
     mkv_buf_free(&spliced);
     mkv_buf_free(&cut);

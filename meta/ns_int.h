@@ -14,8 +14,11 @@
 #include "minikv/err.h"
 #include "minikv/wire.h"
 
-#define NS_SCHEMA_VERSION 2 /* 2: dirparent, xattrs, orphans */
+#define NS_SCHEMA_VERSION 3 /* 2: dirparent, xattrs, orphans; 3: entry cookies */
 #define NS_ROOT_INO 1
+/* A dentry's value: ino u64 LE, type u8, dflags u8, cookie u64 LE (schema
+ * 3; 10 bytes before). */
+#define NS_DENT_VLEN 18
 /* Keys of the "meta" table. */
 #define NS_K_SCHEMA "schema"
 #define NS_K_APPLIED "applied"
@@ -75,7 +78,8 @@ struct mkv_ns
 {
     MDB_env *env;
     MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts,
-        db_refs, db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans;
+        db_refs, db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans,
+        db_dirseq;
     MDB_txn *batch; /* pending write transaction, or NULL */
     /* State mirrored in memory: the *_c copies are what is committed. */
     uint64_t applied, applied_c;
@@ -111,6 +115,7 @@ struct ns_op
     int wrote;      /* a table was modified */
     struct mkv_buf *reply;
     struct mkv_buf scratch; /* encode area for puts */
+    uint32_t dent_seq;      /* entries this command made (their cookies) */
 };
 
 /* Status a helper returns after recording a fatal LMDB error in op->fatal. */
@@ -151,7 +156,9 @@ size_t ns_dent_key(uint8_t *k, uint64_t dir, const uint8_t *name, size_t nlen, i
 int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen,
                  uint64_t *ino, int *type);
 /* Puts an entry of type MKV_T_*; a directory's entry also records its
- * parent (dirparent), and deleting it removes that. */
+ * parent (dirparent), and deleting it removes that. A new entry gets a
+ * cookie (its position in readdir order, table dirseq: stable while the
+ * entry lives); putting an existing entry again keeps it. */
 int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int type,
                 uint64_t ino, uint8_t dflags);
 int ns_dent_del(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir);

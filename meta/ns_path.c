@@ -87,15 +87,38 @@ int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nle
     return -ENOENT;
 }
 
+/* dirseq: key directory inode (8, BE) + cookie (8, BE), value the entry's
+ * key in dentries after the directory (name, '/' for a directory). */
+static int dirseq_put(struct ns_op *op, uint64_t dir, uint64_t seq, const uint8_t *dkey,
+                      size_t dlen)
+{
+    uint8_t k[16];
+    mkv_put_be64(k, dir);
+    mkv_put_be64(k + 8, seq);
+    return ns_put(op, op->ns->db_dirseq, k, 16, dkey, dlen);
+}
+
 int ns_dent_put(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, int type,
                 uint64_t ino, uint8_t dflags)
 {
-    uint8_t k[8 + MKV_NAME_MAX + 1], v[10];
+    uint8_t k[8 + MKV_NAME_MAX + 1], v[NS_DENT_VLEN];
     int is_dir = type == MKV_T_DIR, rv;
+    size_t klen = ns_dent_key(k, dir, name, nlen, is_dir);
+    uint64_t seq = 0;
+    MDB_val old;
+    rv = ns_get(op, op->ns->db_dentries, k, klen, &old);
+    if (rv && rv != -ENOENT) return rv;
+    if (rv == 0 && old.mv_size >= NS_DENT_VLEN) seq = mkv_get_le64((const uint8_t *)old.mv_data + 10);
     mkv_put_le64(v, ino);
     v[8] = (uint8_t)type;
     v[9] = dflags;
-    rv = ns_put(op, op->ns->db_dentries, k, ns_dent_key(k, dir, name, nlen, is_dir), v, sizeof v);
+    if (!seq) {
+        /* Unique and increasing with the log: the same on every replica. */
+        seq = ((op->index ? op->index : 1) << 20) | (op->dent_seq++ & 0xFFFFF);
+        if ((rv = dirseq_put(op, dir, seq, k + 8, klen - 8))) return rv;
+    }
+    mkv_put_le64(v + 10, seq);
+    rv = ns_put(op, op->ns->db_dentries, k, klen, v, sizeof v);
     if (!rv && is_dir) rv = ns_dirparent_put(op, ino, dir, name, nlen);
     return rv;
 }
@@ -106,11 +129,18 @@ int ns_dent_del(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen
     size_t klen = ns_dent_key(k, dir, name, nlen, is_dir);
     MDB_val v;
     int rv;
+    /* Its cookie, and a directory's row in dirparent, go with the entry. */
+    rv = ns_get(op, op->ns->db_dentries, k, klen, &v);
+    if (rv) return rv;
+    if (v.mv_size < 10) return ns_fail(op, MDB_CORRUPTED, "dentry");
+    if (v.mv_size >= NS_DENT_VLEN) {
+        uint8_t sk[16];
+        mkv_put_be64(sk, dir);
+        memcpy(sk + 8, (const uint8_t *)v.mv_data + 10, 8);
+        mkv_put_be64(sk + 8, mkv_get_le64(sk + 8));
+        if ((rv = ns_del(op, op->ns->db_dirseq, sk, 16)) && rv != -ENOENT) return rv;
+    }
     if (is_dir) {
-        /* The directory's row in dirparent goes with its entry. */
-        rv = ns_get(op, op->ns->db_dentries, k, klen, &v);
-        if (rv) return rv;
-        if (v.mv_size < 10) return ns_fail(op, MDB_CORRUPTED, "dentry");
         mkv_put_be64(dk, mkv_get_le64(v.mv_data));
         if ((rv = ns_del(op, op->ns->db_dirparent, dk, 8)) && rv != -ENOENT) return rv;
     }

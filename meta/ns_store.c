@@ -192,6 +192,44 @@ static int migrate_1_to_2(struct mkv_ns *ns, MDB_txn *txn)
     return rc;
 }
 
+/* Schema 3 gave every directory entry a cookie (its readdir position) and
+ * the dirseq index; entries of older environments get theirs in key order,
+ * the same on every replica. */
+static int migrate_2_to_3(struct mkv_ns *ns, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t seq = 1u << 20;
+    int rc;
+    if ((rc = mdb_cursor_open(txn, ns->db_dentries, &c))) return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        uint8_t nv[NS_DENT_VLEN], sk[16], key[8 + MKV_NAME_MAX + 1];
+        MDB_val val = {sizeof nv, nv}, skey = {16, sk}, sval;
+        size_t klen = k.mv_size;
+        if (v.mv_size >= NS_DENT_VLEN) continue;
+        if (v.mv_size < 10 || klen < 9 || klen > sizeof key) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(key, k.mv_data, klen);
+        memcpy(nv, v.mv_data, 10);
+        mkv_put_le64(nv + 10, ++seq);
+        memcpy(sk, key, 8);
+        mkv_put_be64(sk + 8, seq);
+        sval.mv_size = klen - 8;
+        sval.mv_data = key + 8;
+        if ((rc = mdb_put(txn, ns->db_dirseq, &skey, &sval, 0))) break;
+        k.mv_size = klen;
+        k.mv_data = key;
+        if ((rc = mdb_cursor_put(c, &k, &val, MDB_CURRENT))) break;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) rc = 0;
+    if (!rc) MKV_INFO("meta", "namespace schema migrated from=2 to=3 dir=%s", ns->dir);
+    return rc;
+}
+
 /* Creates the tables and, in a new environment, the root directory. */
 static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
 {
@@ -214,6 +252,7 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         {"dirparent", offsetof(struct mkv_ns, db_dirparent)},
         {"xattrs", offsetof(struct mkv_ns, db_xattrs)},
         {"orphans", offsetof(struct mkv_ns, db_orphans)},
+        {"dirseq", offsetof(struct mkv_ns, db_dirseq)},
     };
     uint64_t schema;
     int rc;
@@ -222,8 +261,9 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         if ((rc = mdb_dbi_open(txn, tables[i].name, MDB_CREATE, dbi))) return rc;
     }
     rc = get_u64(txn, ns->db_meta, NS_K_SCHEMA, &schema);
-    if (rc == 0 && schema == 1) {
-        if ((rc = migrate_1_to_2(ns, txn))) return rc;
+    if (rc == 0 && (schema == 1 || schema == 2)) {
+        if (schema == 1 && (rc = migrate_1_to_2(ns, txn))) return rc;
+        if ((rc = migrate_2_to_3(ns, txn))) return rc;
         return put_u64(txn, ns->db_meta, NS_K_SCHEMA, NS_SCHEMA_VERSION);
     }
     if (rc == 0) {
@@ -288,7 +328,7 @@ static int env_open(struct mkv_ns *ns, char *err, size_t errlen)
     MDB_txn *txn;
     int rc;
     if ((rc = mdb_env_create(&ns->env))) goto fail;
-    if ((rc = mdb_env_set_maxdbs(ns->env, 16))) goto fail;
+    if ((rc = mdb_env_set_maxdbs(ns->env, 32))) goto fail;
     if ((rc = mdb_env_set_mapsize(ns->env, ns->map_size))) goto fail;
     if ((rc = mdb_env_open(ns->env, ns->dir, flags, 0640))) goto fail;
     if ((rc = mdb_txn_begin(ns->env, NULL, 0, &txn))) goto fail;
@@ -314,7 +354,7 @@ static int peek_last_txn(struct mkv_ns *ns, uint64_t *txn)
     MDB_envinfo info;
     int rc;
     if ((rc = mdb_env_create(&e))) return rc;
-    mdb_env_set_maxdbs(e, 16);
+    mdb_env_set_maxdbs(e, 32);
     mdb_env_set_mapsize(e, ns->map_size);
     rc = mdb_env_open(e, ns->dir, MDB_RDONLY | MDB_NOLOCK, 0640);
     if (!rc) rc = mdb_env_info(e, &info);
@@ -497,7 +537,7 @@ static int image_applied(const char *path, uint64_t size, uint64_t *applied)
     MDB_dbi db;
     int rc;
     if ((rc = mdb_env_create(&e))) return rc;
-    mdb_env_set_maxdbs(e, 16);
+    mdb_env_set_maxdbs(e, 32);
     mdb_env_set_mapsize(e, size + (1u << 20));
     rc = mdb_env_open(e, path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK, 0600);
     if (!rc) rc = mdb_txn_begin(e, NULL, MDB_RDONLY, &txn);

@@ -27,6 +27,7 @@ struct mkv_meta
     struct mkv_server *srv;
     struct mkv_buf scratch; /* query replies */
     char *dir;
+    struct mkv_buf chunk_servers; /* chunk_server_info records for META_STATUS */
     uint64_t reserve;
     uint64_t free_bytes;   /* last statvfs of dir */
     uint64_t free_checked; /* uv_now of that statvfs */
@@ -213,6 +214,9 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
             reply_error(m, c, &f->hdr, -EPROTO, "malformed status request");
         } else {
             mkv_node_status(m->node, &rep);
+            rep.chunk_servers = mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p
+                                                                 : (const uint8_t *)"",
+                                              m->chunk_servers.len);
             mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
         }
     } else if (mkv_ns_is_command(type)) {
@@ -258,6 +262,23 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
         return -ENOMEM;
     }
     m->on_fatal = o->on_fatal;
+    if (o->chunk_servers && *o->chunk_servers) {
+        char list[1024], *tok, *save = NULL;
+        uint64_t id = 1;
+        snprintf(list, sizeof list, "%s", o->chunk_servers);
+        for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            struct mkv_chunk_server_info ci = {0};
+            ci.id = id++;
+            ci.address = mkv_slice_str(tok);
+            ci.state = 1;
+            if (mkv_msg_append(&m->chunk_servers, &mkv_desc_chunk_server_info, &ci)) {
+                mkv_buf_free(&m->chunk_servers);
+                free(m->dir);
+                free(m);
+                return -ENOMEM;
+            }
+        }
+    }
     m->fatal_data = o->fatal_data;
     memset(&no, 0, sizeof no);
     no.dir = o->dir;
@@ -285,6 +306,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
 err_after_listen:
     mkv_server_close(m->srv, NULL, NULL);
 err_after_alloc:
+    mkv_buf_free(&m->chunk_servers);
     free(m->dir);
     free(m);
     return rv;
@@ -315,6 +337,7 @@ void mkv_meta_free(struct mkv_meta *m)
     if (!m) return;
     mkv_node_free(m->node);
     mkv_buf_free(&m->scratch);
+    mkv_buf_free(&m->chunk_servers);
     free(m->dir);
     free(m);
 }

@@ -64,12 +64,21 @@ INTEGRATION_TESTS = \
 	tests/integration/t_libs3.sh \
 	tests/integration/t_endpoints.sh \
 	tests/integration/t_corrupt.sh \
-	tests/integration/t_restart.sh
+	tests/integration/t_restart.sh \
+	tests/integration/t_fuse_posix.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
 	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py \
 	tests/integration/bigobject.py
+
+# The POSIX test program (tests/posix/README): run by t_fuse_posix.sh
+# against a mount and, as the control, against a local directory.
+check_PROGRAMS += tests/posix/posixtest
+tests_posix_posixtest_SOURCES = tests/posix/posixtest.c
+tests_posix_posixtest_CFLAGS = $(AM_CFLAGS) -pthread
+tests_posix_posixtest_LDADD = -lpthread
+EXTRA_DIST += tests/posix/README tests/posix/run-local.sh
 
 # The client library against a real meta service and chunk server.
 check_PROGRAMS += tests/unit/test_client

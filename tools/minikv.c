@@ -288,6 +288,7 @@ static int cmd_server(int argc, char **argv)
     mo.snapshot_threshold = (unsigned)s.snapshot_threshold;
     mo.segment_size = (size_t)s.raft_segment_size;
     mo.reserve_bytes = s.reserve;
+    mo.chunk_servers = s.chunk_listen;
     meta.name = "metadata";
     meta.opts = &mo;
     meta.start = meta_start;

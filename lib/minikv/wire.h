@@ -82,6 +82,10 @@
 #define MKV_PARTS_MAX 10000   /* highest multipart part number */
 #define MKV_SECRET_MAX 512
 #define MKV_XATTR_MAX (64u * 1024u) /* one extended attribute value */
+/* A file that loses its last link stays as an orphan (readable through
+ * descriptors still open) when it is in the keep list of the unlink or
+ * rename, or the caller asked with MKV_UNLINK_KEEP. */
+#define MKV_KEEP_MAX 1024
 /* Largest object stored inline in its inode (data in the metadata record,
  * no chunks): the hard bound of the protocol; what is actually inlined is
  * each writer's choice (gateway --inline-max). */
@@ -427,7 +431,8 @@ struct mkv_msgdesc
 #define MKV_FIELDS_ino_unlink_req(F, s) /* [raft] unlink, rmdir */ \
     F(s, U64, parent, 0)                                          \
     F(s, STR, name, MKV_NAME_MAX)                                 \
-    F(s, U32, flags, 0) /* MKV_UNLINK_* */
+    F(s, U32, flags, 0) /* MKV_UNLINK_* */                        \
+    F(s, BLOB, keep, 8u * MKV_KEEP_MAX) /* u64 LE inodes open at the caller */
 #define MKV_FIELDS_ino_unlink_rep(F, s) \
     F(s, U64, ino, 0)                   \
     F(s, U32, nlink, 0) /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */
@@ -436,7 +441,8 @@ struct mkv_msgdesc
     F(s, STR, name, MKV_NAME_MAX)                   \
     F(s, U64, newparent, 0)                         \
     F(s, STR, newname, MKV_NAME_MAX)                \
-    F(s, U32, flags, 0) /* MKV_RENAME_*, MKV_UNLINK_KEEP for a replaced file */
+    F(s, U32, flags, 0) /* MKV_RENAME_*, MKV_UNLINK_KEEP for a replaced file */ \
+    F(s, BLOB, keep, 8u * MKV_KEEP_MAX) /* as for unlink */
 #define MKV_FIELDS_ino_rename_rep(F, s) \
     F(s, U64, ino, 0)                   \
     F(s, U64, replaced, 0) /* the inode newname named before (0: none) */ \
@@ -447,7 +453,7 @@ struct mkv_msgdesc
     F(s, STR, newname, MKV_NAME_MAX)
 #define MKV_FIELDS_ino_readdir_req(F, s) \
     F(s, U64, ino, 0)                    \
-    F(s, STR, after, MKV_NAME_MAX + 1) /* key of the last entry seen ("" first) */ \
+    F(s, U64, cookie, 0) /* the last entry's cookie (0: from the start) */ \
     F(s, U32, max, 0)                    \
     F(s, U32, flags, 0) /* MKV_INO_PLUS: with attributes */
 #define MKV_FIELDS_ino_readdir_rep(F, s)               \
@@ -546,11 +552,15 @@ struct mkv_msgdesc
     F(s, STR, access_key, 128)    \
     F(s, U32, flags, 0)           \
     F(s, I64, created, 0)
+/* A directory entry. Entries list in cookie order; a cookie stays the same
+ * while its entry lives (a rename makes a new one), so a listing resumed
+ * from one (telldir/seekdir, a new handle) never returns an entry twice. */
 #define MKV_FIELDS_dirent(F, s)          \
     F(s, STR, name, MKV_NAME_MAX)        \
     F(s, U64, ino, 0)                    \
     F(s, U8, type, 0)                    \
-    F(s, BLOB, attr, 16384) /* MKV_INO_PLUS: an attribute-only obj_info */
+    F(s, BLOB, attr, 16384) /* MKV_INO_PLUS: an attribute-only obj_info */ \
+    F(s, U64, cookie, 0)
 #define MKV_FIELDS_chunk_server_info(F, s) \
     F(s, U64, id, 0)                  \
     F(s, STR, address, 256)           \

@@ -37,6 +37,9 @@ mkv_cleanup() {
     [ -n "${WATCHDOG_PID:-}" ] && kill "$WATCHDOG_PID" 2>/dev/null
     for m in $MOUNTS; do
         fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        # A FUSE daemon that did not exit with its mount.
+        pkill -KILL -f "minikv-fuse .* $m( |\$)" 2>/dev/null
+        pkill -KILL -f "mount.minikv .* $m( |\$)" 2>/dev/null
     done
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         local st=0
@@ -170,6 +173,34 @@ mkv_kill_server() {
     kill -KILL "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null
     SERVER_PID=""
+}
+
+# mkv_mount SRC_SUFFIX MOUNTPOINT [mount options]: mounts /BUCKET (or "")
+# of the running server with mount.minikv, registers it for cleanup, and
+# waits until it answers. FUSE tests skip where /dev/fuse is unusable.
+MOUNT_MINIKV="$top_builddir/fs/mount.minikv"
+fuse_usable() {
+    [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v fusermount3 >/dev/null
+}
+mkv_mount() {
+    local src="127.0.0.1:$META_PORT$1" mnt=$2
+    shift 2
+    mkdir -p "$mnt"
+    MOUNTS="$MOUNTS $mnt"
+    "$MOUNT_MINIKV" "$src" "$mnt" "$@" >>"$T/fuse.log" 2>&1 || fail "mount.minikv $src $mnt failed"
+    for _ in $(seq 50); do
+        mountpoint -q "$mnt" && stat "$mnt" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "mount of $src on $mnt did not become ready"
+}
+mkv_umount() {
+    fusermount3 -u "$1" || fail "fusermount3 -u $1"
+    for _ in $(seq 100); do
+        pgrep -f "minikv-fuse .* $1( |\$)" >/dev/null || pgrep -f "mount.minikv .* $1( |\$)" >/dev/null || return 0
+        sleep 0.1
+    done
+    fail "the FUSE daemon of $1 did not exit after the unmount"
 }
 
 # The two AWS CLIs: Debian's awscli 2.x, and a newer botocore-based aws

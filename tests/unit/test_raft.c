@@ -435,9 +435,11 @@ static void snapshot_compaction(void **state)
     assert_true(ns.start_snapshot > 90000);
     /* Only the entries after the last snapshot: one threshold plus what was
      * applied while the last snapshot was being copied (no new snapshot
-     * starts while one is in flight) - a few thousand, not 100000. */
+     * starts while one is in flight) - a few thousand, not 100000. How many
+     * depends on how fast the copies ran beside the other tests of a
+     * parallel `make check` (6,814 seen once): a tenth of the history. */
     assert_true(ns.replayed > 0);
-    assert_true(ns.replayed <= 5000);
+    assert_true(ns.replayed <= 10000);
     assert_int_equal(ns.replayed, ns.replay_skipped); /* all were in LMDB already */
     assert_int_equal(ns.restores, 1);
     assert_int_equal(ns.restores_replaced, 0); /* LMDB was newer than the snapshot */

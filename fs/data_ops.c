@@ -1,0 +1,975 @@
+/* minikv FUSE client: file content (client thread).
+ *
+ * Open loads the committed content (INO_GETATTR: extents or inline bytes):
+ * close-to-open, what another mount or S3 committed before this open is
+ * what this handle reads. Writes land in the inode's buffer of dirty
+ * ranges; a write-back round takes the buffer, streams its ranges back to
+ * back into new chunks (the client library's writer: durable when it
+ * reports), then commits them with one INO_WRITE that splices them over
+ * the ranges they cover. Small files are committed inline instead. Flush
+ * (each close) and fsync wait for a round that includes every write made
+ * before them; a round also starts when the buffer passes dirty_max.
+ * Reads overlay the buffer (and the round in flight) on the committed
+ * content, so this mount reads its own writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+
+#define EMPTY_ETAG "\"d41d8cd98f00b204e9800998ecf8427e\""
+
+/* A request waiting for a write-back round (flush, fsync, a write over
+ * the buffer's limit, a truncation). */
+struct fs_waiter
+{
+    struct fop *op;
+    uint64_t round;
+    void (*cb)(struct fop *op, int status);
+    struct fs_waiter *next;
+};
+
+/* ---- the dirty buffer ---- */
+
+static void dirty_free_list(struct dirty *d)
+{
+    while (d) {
+        struct dirty *next = d->next;
+        free(d->p);
+        free(d);
+        d = next;
+    }
+}
+
+void fino_dirty_drop(struct fino *fi)
+{
+    dirty_free_list(fi->dirty);
+    fi->dirty = NULL;
+    fi->dirty_bytes = 0;
+}
+
+void fino_release_state(struct fino *fi)
+{
+    fino_dirty_drop(fi);
+    dirty_free_list(fi->wb_list);
+    fi->wb_list = NULL;
+    if (fi->content) mkv_frame_unref(fi->content);
+    fi->content = NULL;
+    fi->extents = fi->data = mkv_slice_mem("", 0);
+    if (fi->md5) EVP_MD_CTX_free(fi->md5);
+    fi->md5 = NULL;
+}
+
+/* Grows d's buffer to hold at least need bytes (doubling). */
+static int dirty_reserve(struct dirty *d, size_t need)
+{
+    size_t cap = d->cap ? d->cap : 65536;
+    uint8_t *p;
+    if (need <= d->cap) return 0;
+    while (cap < need) cap *= 2;
+    if (!(p = realloc(d->p, cap))) return -ENOMEM;
+    d->p = p;
+    d->cap = cap;
+    return 0;
+}
+
+/* Puts data at [off, off + len) into a sorted list of non-overlapping
+ * ranges: ranges that overlap or touch it become one, the new bytes
+ * winning. Rewriting inside a range, or appending at its end, is done in
+ * place. *bytes follows the buffered total. */
+static int dirty_insert(struct dirty **head, uint64_t *bytes, uint64_t off, const uint8_t *data,
+                        size_t len)
+{
+    struct dirty **pp = head, *d, *end, *nd, *next;
+    uint64_t lo = off, hi = off + len;
+    size_t n;
+    uint8_t *p;
+    while (*pp && (*pp)->off + (*pp)->len < lo) pp = &(*pp)->next;
+    d = *pp;
+    for (end = d; end && end->off <= hi; end = end->next) {
+        if (end->off < lo) lo = end->off;
+        if (end->off + end->len > hi) hi = end->off + end->len;
+    }
+    n = (size_t)(hi - lo);
+    if (d && d->next == end && d->off == lo) {
+        /* One range, starting where the union starts: in place. */
+        if (dirty_reserve(d, n)) return -ENOMEM;
+        memcpy(d->p + (off - lo), data, len);
+        *bytes += n - d->len;
+        d->len = n;
+        return 0;
+    }
+    if (!(nd = calloc(1, sizeof *nd)) || !(p = malloc(n ? n : 1))) {
+        free(nd);
+        return -ENOMEM;
+    }
+    for (struct dirty *x = d; x != end; x = x->next) memcpy(p + (x->off - lo), x->p, x->len);
+    memcpy(p + (off - lo), data, len);
+    for (struct dirty *x = d; x != end; x = next) {
+        next = x->next;
+        *bytes -= x->len;
+        free(x->p);
+        free(x);
+    }
+    nd->off = lo;
+    nd->len = nd->cap = n;
+    nd->p = p;
+    nd->next = end;
+    *pp = nd;
+    *bytes += n;
+    return 0;
+}
+
+static int dirty_put(struct fino *fi, uint64_t off, const uint8_t *data, size_t len)
+{
+    return dirty_insert(&fi->dirty, &fi->dirty_bytes, off, data, len);
+}
+
+/* Adds the parts of base [0, n) that no range of *list covers. */
+static int dirty_under(struct dirty **list, const uint8_t *base, size_t n)
+{
+    uint64_t pos = 0, junk = 0;
+    struct dirty *d;
+    uint64_t gaps[64][2];
+    int ng = 0, rv;
+    /* Collect the gaps first: inserting merges ranges under our feet. */
+    for (d = *list; d && pos < n; d = d->next) {
+        if (d->off > pos) {
+            if (ng == 64) break;
+            gaps[ng][0] = pos;
+            gaps[ng++][1] = MKV_MIN((uint64_t)n, d->off);
+        }
+        if (d->off + d->len > pos) pos = d->off + d->len;
+    }
+    if (pos < n && ng < 64) {
+        gaps[ng][0] = pos;
+        gaps[ng++][1] = n;
+    }
+    for (int i = 0; i < ng; i++) {
+        struct dirty *saved = *list;
+        (void)saved;
+        if ((rv = dirty_insert(list, &junk, gaps[i][0], base + gaps[i][0],
+                               (size_t)(gaps[i][1] - gaps[i][0]))))
+            return rv;
+    }
+    return pos < n && ng == 64 ? -EFBIG : 0;
+}
+
+void fino_truncated(struct fino *fi, uint64_t size)
+{
+    struct dirty **pp = &fi->dirty, *d;
+    while ((d = *pp)) {
+        if (d->off >= size) {
+            *pp = d->next;
+            fi->dirty_bytes -= d->len;
+            free(d->p);
+            free(d);
+            continue;
+        }
+        if (d->off + d->len > size) {
+            fi->dirty_bytes -= d->len - (size - d->off);
+            d->len = (size_t)(size - d->off);
+        }
+        pp = &d->next;
+    }
+    fi->size = size;
+    if (fi->content_size > size) fi->content_size = size;
+    if (size == 0) {
+        /* Whatever was there is gone: a fresh start for inlining and the
+         * ETag. */
+        fi->whole = 1;
+        fi->extents = fi->data = mkv_slice_mem("", 0);
+        fi->content_size = 0;
+        if (fi->md5 && EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) == 1) {
+            fi->md5_valid = 1;
+            fi->md5_off = 0;
+        }
+    } else if (fi->md5_off > size) {
+        fi->md5_valid = 0;
+    }
+    if (fi->data.len > size) fi->data.len = (uint32_t)size;
+    fi->size_dirty = fi->dirty != NULL;
+}
+
+void fs_open_inos(struct fs *fs, struct mkv_buf *out)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < fs->hcap && n < MKV_KEEP_MAX; i++)
+        for (struct fino *fi = fs->htab[i]; fi && n < MKV_KEEP_MAX; fi = fi->hnext)
+            if (fi->opens && fi->attr.type == MKV_T_FILE) {
+                mkv_buf_put_le64(out, fi->ino);
+                n++;
+            }
+}
+
+/* ---- committed content ---- */
+
+/* Takes a full inode reply (a reference on frame) as the committed content. */
+static void content_set(struct fino *fi, struct mkv_frame *frame, const struct mkv_obj_info *oi)
+{
+    mkv_frame_ref(frame);
+    if (fi->content) mkv_frame_unref(fi->content);
+    fi->content = frame;
+    fi->extents = oi->extents;
+    fi->data = oi->data;
+    fi->generation = oi->generation;
+    fi->content_size = oi->size;
+}
+
+/* ---- write-back rounds ---- */
+
+struct wb
+{
+    struct fs *fs;
+    struct fino *fi;
+    struct mkv_writer *w;
+    struct dirty *list;   /* what this round writes (fi->wb_list) */
+    struct dirty *cur;    /* next range to hand the writer */
+    size_t cur_off;
+    uint64_t *stream;     /* stream offset of each range */
+    size_t nranges;
+    uint64_t size;
+    uint32_t flags;
+    char etag[MKV_ETAG_MAX + 1];
+    struct mkv_buf extents; /* file extents for INO_WRITE */
+    struct mkv_buf inl;     /* inline content */
+    struct mkv_buf written; /* the writer's extents (stream offsets), to commit */
+    struct mkv_meta_req m;
+    uint64_t round;
+};
+
+static void wb_start(struct fs *fs, struct fino *fi);
+
+static void waiters_run(struct fs *fs, struct fino *fi, int status)
+{
+    struct fs_waiter **pp = &fi->waiters, *w;
+    while ((w = *pp)) {
+        if (w->round <= fi->wb_done) {
+            *pp = w->next;
+            w->cb(w->op, status);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+    (void)fs;
+}
+
+static void wb_finish(struct wb *wb, int status)
+{
+    struct fs *fs = wb->fs;
+    struct fino *fi = wb->fi;
+    if (status) {
+        MKV_WARN("fs", "write-back failed ino=%llu err=\"%s\"", (unsigned long long)fi->ino,
+                 mkv_strerror(status));
+        fi->wb_error = status;
+    }
+    dirty_free_list(fi->wb_list);
+    fi->wb_list = NULL;
+    fi->writing = 0;
+    fi->wb_done = wb->round;
+    if (!fi->dirty && fi->size == fi->attr.size) fi->size_dirty = 0;
+    mkv_buf_free(&wb->extents);
+    mkv_buf_free(&wb->inl);
+    mkv_buf_free(&wb->written);
+    free(wb->stream);
+    free(wb);
+    waiters_run(fs, fi, status);
+    /* More waiting (writes came during the round) or too much buffered. */
+    if (fi->waiters || fi->dirty_bytes >= fs->o.dirty_max) wb_start(fs, fi);
+    else fino_maybe_free(fs, fi);
+}
+
+static void on_ino_write(struct mkv_meta_req *m, int status, struct mkv_frame *reply)
+{
+    struct wb *wb = m->data;
+    struct fino *fi = wb->fi;
+    struct mkv_obj_info oi;
+    struct mkv_slice written = mkv_slice_mem(wb->written.p ? wb->written.p : (const uint8_t *)"",
+                                             wb->written.len);
+    if (status == 0 && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0) {
+        if (written.len) mkv_client_commit_extents(wb->fs->client, written);
+        content_set(fi, reply, &oi);
+        fino_set_attr(fi, &oi);
+        fi->whole = 0;
+        wb_finish(wb, 0);
+        return;
+    }
+    if (written.len) mkv_client_discard_extents(wb->fs->client, written);
+    wb_finish(wb, status ? status : -EIO);
+}
+
+static void wb_commit(struct wb *wb)
+{
+    struct mkv_ino_write_req q = {0};
+    int rv;
+    q.ino = wb->fi->ino;
+    q.size = wb->size;
+    q.flags = wb->flags;
+    q.extents = mkv_slice_mem(wb->extents.p ? wb->extents.p : (const uint8_t *)"", wb->extents.len);
+    q.data = mkv_slice_mem(wb->inl.p ? wb->inl.p : (const uint8_t *)"", wb->inl.len);
+    q.etag = mkv_slice_str(wb->etag);
+    wb->m.data = wb;
+    if ((rv = mkv_meta_call(wb->fs->client, &wb->m, MKV_MSG_INO_WRITE, &mkv_desc_ino_write_req, &q,
+                            on_ino_write)))
+        wb_finish(wb, rv);
+}
+
+/* The writer's extents are in stream offsets (the ranges back to back):
+ * each range becomes file extents at its own offsets. */
+static int wb_map_extents(struct wb *wb, struct mkv_slice ext)
+{
+    size_t i = 0;
+    struct mkv_slice cur = ext;
+    struct mkv_extent e;
+    struct dirty *d = wb->list;
+    int rv;
+    while ((rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1) {
+        uint64_t s = e.file_off, end = e.file_off + e.len;
+        while (s < end && d) {
+            uint64_t rs = wb->stream[i], re = rs + d->len;
+            if (s >= re) {
+                d = d->next;
+                i++;
+                continue;
+            }
+            {
+                uint64_t take = MKV_MIN(end, re) - s;
+                struct mkv_extent fe = e;
+                fe.file_off = d->off + (s - rs);
+                fe.len = take;
+                fe.chunk_off = e.chunk_off + (s - e.file_off);
+                if (mkv_msg_append(&wb->extents, &mkv_desc_extent, &fe)) return -ENOMEM;
+                s += take;
+            }
+        }
+    }
+    return rv < 0 ? -EPROTO : 0;
+}
+
+static void wb_feed(struct wb *wb);
+
+static void on_wb_ready(struct mkv_writer *w, void *data)
+{
+    (void)w;
+    wb_feed(data);
+}
+
+static void on_wb_done(struct mkv_writer *w, void *data, int status, struct mkv_slice extents)
+{
+    struct wb *wb = data;
+    int rv = status;
+    if (!rv && mkv_buf_append(&wb->written, extents.p, extents.len)) rv = -ENOMEM;
+    if (!rv) rv = wb_map_extents(wb, extents);
+    mkv_writer_free(w);
+    wb->w = NULL;
+    if (rv) {
+        if (!status) mkv_client_discard_extents(wb->fs->client, extents);
+        wb_finish(wb, rv);
+        return;
+    }
+    wb_commit(wb);
+}
+
+static const struct mkv_writer_ops wb_writer_ops = {on_wb_ready, on_wb_done};
+
+/* Hands the writer the ranges, as far as its window allows. */
+static void wb_feed(struct wb *wb)
+{
+    while (wb->cur) {
+        struct dirty *d = wb->cur;
+        size_t n = d->len - wb->cur_off;
+        int rv = mkv_writer_write(wb->w, d->p + wb->cur_off, n);
+        if (rv < 0) {
+            mkv_writer_abort(wb->w);
+            wb->w = NULL;
+            wb_finish(wb, rv);
+            return;
+        }
+        wb->cur = d->next;
+        wb->cur_off = 0;
+        if (rv == 1) return; /* resumed by on_wb_ready */
+    }
+    if (wb->w && !wb->cur) {
+        struct mkv_writer *w = wb->w;
+        int rv;
+        wb->cur = NULL;
+        wb->cur_off = (size_t)-1; /* finishing: feed no more */
+        if ((rv = mkv_writer_finish(w))) {
+            mkv_writer_abort(w);
+            wb->w = NULL;
+            wb_finish(wb, rv);
+        }
+    }
+}
+
+static void md5_etag(EVP_MD_CTX *src, char *out, size_t len)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    out[0] = '\0';
+    if (!c) return;
+    if (EVP_MD_CTX_copy_ex(c, src) == 1 && EVP_DigestFinal_ex(c, md, &n) == 1 && n == 16) {
+        size_t o = 0;
+        o += (size_t)snprintf(out + o, len - o, "\"");
+        for (unsigned i = 0; i < n; i++) o += (size_t)snprintf(out + o, len - o, "%02x", md[i]);
+        snprintf(out + o, len - o, "\"");
+    }
+    EVP_MD_CTX_free(c);
+}
+
+static int inline_etag(const uint8_t *p, size_t n, char *out, size_t len)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int rv = -ENOMEM;
+    if (c && EVP_DigestInit_ex(c, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(c, p, n) == 1) {
+        md5_etag(c, out, len);
+        rv = 0;
+    }
+    EVP_MD_CTX_free(c);
+    return rv;
+}
+
+/* Starts a round with what the buffer holds now. */
+static void wb_start(struct fs *fs, struct fino *fi)
+{
+    struct wb *wb;
+    size_t n = 0;
+    uint64_t s = 0;
+    int rv, inl;
+    if (fi->writing) return;
+    if (!(wb = calloc(1, sizeof *wb))) {
+        fi->wb_error = -ENOMEM;
+        fi->wb_done = fi->wb_started;
+        waiters_run(fs, fi, -ENOMEM);
+        return;
+    }
+    wb->fs = fs;
+    wb->fi = fi;
+    wb->round = ++fi->wb_started;
+    fi->writing = 1;
+    fi->wb_list = fi->dirty;
+    fi->dirty = NULL;
+    fi->dirty_bytes = 0;
+    wb->list = fi->wb_list;
+    wb->size = fi->size;
+    if (fi->md5 && fi->md5_valid && fi->md5_off == wb->size) md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+    /* Inline when small and nothing is in chunks: the whole content from
+     * the inline bytes, zeros, and the ranges. */
+    inl = wb->size <= fs->o.inline_max && fi->extents.len == 0;
+    if (inl) {
+        if (mkv_buf_reserve(&wb->inl, (size_t)wb->size)) {
+            wb_finish(wb, -ENOMEM);
+            return;
+        }
+        memset(wb->inl.p, 0, (size_t)wb->size);
+        wb->inl.len = (size_t)wb->size;
+        memcpy(wb->inl.p, fi->data.p, MKV_MIN((size_t)fi->data.len, (size_t)wb->size));
+        for (struct dirty *d = wb->list; d; d = d->next)
+            if (d->off < wb->size)
+                memcpy(wb->inl.p + d->off, d->p, (size_t)MKV_MIN(d->len, wb->size - d->off));
+        if (inline_etag(wb->inl.p, wb->inl.len, wb->etag, sizeof wb->etag)) {
+            wb_finish(wb, -ENOMEM);
+            return;
+        }
+        wb->flags = MKV_WRITE_INLINE;
+        wb_commit(wb);
+        return;
+    }
+    if (fi->data.len) {
+        /* Inline bytes cannot stay beside chunks: they are written again
+         * (under the ranges, which win) and the content replaced. */
+        if ((rv = dirty_under(&fi->wb_list, fi->data.p, MKV_MIN((size_t)fi->data.len,
+                                                                (size_t)wb->size)))) {
+            wb_finish(wb, rv);
+            return;
+        }
+        wb->list = fi->wb_list;
+        wb->flags = MKV_WRITE_REPLACE;
+    }
+    for (struct dirty *d = wb->list; d; d = d->next) n++;
+    if (n == 0) {
+        wb_commit(wb); /* a size change alone */
+        return;
+    }
+    if (!(wb->stream = calloc(n, sizeof *wb->stream))) {
+        wb_finish(wb, -ENOMEM);
+        return;
+    }
+    n = 0;
+    for (struct dirty *d = wb->list; d; d = d->next) {
+        wb->stream[n++] = s;
+        s += d->len;
+    }
+    wb->nranges = n;
+    if ((rv = mkv_writer_new(fs->client, &wb_writer_ops, wb, &wb->w))) {
+        wb_finish(wb, rv);
+        return;
+    }
+    wb->cur = wb->list;
+    wb_feed(wb);
+}
+
+void fs_writeback(struct fs *fs, struct fino *fi)
+{
+    wb_start(fs, fi);
+}
+
+/* Waits for a round that includes every write made until now, starting
+ * one if none runs; cb(op, status) then. */
+static int wait_round(struct fs *fs, struct fino *fi, struct fop *op,
+                      void (*cb)(struct fop *op, int status))
+{
+    struct fs_waiter *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    w->op = op;
+    w->cb = cb;
+    /* A running round holds writes older than the buffer: the buffer goes
+     * in the next one. */
+    w->round = fi->wb_started + 1;
+    w->next = fi->waiters;
+    fi->waiters = w;
+    if (!fi->writing) wb_start(fs, fi);
+    return 0;
+}
+
+static struct fino *file_of(struct fop *op)
+{
+    return fino_find(op->fs, fs_ns_ino(op->fs, op->ino));
+}
+
+/* ---- open, create ---- */
+
+static int md5_setup(struct fino *fi)
+{
+    if (fi->md5) return 0;
+    if (!(fi->md5 = EVP_MD_CTX_new())) return -ENOMEM;
+    if (EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) != 1) return -ENOMEM;
+    fi->md5_valid = fi->size == 0;
+    fi->md5_off = 0;
+    return 0;
+}
+
+static void reply_open(struct fop *op, struct fino *fi, int keep_cache)
+{
+    struct fuse_file_info ffi;
+    memset(&ffi, 0, sizeof ffi);
+    ffi.fh = fi->ino;
+    ffi.keep_cache = keep_cache ? 1 : 0;
+    fi->opens++;
+    if (fuse_reply_open(op->req, &ffi) != 0) {
+        fi->opens--;
+        fino_maybe_free(op->fs, fi);
+    }
+    fop_free(op);
+}
+
+static void on_open(struct fop *op, int status, struct mkv_frame *reply)
+{
+    struct mkv_obj_info oi;
+    struct fino *fi;
+    int keep;
+    if (status) {
+        /* A name that led here was replaced or removed meanwhile: ESTALE
+         * makes the kernel look it up again (and find the new file). */
+        fop_error(op, status == -ENOENT ? -ESTALE : status);
+        return;
+    }
+    if (!reply || mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) ||
+        !(fi = fino_get(op->fs, oi.ino))) {
+        fop_error(op, -EIO);
+        return;
+    }
+    if (oi.type == MKV_T_DIR) {
+        fop_error(op, -EISDIR);
+        return;
+    }
+    /* Unchanged since this mount last loaded it: the kernel's cached pages
+     * are still right. */
+    keep = fi->content && fi->generation == oi.generation;
+    /* With writes of this mount not yet committed, its own view is the
+     * newer one. */
+    if (!fi->dirty && !fi->writing) {
+        content_set(fi, reply, &oi);
+        fino_set_attr(fi, &oi);
+    }
+    if (md5_setup(fi)) {
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    reply_open(op, fi, keep);
+}
+
+void op_open(struct fop *op)
+{
+    struct mkv_ino_getattr_req q = {0};
+    int rv;
+    if (op->fs->o.read_only && (op->flags & O_ACCMODE) != O_RDONLY) {
+        fop_error(op, -EROFS);
+        return;
+    }
+    q.ino = fs_ns_ino(op->fs, op->ino);
+    if ((rv = fs_meta(op, MKV_MSG_INO_GETATTR, &mkv_desc_ino_getattr_req, &q, on_open)))
+        fop_error(op, rv);
+}
+
+void op_create_done(struct fop *op, struct fino *fi)
+{
+    struct fuse_entry_param e;
+    struct fuse_file_info ffi;
+    fi->whole = 1;
+    fi->size = 0;
+    fi->content_size = 0;
+    if (md5_setup(fi)) {
+        fino_forget(op->fs, fi, 1);
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    fi->md5_valid = 1;
+    fi->md5_off = 0;
+    fs_entry(op->fs, fi, &e);
+    memset(&ffi, 0, sizeof ffi);
+    ffi.fh = fi->ino;
+    fi->opens++;
+    if (fuse_reply_create(op->req, &e, &ffi) != 0) {
+        fi->opens--;
+        fino_forget(op->fs, fi, 1);
+    }
+    fop_free(op);
+}
+
+/* ---- read ---- */
+
+struct rd
+{
+    struct fop *op;
+    struct fino *fi;
+    uint8_t *buf;
+    uint64_t off;
+    size_t len, got;
+};
+
+static void overlay(const struct dirty *d, uint64_t off, uint8_t *buf, size_t len)
+{
+    for (; d; d = d->next) {
+        uint64_t lo = MKV_MAX(off, d->off), hi = MKV_MIN(off + len, d->off + d->len);
+        if (lo < hi) memcpy(buf + (lo - off), d->p + (lo - d->off), (size_t)(hi - lo));
+    }
+}
+
+static void rd_finish(struct rd *rd, int status)
+{
+    struct fop *op = rd->op;
+    if (status) {
+        fop_error(op, status);
+    } else {
+        /* Writes not yet committed win: the round in flight, then the buffer. */
+        overlay(rd->fi->wb_list, rd->off, rd->buf, rd->len);
+        overlay(rd->fi->dirty, rd->off, rd->buf, rd->len);
+        fuse_reply_buf(op->req, (const char *)rd->buf, rd->len);
+        fop_free(op);
+    }
+    rd->fi->opens--;
+    fino_maybe_free(rd->op->fs, rd->fi);
+    free(rd->buf);
+    free(rd);
+}
+
+static void on_rd_data(struct mkv_reader *r, void *data, struct mkv_frame *frame, const uint8_t *p,
+                       size_t n)
+{
+    struct rd *rd = data;
+    (void)frame;
+    if (rd->got + n <= rd->len) memcpy(rd->buf + rd->got, p, n);
+    rd->got += n;
+    mkv_reader_release(r);
+}
+
+static void on_rd_end(struct mkv_reader *r, void *data, int status)
+{
+    struct rd *rd = data;
+    mkv_reader_free(r);
+    rd_finish(rd, status);
+}
+
+static const struct mkv_reader_ops rd_ops = {on_rd_data, on_rd_end};
+
+void op_read(struct fop *op)
+{
+    struct fino *fi = file_of(op);
+    struct rd *rd;
+    struct mkv_reader *r;
+    uint64_t off = (uint64_t)op->off, end;
+    int rv;
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    if (off >= fi->size || op->size == 0) {
+        fuse_reply_buf(op->req, NULL, 0);
+        fop_free(op);
+        return;
+    }
+    if (!(rd = calloc(1, sizeof *rd))) {
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    rd->op = op;
+    rd->fi = fi;
+    rd->off = off;
+    rd->len = (size_t)MKV_MIN((uint64_t)op->size, fi->size - off);
+    if (!(rd->buf = calloc(1, rd->len))) {
+        free(rd);
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    fi->opens++; /* keeps the inode while the read runs */
+    /* The committed content: inline bytes, or extents read through the
+     * chunk servers (holes and bytes past them are zeros). */
+    if (fi->data.len > off)
+        memcpy(rd->buf, fi->data.p + off, (size_t)MKV_MIN((uint64_t)rd->len, fi->data.len - off));
+    end = MKV_MIN(off + rd->len, fi->content_size);
+    if (fi->extents.len == 0 || end <= off) {
+        rd_finish(rd, 0);
+        return;
+    }
+    rv = mkv_reader_new(op->fs->client, fi->extents, fi->content_size, off, end - off, &rd_ops, rd,
+                        &r);
+    if (rv) rd_finish(rd, rv);
+}
+
+/* ---- write ---- */
+
+static void on_write_room(struct fop *op, int status)
+{
+    (void)status; /* the write itself is buffered: errors come at flush/fsync */
+    fuse_reply_write(op->req, op->size);
+    fop_free(op);
+}
+
+void op_write(struct fop *op)
+{
+    struct fs *fs = op->fs;
+    struct fino *fi = file_of(op);
+    uint64_t off = (uint64_t)op->off;
+    int rv;
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    if (off + op->size < off || off + op->size > (1ull << 62)) {
+        fop_error(op, -EFBIG);
+        return;
+    }
+    if (fi->md5_valid) {
+        if (off == fi->md5_off) {
+            if (EVP_DigestUpdate(fi->md5, op->buf, op->size) == 1) fi->md5_off += op->size;
+            else fi->md5_valid = 0;
+        } else {
+            fi->md5_valid = 0; /* not in order: the ETag is worked out later */
+        }
+    }
+    if ((rv = dirty_put(fi, off, op->buf, op->size))) {
+        fop_error(op, rv);
+        return;
+    }
+    if (off + op->size > fi->size) fi->size = off + op->size;
+    fi->size_dirty = 1;
+    fi->attr.mtime = fi->attr.ctime = mkv_now_ns();
+    if (fi->dirty_bytes >= fs->o.dirty_max) {
+        /* Far over the limit with a round already running: the writer
+         * waits for it (back-pressure); else a round starts. */
+        if (fi->writing && fi->dirty_bytes >= 2 * fs->o.dirty_max &&
+            wait_round(fs, fi, op, on_write_room) == 0)
+            return;
+        wb_start(fs, fi);
+    }
+    fuse_reply_write(op->req, op->size);
+    fop_free(op);
+}
+
+/* ---- flush, fsync, release ---- */
+
+static void on_synced(struct fop *op, int status)
+{
+    struct fino *fi = file_of(op);
+    if (!status && fi && fi->wb_error) status = fi->wb_error;
+    if (fi) fi->wb_error = 0;
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    fuse_reply_err(op->req, 0);
+    fop_free(op);
+}
+
+/* flush (each close) and fsync: every write so far committed. */
+static void sync_file(struct fop *op)
+{
+    struct fino *fi = file_of(op);
+    int rv;
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    if (!fi->dirty && !fi->writing && !fi->size_dirty) {
+        on_synced(op, 0);
+        return;
+    }
+    if ((rv = wait_round(op->fs, fi, op, on_synced))) fop_error(op, rv);
+}
+
+void op_flush(struct fop *op)
+{
+    sync_file(op);
+}
+
+void op_fsync(struct fop *op)
+{
+    sync_file(op);
+}
+
+static void on_orphan_dropped(struct fop *op, int status, struct mkv_frame *reply)
+{
+    (void)reply;
+    if (status)
+        MKV_WARN("fs", "dropping an unlinked file failed ino=%llu err=\"%s\"",
+                 (unsigned long long)fs_ns_ino(op->fs, op->ino), mkv_strerror(status));
+    fop_free(op);
+}
+
+void op_release(struct fop *op)
+{
+    struct fs *fs = op->fs;
+    struct fino *fi = file_of(op);
+    fuse_reply_err(op->req, 0);
+    op->req = NULL;
+    if (!fi) {
+        fop_free(op);
+        return;
+    }
+    if (fi->opens) fi->opens--;
+    if (fi->opens == 0 && fi->orphan) {
+        /* The last descriptor of an unlinked file: it goes now. */
+        struct mkv_orphan_drop_req q = {fi->ino};
+        fi->orphan = 0;
+        fino_dirty_drop(fi);
+        if (fs_meta(op, MKV_MSG_ORPHAN_DROP, &mkv_desc_orphan_drop_req, &q, on_orphan_dropped))
+            fop_free(op);
+        fino_maybe_free(fs, fi);
+        return;
+    }
+    /* Writes after the last flush (rare: mmap) are committed now. */
+    if (fi->opens == 0 && (fi->dirty || fi->size_dirty) && !fi->writing) wb_start(fs, fi);
+    fino_maybe_free(fs, fi);
+    fop_free(op);
+}
+
+/* ---- fallocate ---- */
+
+static void on_falloc_synced(struct fop *op, int status);
+
+static void on_falloc_done(struct fop *op, int status, struct mkv_frame *reply)
+{
+    struct mkv_obj_info oi;
+    struct fino *fi = file_of(op);
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    if (fi && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0) {
+        if (oi.extents.len || oi.data.len || oi.size == 0) content_set(fi, reply, &oi);
+        fino_set_attr(fi, &oi);
+    }
+    fuse_reply_err(op->req, 0);
+    fop_free(op);
+}
+
+/* After the buffer is committed (so the punch cuts committed extents
+ * only), punch: an INO_WRITE of one hole extent. */
+static void on_falloc_synced(struct fop *op, int status)
+{
+    struct fino *fi = file_of(op);
+    struct mkv_ino_write_req q = {0};
+    struct mkv_extent hole = {0};
+    uint8_t rec[64];
+    size_t n;
+    int rv;
+    if (!status && fi && fi->wb_error) status = fi->wb_error;
+    if (fi) fi->wb_error = 0;
+    if (status || !fi) {
+        fop_error(op, status ? status : -EBADF);
+        return;
+    }
+    hole.file_off = (uint64_t)op->off;
+    hole.len = MKV_MIN((uint64_t)op->size, fi->size > hole.file_off ? fi->size - hole.file_off : 0);
+    if (hole.len == 0) {
+        fuse_reply_err(op->req, 0);
+        fop_free(op);
+        return;
+    }
+    if (fi->data.len) {
+        /* Inline content: punch by rewriting the bytes as zeros. */
+        uint8_t *z = calloc(1, (size_t)hole.len);
+        if (!z || dirty_put(fi, hole.file_off, z, (size_t)hole.len)) {
+            free(z);
+            fop_error(op, -ENOMEM);
+            return;
+        }
+        free(z);
+        fi->size_dirty = 1;
+        fi->md5_valid = 0;
+        if ((rv = wait_round(op->fs, fi, op, on_synced))) fop_error(op, rv);
+        return;
+    }
+    mkv_msg_encode(&mkv_desc_extent, &hole, rec, sizeof rec, &n);
+    q.ino = fi->ino;
+    q.size = fi->size;
+    q.extents = mkv_slice_mem(rec, n);
+    q.etag = mkv_slice_str("");
+    fi->md5_valid = 0;
+    if ((rv = fs_meta(op, MKV_MSG_INO_WRITE, &mkv_desc_ino_write_req, &q, on_falloc_done)))
+        fop_error(op, rv);
+}
+
+void op_fallocate(struct fop *op)
+{
+    struct fino *fi = file_of(op);
+    int mode = op->flags, rv;
+    uint64_t end = (uint64_t)op->off + op->size;
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+        fop_error(op, -EOPNOTSUPP);
+        return;
+    }
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+        if (!(mode & FALLOC_FL_KEEP_SIZE)) {
+            fop_error(op, -EOPNOTSUPP); /* as Linux: punching needs KEEP_SIZE */
+            return;
+        }
+        /* The buffer may hold bytes in the range: they are zeros now too. */
+        for (struct dirty *d = fi->dirty; d; d = d->next) {
+            uint64_t lo = MKV_MAX((uint64_t)op->off, d->off), hi = MKV_MIN(end, d->off + d->len);
+            if (lo < hi) memset(d->p + (lo - d->off), 0, (size_t)(hi - lo));
+        }
+        if ((rv = wait_round(op->fs, fi, op, on_falloc_synced))) fop_error(op, rv);
+        return;
+    }
+    /* Space is not reserved ahead in minikv: allocating is extending. */
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && end > fi->size) {
+        fi->size = end;
+        fi->size_dirty = 1;
+        if ((rv = wait_round(op->fs, fi, op, on_synced))) fop_error(op, rv);
+        return;
+    }
+    fuse_reply_err(op->req, 0);
+    fop_free(op);
+}

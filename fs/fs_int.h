@@ -1,0 +1,221 @@
+/* minikv FUSE client: state shared by its modules (private).
+ *
+ * Threads: libfuse's workers read requests from /dev/fuse and hand each to
+ * the client thread (a queue and a uv_async); the client thread owns every
+ * piece of state below (inode table, caches, write buffers) and the client
+ * library, talks to the cluster, and answers with fuse_reply_* (which is
+ * safe from any thread). Nothing here is locked but the hand-off queue.
+ *
+ * Inode numbers: the kernel's are the namespace's, except FUSE_ROOT_ID (1),
+ * which stands for the mounted directory (a bucket's inode, or the
+ * namespace root 1 itself).
+ *
+ * Data: a file's committed content is its extents (or inline bytes) in the
+ * metadata; writes go to a per-inode buffer of dirty ranges, written to
+ * new chunks and committed (INO_WRITE, one Raft command) on flush, fsync,
+ * release, or when the buffer passes its limit. Reads overlay the dirty
+ * ranges on the committed content, so a mount reads its own writes. */
+#ifndef MKV_FS_INT_H
+#define MKV_FS_INT_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "minikv/buf.h"
+#include "minikv/client.h"
+#include "minikv/wire.h"
+
+struct fs_opts
+{
+    char *source;      /* "h1:7000,h2:7000/bucket" as given */
+    char *meta;        /* the metadata addresses part */
+    char *bucket;      /* NULL: the whole namespace */
+    char *chunk;       /* chunk server address (default: from the meta service) */
+    double attr_timeout;
+    double entry_timeout;
+    uint64_t op_timeout_ms;    /* how long a request may wait for the cluster */
+    uint64_t dirty_max;        /* buffered write bytes per file before writing back */
+    uint64_t inline_max;       /* files up to this size are stored inline */
+    int read_only;
+};
+
+/* One entry of a file's write buffer: bytes at [off, off + len). */
+struct dirty
+{
+    uint64_t off;
+    size_t len, cap;
+    uint8_t *p;
+    struct dirty *next; /* sorted by off, non-overlapping */
+};
+
+struct fs_waiter;
+
+/* An inode the kernel knows (nlookup > 0) or that is open. */
+struct fino
+{
+    uint64_t ino; /* the namespace's */
+    uint64_t nlookup;
+    unsigned opens;
+    int orphan;            /* unlinked while open: ORPHAN_DROP at the last release */
+    struct mkv_obj_info attr;  /* attribute fields only (slices not kept) */
+    char etag[MKV_ETAG_MAX + 1];
+    int have_attr;
+    /* The committed content, loaded at open: extents (encoded list) or the
+     * inline bytes; the frame they point into is kept. */
+    struct mkv_frame *content;
+    struct mkv_slice extents, data;
+    uint64_t generation;
+    /* Writes not yet committed. */
+    struct dirty *dirty;
+    uint64_t dirty_bytes;
+    uint64_t size;      /* the size this mount sees (>= committed when written) */
+    int size_dirty;     /* size changed by writes, not yet committed */
+    int whole;          /* the buffer holds the whole content (new or truncated file) */
+    int writing;        /* a write-back is running */
+    int wb_error;       /* a write-back failed: reported by the next flush/fsync */
+    uint64_t wb_started, wb_done; /* write-back rounds */
+    struct dirty *wb_list;     /* the round being written (still read through) */
+    uint64_t content_size;     /* size of the committed content loaded */
+    struct fs_waiter *waiters; /* requests waiting for a write-back round */
+    /* MD5 of the content, when it was written in order from offset 0. */
+    EVP_MD_CTX *md5;
+    uint64_t md5_off;
+    int md5_valid;
+    struct fino *hnext;
+};
+
+struct fs
+{
+    struct fs_opts o;
+    uv_loop_t loop;
+    uv_async_t wake;   /* requests queued */
+    uv_async_t stop;   /* unmounted: drain and close */
+    uv_timer_t drain;
+    int64_t drain_deadline;
+    uv_thread_t thread;
+    struct mkv_client *client;
+    struct fuse_session *se;
+    uint64_t root;  /* namespace inode of the mount's root */
+    char *mountpoint;
+    /* hand-off queue from libfuse threads */
+    pthread_mutex_t qlock;
+    struct fop *qhead, *qtail;
+    int stopping;
+    /* inode table */
+    struct fino **htab;
+    size_t hcap, hcount;
+    uint32_t uid, gid; /* the daemon's, for permission-free internal work */
+};
+
+/* A request handed from a libfuse thread to the client thread. */
+enum fop_kind {
+    FOP_LOOKUP = 1, FOP_FORGET, FOP_GETATTR, FOP_SETATTR, FOP_READLINK, FOP_MKNOD, FOP_MKDIR,
+    FOP_SYMLINK, FOP_UNLINK, FOP_RMDIR, FOP_RENAME, FOP_LINK, FOP_OPEN, FOP_CREATE, FOP_READ,
+    FOP_WRITE, FOP_FLUSH, FOP_RELEASE, FOP_FSYNC, FOP_OPENDIR, FOP_READDIR, FOP_RELEASEDIR,
+    FOP_STATFS, FOP_SETXATTR, FOP_GETXATTR, FOP_LISTXATTR, FOP_REMOVEXATTR, FOP_FALLOCATE,
+    FOP_FORGET_MULTI,
+};
+
+struct fop
+{
+    enum fop_kind kind;
+    fuse_req_t req;
+    fuse_ino_t ino, ino2;
+    char *name, *name2; /* owned */
+    uint64_t fh;
+    int flags;
+    mode_t mode;
+    dev_t rdev;
+    struct stat st;
+    int to_set;
+    off_t off;
+    size_t size;
+    uint8_t *buf; /* owned: write data, xattr value */
+    uint64_t nlookup;
+    struct fuse_forget_data *forgets; /* owned */
+    size_t nforgets;
+    int plus;
+    int datasync;
+    uid_t uid;
+    gid_t gid;
+    struct fop *next;
+    /* in the client thread */
+    struct fs *fs;
+    struct mkv_meta_req m;
+    struct fino *fi;
+    void *ctx;  /* fs_meta's callback */
+    void *ctx2; /* the operation's own state */
+};
+
+/* fs.c */
+extern const struct fuse_lowlevel_ops fs_ops;
+void fs_on_wake(uv_async_t *a);
+struct fs *fs_of(fuse_req_t req);
+/* The namespace inode a kernel inode number names, and back. */
+uint64_t fs_ns_ino(struct fs *fs, fuse_ino_t ino);
+fuse_ino_t fs_fuse_ino(struct fs *fs, uint64_t ino);
+void fop_free(struct fop *op);
+/* Answers op with an error (a negative errno or minikv code) and frees it. */
+void fop_error(struct fop *op, int status);
+/* A minikv or errno status as the errno a POSIX caller expects. */
+int fs_errno(int status);
+/* A meta call for op; cb gets op back. Returns 0 or a negative code. */
+int fs_meta(struct fop *op, uint16_t type, const struct mkv_msgdesc *d, const void *msg,
+            void (*cb)(struct fop *op, int status, struct mkv_frame *reply));
+
+/* inode.c */
+struct fino *fino_get(struct fs *fs, uint64_t ino);
+struct fino *fino_find(struct fs *fs, uint64_t ino);
+/* Records an inode the kernel was told about (nlookup + 1) with attr. */
+struct fino *fino_learn(struct fs *fs, const struct mkv_obj_info *oi);
+void fino_set_attr(struct fino *fi, const struct mkv_obj_info *oi);
+void fino_forget(struct fs *fs, struct fino *fi, uint64_t n);
+void fino_maybe_free(struct fs *fs, struct fino *fi);
+void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st);
+void fs_entry(struct fs *fs, struct fino *fi, struct fuse_entry_param *e);
+void fs_inodes_free(struct fs *fs);
+
+/* meta_ops.c: namespace operations. */
+void op_lookup(struct fop *op);
+void op_forget(struct fop *op);
+void op_getattr(struct fop *op);
+void op_setattr(struct fop *op);
+void op_readlink(struct fop *op);
+void op_make(struct fop *op);
+void op_unlink(struct fop *op);
+void op_rename(struct fop *op);
+void op_link(struct fop *op);
+void op_opendir(struct fop *op);
+void op_readdir(struct fop *op);
+void op_releasedir(struct fop *op);
+void op_statfs(struct fop *op);
+void op_setxattr(struct fop *op);
+void op_getxattr(struct fop *op);
+void op_listxattr(struct fop *op);
+void op_removexattr(struct fop *op);
+
+/* data_ops.c: file content. */
+void op_open(struct fop *op);
+void op_create_done(struct fop *op, struct fino *fi);
+void op_read(struct fop *op);
+void op_write(struct fop *op);
+void op_flush(struct fop *op);
+void op_fsync(struct fop *op);
+void op_release(struct fop *op);
+void op_fallocate(struct fop *op);
+/* Drops a file's write buffer (after truncation to 0 or an unlink). */
+void fino_dirty_drop(struct fino *fi);
+/* The size setattr changes: cut the buffer to size (and the content seen). */
+void fino_truncated(struct fino *fi, uint64_t size);
+/* Inode numbers of the files open here, as a packed u64 list for the
+ * keep field of unlink/rename (an unlinked open file stays an orphan). */
+void fs_open_inos(struct fs *fs, struct mkv_buf *out);
+void fino_release_state(struct fino *fi);
+/* Starts a write-back round of fi's buffer if none runs. */
+void fs_writeback(struct fs *fs, struct fino *fi);
+
+#endif /* MKV_FS_INT_H */

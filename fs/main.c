@@ -1,0 +1,425 @@
+/* minikv-fuse, also installed as mount.minikv: mounts a bucket (or the
+ * whole namespace) of a minikv cluster.
+ *
+ *   mount.minikv META[,META...][/BUCKET] MOUNTPOINT [-o OPTIONS] [-f] [-d]
+ *
+ * It checks that the cluster answers before mounting (a dead address fails
+ * at once, with a message), mounts, goes to the background (unless -f) and
+ * serves until unmounted (fusermount3 -u, umount) or signalled. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "minikv/buf.h"
+#include "minikv/config.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: mount.minikv META[,META...][/BUCKET] MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
+            "       minikv-fuse  (the same program)\n\n"
+            "Mounts BUCKET of the minikv cluster whose metadata service answers at META\n"
+            "(HOST:PORT, the --meta-listen of `minikv server`); without /BUCKET the whole\n"
+            "namespace, with buckets as top-level directories (mkdir there makes a\n"
+            "bucket). A file is the object whose key is its path; S3 clients see the same\n"
+            "keys and bytes. Works from the command line, `mount -t minikv` and\n"
+            "/etc/fstab (with _netdev).\n\n"
+            "Options (-o, comma-separated):\n"
+            "  ro, rw                 read-only or read-write (default rw)\n"
+            "  allow_other            let other users in (needs user_allow_other for non-root)\n"
+            "  attr_timeout=SECONDS   how long attributes and names are cached (default 1;\n"
+            "                         0 asks the cluster every time: strict coherence)\n"
+            "  entry_timeout=SECONDS  the same for names only (default: attr_timeout)\n"
+            "  timeout=SECONDS        how long an operation waits for an unreachable\n"
+            "                         cluster before it fails with EIO (default 30)\n"
+            "  chunk=HOST:PORT        chunk server (default: the one the cluster reports)\n"
+            "  credentials=FILE       access key and secret (AWS credentials format); or\n"
+            "                         MINIKV_ACCESS_KEY / MINIKV_SECRET_KEY\n"
+            "  dirty_max=SIZE         buffered writes per file before they are written\n"
+            "                         back (default 64M)\n"
+            "  inline_max=SIZE        files up to SIZE are stored inline (default 16K)\n"
+            "  _netdev, auto, noauto, nofail, user, users, defaults: for mount(8), ignored\n\n"
+            "  -f  stay in the foreground     -d  debug: foreground, log every request\n");
+}
+
+struct args
+{
+    char *source;
+    char *mountpoint;
+    int foreground, debug;
+    int allow_other;
+    char *credentials;
+    char *access_key, *secret_key;
+    struct mkv_buf fuse_opts; /* passed on to libfuse */
+};
+
+static int parse_seconds(const char *v, double *out)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || d < 0 || d > 86400) return -1;
+    *out = d;
+    return 0;
+}
+
+static int apply_option(struct fs_opts *o, struct args *a, char *opt, int *entry_set)
+{
+    char *v = strchr(opt, '=');
+    uint64_t size;
+    double secs;
+    if (v) *v++ = '\0';
+    if (!strcmp(opt, "ro")) o->read_only = 1;
+    else if (!strcmp(opt, "rw")) o->read_only = 0;
+    else if (!strcmp(opt, "allow_other")) a->allow_other = 1;
+    else if (!strcmp(opt, "attr_timeout") && v && !parse_seconds(v, &secs)) {
+        o->attr_timeout = secs;
+        if (!*entry_set) o->entry_timeout = secs;
+    } else if (!strcmp(opt, "entry_timeout") && v && !parse_seconds(v, &secs)) {
+        o->entry_timeout = secs;
+        *entry_set = 1;
+    } else if (!strcmp(opt, "timeout") && v && !parse_seconds(v, &secs) && secs >= 1) {
+        o->op_timeout_ms = (uint64_t)(secs * 1000);
+    } else if (!strcmp(opt, "chunk") && v) {
+        free(o->chunk);
+        o->chunk = strdup(v);
+    } else if (!strcmp(opt, "credentials") && v) {
+        free(a->credentials);
+        a->credentials = strdup(v);
+    } else if (!strcmp(opt, "dirty_max") && v && !mkv_parse_size(v, &size) && size >= (1u << 20)) {
+        o->dirty_max = size;
+    } else if (!strcmp(opt, "inline_max") && v && !mkv_parse_size(v, &size) &&
+               size <= MKV_INLINE_MAX) {
+        o->inline_max = size;
+    } else if (!strcmp(opt, "_netdev") || !strcmp(opt, "auto") || !strcmp(opt, "noauto") ||
+               !strcmp(opt, "nofail") || !strcmp(opt, "user") || !strcmp(opt, "users") ||
+               !strcmp(opt, "nouser") || !strcmp(opt, "defaults") || !strcmp(opt, "exec") ||
+               !strcmp(opt, "noexec") || !strcmp(opt, "suid") || !strcmp(opt, "nosuid") ||
+               !strcmp(opt, "dev") || !strcmp(opt, "nodev") || !strcmp(opt, "atime") ||
+               !strcmp(opt, "noatime") || !strcmp(opt, "relatime") || !strcmp(opt, "async") ||
+               !strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) {
+        /* mount(8)'s business; nosuid/nodev are what FUSE does anyway */
+    } else {
+        fprintf(stderr, "mount.minikv: unknown or malformed option '%s%s%s'\n", opt, v ? "=" : "",
+                v ? v : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct fs_opts *o, struct args *a)
+{
+    int entry_set = 0;
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(arg, "-V") || !strcmp(arg, "--version")) {
+            printf("mount.minikv %s\n", PACKAGE_VERSION);
+            exit(0);
+        } else if (!strcmp(arg, "-f")) {
+            a->foreground = 1;
+        } else if (!strcmp(arg, "-d")) {
+            a->foreground = a->debug = 1;
+        } else if (!strcmp(arg, "-s") || !strcmp(arg, "-n") || !strcmp(arg, "-v")) {
+            /* mount(8) helper flags: sloppy, no mtab, verbose */
+        } else if (!strcmp(arg, "-o") && i + 1 < argc) {
+            char *list = strdup(argv[++i]), *tok, *save = NULL;
+            if (!list) return -1;
+            for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+                if (apply_option(o, a, tok, &entry_set)) {
+                    free(list);
+                    return -1;
+                }
+            free(list);
+        } else if (arg[0] == '-') {
+            fprintf(stderr, "mount.minikv: unknown flag '%s' (see --help)\n", arg);
+            return -1;
+        } else if (!a->source) {
+            a->source = arg;
+        } else if (!a->mountpoint) {
+            a->mountpoint = arg;
+        } else {
+            fprintf(stderr, "mount.minikv: unexpected argument '%s'\n", arg);
+            return -1;
+        }
+    }
+    if (!a->source || !a->mountpoint) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* "h1:7000,h2:7000/bucket" -> meta list and bucket. */
+static int split_source(const char *src, struct fs_opts *o)
+{
+    const char *slash = strchr(src, '/');
+    size_t n = slash ? (size_t)(slash - src) : strlen(src);
+    if (n == 0) return -1;
+    o->meta = strndup(src, n);
+    if (slash && slash[1]) {
+        o->bucket = strdup(slash + 1);
+        if (o->bucket[strlen(o->bucket) - 1] == '/') o->bucket[strlen(o->bucket) - 1] = '\0';
+        if (strchr(o->bucket, '/')) return -1;
+    }
+    return o->meta ? 0 : -1;
+}
+
+/* Reads an access key pair (AWS shared-credentials format: the first
+ * aws_access_key_id / aws_secret_access_key of the file). */
+static int read_credentials(const char *path, struct args *a)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    if (!f) {
+        fprintf(stderr, "mount.minikv: credentials %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *k = line, *v = strchr(line, '=');
+        if (!v) continue;
+        *v++ = '\0';
+        while (*k == ' ' || *k == '\t') k++;
+        k[strcspn(k, " \t")] = '\0';
+        while (*v == ' ' || *v == '\t') v++;
+        v[strcspn(v, " \t\r\n")] = '\0';
+        if (!strcmp(k, "aws_access_key_id") && !a->access_key) a->access_key = strdup(v);
+        if (!strcmp(k, "aws_secret_access_key") && !a->secret_key) a->secret_key = strdup(v);
+    }
+    fclose(f);
+    if (!a->access_key || !a->secret_key) {
+        fprintf(stderr, "mount.minikv: %s holds no aws_access_key_id / aws_secret_access_key\n",
+                path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- before mounting: is the cluster there, where are the data? ---- */
+
+struct probe
+{
+    int done, status;
+    uint64_t root;
+    char chunk[256];
+    char err[600];
+};
+
+static int probe_cluster(struct fs_opts *o, struct probe *pr)
+{
+    uv_loop_t loop;
+    struct mkv_client *c;
+    struct mkv_client_opts co = {0};
+    struct mkv_frame *reply = NULL;
+    char err[256];
+    int rv;
+    uv_loop_init(&loop);
+    co.meta = o->meta;
+    co.timeout_ms = 3000;
+    co.retry_ms = 5000;
+    rv = mkv_client_new(&loop, &co, &c, err, sizeof err);
+    if (rv) {
+        snprintf(pr->err, sizeof pr->err, "%s", err);
+        uv_loop_close(&loop);
+        return rv;
+    }
+    {
+        struct mkv_meta_status_req q = {0};
+        struct mkv_meta_status_rep st;
+        rv = mkv_meta_call_sync(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply, err,
+                                sizeof err);
+        if (rv) {
+            snprintf(pr->err, sizeof pr->err, "metadata service %s: %s", o->meta, err);
+        } else if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &st)) {
+            rv = -EPROTO;
+            snprintf(pr->err, sizeof pr->err, "metadata service %s: malformed status", o->meta);
+        } else {
+            struct mkv_chunk_server_info ci;
+            struct mkv_slice cur = st.chunk_servers;
+            if (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1)
+                snprintf(pr->chunk, sizeof pr->chunk, "%.*s", (int)ci.address.len,
+                         (const char *)ci.address.p);
+        }
+        if (reply) mkv_frame_unref(reply);
+        reply = NULL;
+    }
+    pr->root = 1;
+    if (!rv && o->bucket) {
+        struct mkv_bucket_head_req q = {mkv_slice_str(o->bucket)};
+        struct mkv_bucket_head_rep b;
+        rv = mkv_meta_call_sync(c, MKV_MSG_BUCKET_HEAD, &mkv_desc_bucket_head_req, &q, &reply, err,
+                                sizeof err);
+        if (rv) snprintf(pr->err, sizeof pr->err, "bucket %s: %s", o->bucket, err);
+        else if (mkv_frame_decode(reply, &mkv_desc_bucket_head_rep, &b)) rv = -EPROTO;
+        else pr->root = b.ino;
+        if (reply) mkv_frame_unref(reply);
+    }
+    mkv_client_close(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rv;
+}
+
+/* ---- the client thread ---- */
+
+static void client_main(void *arg)
+{
+    struct fs *fs = arg;
+    uv_run(&fs->loop, UV_RUN_DEFAULT);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* At unmount: what is still buffered is written back (bounded), then the
+ * client and the loop close. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct fs *fs = t->data;
+    int busy = 0;
+    for (size_t i = 0; i < fs->hcap; i++)
+        for (struct fino *fi = fs->htab[i]; fi; fi = fi->hnext) {
+            if ((fi->dirty || fi->size_dirty) && !fi->writing) fs_writeback(fs, fi);
+            if (fi->writing) busy = 1;
+        }
+    if (busy && mkv_now_ns() < fs->drain_deadline) return;
+    if (busy) MKV_WARN("fs", "unmount: write-back did not finish in time, dropped");
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, handle_closed);
+    uv_close((uv_handle_t *)&fs->wake, handle_closed);
+    uv_close((uv_handle_t *)&fs->stop, handle_closed);
+    mkv_client_close(fs->client);
+    fs->client = NULL;
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct fs *fs = a->data;
+    fs->stopping = 1;
+    fs->drain_deadline = mkv_now_ns() + 30 * 1000000000LL;
+    uv_timer_init(&fs->loop, &fs->drain);
+    fs->drain.data = fs;
+    uv_timer_start(&fs->drain, on_drain_tick, 0, 50);
+}
+
+int main(int argc, char **argv)
+{
+    struct fs *fs = calloc(1, sizeof *fs);
+    struct args a = {0};
+    struct probe pr = {0};
+    struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
+    struct mkv_client_opts co = {0};
+    struct fuse_loop_config *lc;
+    char err[256], opts[1024];
+    int rv, status = 1;
+
+    mkv_log_init();
+    mkv_malloc_tune();
+    if (!fs) return 1;
+    fs->o.attr_timeout = fs->o.entry_timeout = 1.0;
+    fs->o.op_timeout_ms = 30000;
+    fs->o.dirty_max = 64u << 20;
+    fs->o.inline_max = 16u << 10;
+    if (parse_args(argc, argv, &fs->o, &a)) return 2;
+    if (split_source(a.source, &fs->o)) {
+        fprintf(stderr, "mount.minikv: source '%s' is not META[,META...][/BUCKET]\n", a.source);
+        return 2;
+    }
+    fs->o.source = a.source;
+    if (a.credentials && read_credentials(a.credentials, &a)) return 2;
+    if (!a.access_key && getenv("MINIKV_ACCESS_KEY") && getenv("MINIKV_SECRET_KEY")) {
+        a.access_key = strdup(getenv("MINIKV_ACCESS_KEY"));
+        a.secret_key = strdup(getenv("MINIKV_SECRET_KEY"));
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The cluster must answer now: a mount of nothing would only hang. */
+    if ((rv = probe_cluster(&fs->o, &pr))) {
+        fprintf(stderr, "mount.minikv: cannot mount %s: %s\n", a.source, pr.err);
+        return 32; /* mount(8): mount failure */
+    }
+    fs->root = pr.root;
+    if (!fs->o.chunk && pr.chunk[0]) fs->o.chunk = strdup(pr.chunk);
+    if (!fs->o.chunk) {
+        fprintf(stderr, "mount.minikv: the cluster reports no chunk server; give -o chunk=HOST:PORT\n");
+        return 32;
+    }
+
+    /* fsname and subtype make df -T and findmnt show "minikv" and SRC. */
+    snprintf(opts, sizeof opts, "fsname=%s,subtype=minikv,default_permissions%s%s", a.source,
+             a.allow_other ? ",allow_other" : "", fs->o.read_only ? ",ro" : "");
+    if (fuse_opt_add_arg(&fargs, argv[0]) || fuse_opt_add_arg(&fargs, "-o") ||
+        fuse_opt_add_arg(&fargs, opts) || (a.debug && fuse_opt_add_arg(&fargs, "-d")))
+        return 1;
+    fs->se = fuse_session_new(&fargs, &fs_ops, sizeof fs_ops, fs);
+    if (!fs->se) {
+        fprintf(stderr, "mount.minikv: cannot start a FUSE session\n");
+        return 1;
+    }
+    if (fuse_set_signal_handlers(fs->se)) goto out_session;
+    if (fuse_session_mount(fs->se, a.mountpoint)) {
+        fprintf(stderr, "mount.minikv: cannot mount on %s\n", a.mountpoint);
+        status = 32;
+        goto out_signals;
+    }
+    /* Into the background; threads start only after the fork. */
+    if (fuse_daemonize(a.foreground)) goto out_unmount;
+
+    if (uv_loop_init(&fs->loop)) goto out_unmount;
+    pthread_mutex_init(&fs->qlock, NULL);
+    uv_async_init(&fs->loop, &fs->wake, fs_on_wake);
+    uv_async_init(&fs->loop, &fs->stop, on_stop);
+    fs->wake.data = fs->stop.data = fs;
+    co.meta = fs->o.meta;
+    co.chunk = fs->o.chunk;
+    co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
+    co.retry_ms = fs->o.op_timeout_ms;
+    if ((rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err))) {
+        MKV_ERROR("fs", "client failed err=\"%s\"", err);
+        goto out_unmount;
+    }
+    MKV_INFO("fs", "mounted source=%s mountpoint=%s root=%llu chunk=%s", a.source, a.mountpoint,
+             (unsigned long long)fs->root, fs->o.chunk);
+    if (uv_thread_create(&fs->thread, client_main, fs)) goto out_client;
+
+    lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(lc, 16);
+    status = fuse_session_loop_mt(fs->se, lc) ? 1 : 0;
+    fuse_loop_cfg_destroy(lc);
+    MKV_INFO("fs", "unmounting mountpoint=%s", a.mountpoint);
+    fuse_session_unmount(fs->se);
+    uv_async_send(&fs->stop);
+    uv_thread_join(&fs->thread);
+    uv_loop_close(&fs->loop);
+    fs_inodes_free(fs);
+    fuse_remove_signal_handlers(fs->se);
+    fuse_session_destroy(fs->se);
+    fuse_opt_free_args(&fargs);
+    return status;
+
+out_client:
+    mkv_client_close(fs->client);
+    uv_close((uv_handle_t *)&fs->wake, handle_closed);
+    uv_close((uv_handle_t *)&fs->stop, handle_closed);
+    uv_run(&fs->loop, UV_RUN_DEFAULT);
+out_unmount:
+    fuse_session_unmount(fs->se);
+out_signals:
+    fuse_remove_signal_handlers(fs->se);
+out_session:
+    fuse_session_destroy(fs->se);
+    fuse_opt_free_args(&fargs);
+    return status;
+}
