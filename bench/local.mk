@@ -5,3 +5,11 @@ bench_mkvload_SOURCES = bench/mkvload.c
 bench_mkvload_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) -Wno-missing-prototypes
 bench_mkvload_LDADD = $(CRYPTO_LIBS) -lpthread
 EXTRA_DIST += bench/s3bench.sh
+
+# A plain FUSE passthrough (low-level API): the reference bench/fs.sh runs
+# beside the minikv mount. fuse3 is a hard requirement of configure.
+noinst_PROGRAMS += bench/passthrough
+bench_passthrough_SOURCES = bench/passthrough.c
+bench_passthrough_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS)
+bench_passthrough_LDADD = $(FUSE3_LIBS)
+EXTRA_DIST += bench/fs.sh
