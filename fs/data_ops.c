@@ -57,8 +57,9 @@ void fino_release_state(struct fino *fi)
     fino_dirty_drop(fi);
     dirty_free_list(fi->wb_list);
     fi->wb_list = NULL;
-    if (fi->content) mkv_frame_unref(fi->content);
+    free(fi->content);
     fi->content = NULL;
+    fi->loaded = 0;
     fi->extents = fi->data = mkv_slice_mem("", 0);
     if (fi->md5) EVP_MD_CTX_free(fi->md5);
     fi->md5 = NULL;
@@ -208,16 +209,50 @@ void fs_open_inos(struct fs *fs, struct mkv_buf *out)
 
 /* ---- committed content ---- */
 
-/* Takes a full inode reply (a reference on frame) as the committed content. */
-static void content_set(struct fino *fi, struct mkv_frame *frame, const struct mkv_obj_info *oi)
+/* Takes the content of a full inode reply as the committed content. */
+static int content_set(struct fino *fi, const struct mkv_obj_info *oi)
 {
-    mkv_frame_ref(frame);
-    if (fi->content) mkv_frame_unref(fi->content);
-    fi->content = frame;
-    fi->extents = oi->extents;
-    fi->data = oi->data;
+    size_t n = (size_t)oi->extents.len + oi->data.len;
+    uint8_t *p = malloc(n ? n : 1);
+    if (!p) return -ENOMEM;
+    if (oi->extents.len) memcpy(p, oi->extents.p, oi->extents.len);
+    if (oi->data.len) memcpy(p + oi->extents.len, oi->data.p, oi->data.len);
+    free(fi->content);
+    fi->content = p;
+    fi->loaded = 1;
+    fi->extents = mkv_slice_mem(p, oi->extents.len);
+    fi->data = mkv_slice_mem(p + oi->extents.len, oi->data.len);
     fi->generation = oi->generation;
     fi->content_size = oi->size;
+    fi->stored = oi->data.len;
+    {
+        struct mkv_slice cur = oi->extents;
+        struct mkv_extent e;
+        while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) fi->stored += e.len;
+    }
+    return 0;
+}
+
+static void content_forget(struct fino *fi)
+{
+    free(fi->content);
+    fi->content = NULL;
+    fi->loaded = 0;
+    fi->generation = 0;
+    fi->extents = fi->data = mkv_slice_mem("", 0);
+}
+
+/* The last descriptor closed and nothing left to write: the content goes
+ * (the next open loads it again, as close-to-open needs anyway); its
+ * generation stays, for keep_cache. */
+static void content_drop(struct fino *fi)
+{
+    if (fi->opens || fi->dirty || fi->writing || fi->wb_list || fi->size_dirty || !fi->content)
+        return;
+    free(fi->content);
+    fi->content = NULL;
+    fi->loaded = 0;
+    fi->extents = fi->data = mkv_slice_mem("", 0);
 }
 
 /* ---- write-back rounds ---- */
@@ -227,10 +262,10 @@ struct wb
     struct fs *fs;
     struct fino *fi;
     struct mkv_writer *w;
-    struct dirty *list;   /* what this round writes (fi->wb_list) */
-    struct dirty *cur;    /* next range to hand the writer */
+    struct dirty *list; /* what this round writes (fi->wb_list) */
+    struct dirty *cur;  /* next range to hand the writer */
     size_t cur_off;
-    uint64_t *stream;     /* stream offset of each range */
+    uint64_t *stream; /* stream offset of each range */
     size_t nranges;
     uint64_t size;
     uint32_t flags;
@@ -240,7 +275,14 @@ struct wb
     struct mkv_buf written; /* the writer's extents (stream offsets), to commit */
     struct mkv_meta_req m;
     uint64_t round;
+    size_t ext_pos; /* extents before this are committed (earlier commands) */
+    int committed;  /* an INO_WRITE of this round was applied */
 };
+
+/* Extents per INO_WRITE: the request's extent field holds 4,096; a round
+ * with more (scattered small writes) commits in several commands, in file
+ * order. Only the last one carries the ETag. */
+#define WB_EXTENTS_PER_CMD 4096u
 
 static void wb_start(struct fs *fs, struct fino *fi);
 
@@ -280,39 +322,78 @@ static void wb_finish(struct wb *wb, int status)
     free(wb);
     waiters_run(fs, fi, status);
     /* More waiting (writes came during the round) or too much buffered. */
-    if (fi->waiters || fi->dirty_bytes >= fs->o.dirty_max) wb_start(fs, fi);
-    else fino_maybe_free(fs, fi);
+    if (fi->waiters || fi->dirty_bytes >= fs->o.dirty_max) {
+        wb_start(fs, fi);
+    } else {
+        content_drop(fi);
+        if (!fi->opens && fi->etag_gen) fs_etag_start(fs, fi); /* written after the last close */
+        fino_maybe_free(fs, fi);
+    }
 }
+
+static void wb_commit(struct wb *wb);
 
 static void on_ino_write(struct mkv_meta_req *m, int status, struct mkv_frame *reply)
 {
     struct wb *wb = m->data;
     struct fino *fi = wb->fi;
     struct mkv_obj_info oi;
-    struct mkv_slice written = mkv_slice_mem(wb->written.p ? wb->written.p : (const uint8_t *)"",
-                                             wb->written.len);
+    struct mkv_slice written =
+        mkv_slice_mem(wb->written.p ? wb->written.p : (const uint8_t *)"", wb->written.len);
     if (status == 0 && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0) {
+        wb->committed = 1;
+        fino_set_attr(wb->fs, fi, &oi);
+        if (content_set(fi, &oi)) {
+            /* Committed, but this mount cannot hold the new content: what
+             * it has is stale, so the file must be opened again. */
+            content_forget(fi);
+            if (written.len) mkv_client_commit_extents(wb->fs->client, written);
+            wb_finish(wb, -ENOMEM);
+            return;
+        }
+        if (wb->ext_pos < wb->extents.len) {
+            wb_commit(wb); /* the next part of a large round */
+            return;
+        }
         if (written.len) mkv_client_commit_extents(wb->fs->client, written);
-        content_set(fi, reply, &oi);
-        fino_set_attr(fi, &oi);
         fi->whole = 0;
+        /* No ETag sent (written out of order): one is computed at close. */
+        fi->etag_gen = wb->etag[0] ? 0 : oi.generation;
         wb_finish(wb, 0);
         return;
     }
-    if (written.len) mkv_client_discard_extents(wb->fs->client, written);
+    /* Chunks an applied command points into stay (what no command took is
+     * reclaimed with them later); otherwise they go now. */
+    if (written.len && wb->committed) mkv_client_commit_extents(wb->fs->client, written);
+    else if (written.len) mkv_client_discard_extents(wb->fs->client, written);
     wb_finish(wb, status ? status : -EIO);
 }
 
+/* Sends the next INO_WRITE of the round: up to WB_EXTENTS_PER_CMD extents
+ * from ext_pos. */
 static void wb_commit(struct wb *wb)
 {
     struct mkv_ino_write_req q = {0};
-    int rv;
+    struct mkv_slice all =
+        mkv_slice_mem(wb->extents.p ? wb->extents.p : (const uint8_t *)"", wb->extents.len);
+    struct mkv_slice cur = mkv_slice_mem(all.p + wb->ext_pos, all.len - wb->ext_pos);
+    struct mkv_extent e;
+    unsigned n = 0;
+    size_t start = wb->ext_pos;
+    int rv = 0;
+    while (n < WB_EXTENTS_PER_CMD && (rv = mkv_msg_next(&mkv_desc_extent, &cur, &e)) == 1) n++;
+    if (rv < 0) {
+        wb_finish(wb, -EPROTO);
+        return;
+    }
+    wb->ext_pos = all.len - cur.len;
     q.ino = wb->fi->ino;
     q.size = wb->size;
     q.flags = wb->flags;
-    q.extents = mkv_slice_mem(wb->extents.p ? wb->extents.p : (const uint8_t *)"", wb->extents.len);
+    if (start) q.flags &= ~(uint32_t)MKV_WRITE_REPLACE; /* the first command replaced */
+    q.extents = mkv_slice_mem(all.p + start, wb->ext_pos - start);
     q.data = mkv_slice_mem(wb->inl.p ? wb->inl.p : (const uint8_t *)"", wb->inl.len);
-    q.etag = mkv_slice_str(wb->etag);
+    q.etag = mkv_slice_str(wb->ext_pos < all.len ? "" : wb->etag);
     wb->m.data = wb;
     if ((rv = mkv_meta_call(wb->fs->client, &wb->m, MKV_MSG_INO_WRITE, &mkv_desc_ino_write_req, &q,
                             on_ino_write)))
@@ -407,7 +488,7 @@ static void wb_feed(struct wb *wb)
     }
 }
 
-static void md5_etag(EVP_MD_CTX *src, char *out, size_t len)
+void fs_md5_etag(EVP_MD_CTX *src, char *out, size_t len)
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -428,7 +509,7 @@ static int inline_etag(const uint8_t *p, size_t n, char *out, size_t len)
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     int rv = -ENOMEM;
     if (c && EVP_DigestInit_ex(c, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(c, p, n) == 1) {
-        md5_etag(c, out, len);
+        fs_md5_etag(c, out, len);
         rv = 0;
     }
     EVP_MD_CTX_free(c);
@@ -458,7 +539,8 @@ static void wb_start(struct fs *fs, struct fino *fi)
     fi->dirty_bytes = 0;
     wb->list = fi->wb_list;
     wb->size = fi->size;
-    if (fi->md5 && fi->md5_valid && fi->md5_off == wb->size) md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+    if (fi->md5 && fi->md5_valid && fi->md5_off == wb->size)
+        fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
     /* Inline when small and nothing is in chunks: the whole content from
      * the inline bytes, zeros, and the ranges. */
     inl = wb->size <= fs->o.inline_max && fi->extents.len == 0;
@@ -484,8 +566,8 @@ static void wb_start(struct fs *fs, struct fino *fi)
     if (fi->data.len) {
         /* Inline bytes cannot stay beside chunks: they are written again
          * (under the ranges, which win) and the content replaced. */
-        if ((rv = dirty_under(&fi->wb_list, fi->data.p, MKV_MIN((size_t)fi->data.len,
-                                                                (size_t)wb->size)))) {
+        if ((rv = dirty_under(&fi->wb_list, fi->data.p,
+                              MKV_MIN((size_t)fi->data.len, (size_t)wb->size)))) {
             wb_finish(wb, rv);
             return;
         }
@@ -591,12 +673,15 @@ static void on_open(struct fop *op, int status, struct mkv_frame *reply)
     }
     /* Unchanged since this mount last loaded it: the kernel's cached pages
      * are still right. */
-    keep = fi->content && fi->generation == oi.generation;
+    keep = fi->generation && fi->generation == oi.generation;
     /* With writes of this mount not yet committed, its own view is the
      * newer one. */
     if (!fi->dirty && !fi->writing) {
-        content_set(fi, reply, &oi);
-        fino_set_attr(fi, &oi);
+        if (content_set(fi, &oi)) {
+            fop_error(op, -ENOMEM);
+            return;
+        }
+        fino_set_attr(op->fs, fi, &oi);
     }
     if (md5_setup(fi)) {
         fop_error(op, -ENOMEM);
@@ -795,6 +880,13 @@ void op_write(struct fop *op)
 
 /* ---- flush, fsync, release ---- */
 
+static void reply_ok(struct fop *op, int status)
+{
+    (void)status;
+    fuse_reply_err(op->req, 0);
+    fop_free(op);
+}
+
 static void on_synced(struct fop *op, int status)
 {
     struct fino *fi = file_of(op);
@@ -804,8 +896,10 @@ static void on_synced(struct fop *op, int status)
         fop_error(op, status);
         return;
     }
-    fuse_reply_err(op->req, 0);
-    fop_free(op);
+    /* A close: S3 sees the file's real ETag once it returns. */
+    if (op->kind == FOP_FLUSH && fi && fi->etag_gen && fs_etag_wait(op->fs, fi, op, reply_ok) == 0)
+        return;
+    reply_ok(op, 0);
 }
 
 /* flush (each close) and fsync: every write so far committed. */
@@ -866,6 +960,8 @@ void op_release(struct fop *op)
     }
     /* Writes after the last flush (rare: mmap) are committed now. */
     if (fi->opens == 0 && (fi->dirty || fi->size_dirty) && !fi->writing) wb_start(fs, fi);
+    if (fi->opens == 0 && !fi->writing && fi->etag_gen) fs_etag_start(fs, fi);
+    content_drop(fi);
     fino_maybe_free(fs, fi);
     fop_free(op);
 }
@@ -883,8 +979,9 @@ static void on_falloc_done(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     if (fi && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0) {
-        if (oi.extents.len || oi.data.len || oi.size == 0) content_set(fi, reply, &oi);
-        fino_set_attr(fi, &oi);
+        if ((oi.extents.len || oi.data.len || oi.size == 0) && content_set(fi, &oi))
+            content_forget(fi);
+        fino_set_attr(op->fs, fi, &oi);
     }
     fuse_reply_err(op->req, 0);
     fop_free(op);

@@ -40,6 +40,7 @@ struct fs_opts
     uint64_t op_timeout_ms;    /* how long a request may wait for the cluster */
     uint64_t dirty_max;        /* buffered write bytes per file before writing back */
     uint64_t inline_max;       /* files up to this size are stored inline */
+    uint64_t etag_max;         /* out-of-order written files up to this size get their MD5 at close */
     int read_only;
 };
 
@@ -64,11 +65,22 @@ struct fino
     struct mkv_obj_info attr;  /* attribute fields only (slices not kept) */
     char etag[MKV_ETAG_MAX + 1];
     int have_attr;
-    /* The committed content, loaded at open: extents (encoded list) or the
-     * inline bytes; the frame they point into is kept. */
-    struct mkv_frame *content;
+    /* Until when (loop time, ms) attr may answer GETATTR without asking the
+     * cluster: attr_timeout after the cluster last told them, kept exact
+     * by this mount's own changes in between (the kernel drops its copy
+     * after each change it makes and asks again). */
+    uint64_t attr_until;
+    /* Until when "no security.capability" is known (the kernel asks before
+     * every write that could clear privileges). */
+    uint64_t nocap_until;
+    /* The committed content, loaded at open and dropped at the last
+     * release: extents (encoded list) or the inline bytes, copied out of
+     * the reply (a frame held longer would hold back its connection). */
+    uint8_t *content;
+    int loaded;
     struct mkv_slice extents, data;
-    uint64_t generation;
+    uint64_t generation; /* of the content this mount last loaded (0: none) */
+    uint64_t stored;     /* bytes that content holds (extents and inline), for st_blocks */
     /* Writes not yet committed. */
     struct dirty *dirty;
     uint64_t dirty_bytes;
@@ -81,6 +93,10 @@ struct fino
     struct dirty *wb_list;     /* the round being written (still read through) */
     uint64_t content_size;     /* size of the committed content loaded */
     struct fs_waiter *waiters; /* requests waiting for a write-back round */
+    /* The generation committed without an ETag (written out of order), to
+     * compute (etag.c); 0: none due. */
+    uint64_t etag_gen;
+    void *etag_job;
     /* MD5 of the content, when it was written in order from offset 0. */
     EVP_MD_CTX *md5;
     uint64_t md5_off;
@@ -151,6 +167,18 @@ struct fop
     void *ctx2; /* the operation's own state */
 };
 
+/* The quoted hex MD5 of what ctx has digested so far (ctx stays usable);
+ * "" on failure. */
+void fs_md5_etag(EVP_MD_CTX *ctx, char *out, size_t len);
+
+/* etag.c */
+/* Starts computing the ETag of fi's etag_gen, unless running or not due. */
+void fs_etag_start(struct fs *fs, struct fino *fi);
+/* op waits for that (started if due): cb(op, 0) then, and 0 returned; 1
+ * when there is nothing to wait for. */
+int fs_etag_wait(struct fs *fs, struct fino *fi, struct fop *op,
+                 void (*cb)(struct fop *op, int status));
+
 /* fs.c */
 extern const struct fuse_lowlevel_ops fs_ops;
 void fs_on_wake(uv_async_t *a);
@@ -172,7 +200,14 @@ struct fino *fino_get(struct fs *fs, uint64_t ino);
 struct fino *fino_find(struct fs *fs, uint64_t ino);
 /* Records an inode the kernel was told about (nlookup + 1) with attr. */
 struct fino *fino_learn(struct fs *fs, const struct mkv_obj_info *oi);
-void fino_set_attr(struct fino *fi, const struct mkv_obj_info *oi);
+void fino_set_attr(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi);
+/* A directory's entries changed by a command of this mount at time now
+ * (ns): its cached mtime and ctime follow, as the cluster's did. */
+void fino_dir_changed(struct fs *fs, uint64_t dir, int64_t now);
+/* Attributes cached but no longer known exact: the next GETATTR asks. */
+void fino_attr_stale(struct fino *fi);
+/* Whether GETATTR can be answered from fi's cache. */
+int fino_attr_fresh(struct fs *fs, const struct fino *fi);
 void fino_forget(struct fs *fs, struct fino *fi, uint64_t n);
 void fino_maybe_free(struct fs *fs, struct fino *fi);
 void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st);

@@ -58,8 +58,14 @@ struct fino *fino_get(struct fs *fs, uint64_t ino)
     return fi;
 }
 
-void fino_set_attr(struct fino *fi, const struct mkv_obj_info *oi)
+static uint64_t attr_ttl_ms(const struct fs *fs)
 {
+    return (uint64_t)(fs->o.attr_timeout * 1000.0);
+}
+
+void fino_set_attr(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi)
+{
+    fi->attr_until = uv_now(&fs->loop) + attr_ttl_ms(fs);
     fi->attr = *oi;
     fi->attr.etag = fi->attr.content_type = fi->attr.attrs = fi->attr.extents = fi->attr.data =
         fi->attr.symlink = mkv_slice_mem("", 0);
@@ -73,15 +79,34 @@ struct fino *fino_learn(struct fs *fs, const struct mkv_obj_info *oi)
 {
     struct fino *fi = fino_get(fs, oi->ino);
     if (!fi) return NULL;
-    fino_set_attr(fi, oi);
+    fino_set_attr(fs, fi, oi);
     fi->nlookup++;
     return fi;
+}
+
+void fino_attr_stale(struct fino *fi)
+{
+    fi->attr_until = 0;
+}
+
+int fino_attr_fresh(struct fs *fs, const struct fino *fi)
+{
+    return fi->have_attr && fi->attr_until > uv_now(&fs->loop);
+}
+
+void fino_dir_changed(struct fs *fs, uint64_t dir, int64_t now)
+{
+    struct fino *fi;
+    if (dir == 1 || !now || !(fi = fino_find(fs, dir)) || !fi->have_attr) return;
+    /* The namespace root's times do not move (the cluster keeps none). */
+    if (now > fi->attr.mtime) fi->attr.mtime = now;
+    if (now > fi->attr.ctime) fi->attr.ctime = now;
 }
 
 void fino_maybe_free(struct fs *fs, struct fino *fi)
 {
     struct fino **pp;
-    if (fi->nlookup || fi->opens || fi->writing || fi->dirty || fi->waiters ||
+    if (fi->nlookup || fi->opens || fi->writing || fi->dirty || fi->waiters || fi->etag_job ||
         fi->ino == fs->root)
         return;
     for (pp = &fs->htab[slot(fs, fi->ino)]; *pp && *pp != fi; pp = &(*pp)->hnext)
@@ -120,13 +145,9 @@ void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st)
     /* Allocated bytes: what extents and inline data hold, in 512-byte units
      * (sparse files report less than their size). */
     st->st_blocks = (blkcnt_t)((fi->size + 511) / 512);
-    if (fi->content && fi->attr.type == MKV_T_FILE) {
-        struct mkv_slice cur = fi->extents;
-        struct mkv_extent e;
-        uint64_t used = fi->data.len;
-        while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) used += e.len;
-        if (used < fi->size) st->st_blocks = (blkcnt_t)((used + 511) / 512);
-    }
+    if (fi->generation && fi->attr.type == MKV_T_FILE && fi->stored < fi->size &&
+        fi->generation == fi->attr.generation && !fi->size_dirty)
+        st->st_blocks = (blkcnt_t)((fi->stored + 511) / 512);
     st->st_atim.tv_sec = a->atime / 1000000000LL;
     st->st_atim.tv_nsec = a->atime % 1000000000LL;
     st->st_mtim.tv_sec = a->mtime / 1000000000LL;

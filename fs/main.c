@@ -47,6 +47,10 @@ static void usage(FILE *out)
             "  dirty_max=SIZE         buffered writes per file before they are written\n"
             "                         back (default 64M)\n"
             "  inline_max=SIZE        files up to SIZE are stored inline (default 16K)\n"
+            "  etag_max=SIZE          a file written out of order (not from offset 0\n"
+            "                         onwards) is read back at close for its MD5, the S3\n"
+            "                         ETag, up to SIZE (default 64M; 0: never); larger\n"
+            "                         ones show a non-MD5 ETag ending in -1\n"
             "  _netdev, auto, noauto, nofail, user, users, defaults: for mount(8), ignored\n\n"
             "  -f  stay in the foreground     -d  debug: foreground, log every request\n");
 }
@@ -99,6 +103,8 @@ static int apply_option(struct fs_opts *o, struct args *a, char *opt, int *entry
     } else if (!strcmp(opt, "inline_max") && v && !mkv_parse_size(v, &size) &&
                size <= MKV_INLINE_MAX) {
         o->inline_max = size;
+    } else if (!strcmp(opt, "etag_max") && v && !mkv_parse_size(v, &size)) {
+        o->etag_max = size;
     } else if (!strcmp(opt, "_netdev") || !strcmp(opt, "auto") || !strcmp(opt, "noauto") ||
                !strcmp(opt, "nofail") || !strcmp(opt, "user") || !strcmp(opt, "users") ||
                !strcmp(opt, "nouser") || !strcmp(opt, "defaults") || !strcmp(opt, "exec") ||
@@ -332,6 +338,7 @@ int main(int argc, char **argv)
     fs->o.op_timeout_ms = 30000;
     fs->o.dirty_max = 64u << 20;
     fs->o.inline_max = 16u << 10;
+    fs->o.etag_max = 64u << 20;
     if (parse_args(argc, argv, &fs->o, &a)) return 2;
     if (split_source(a.source, &fs->o)) {
         fprintf(stderr, "mount.minikv: source '%s' is not META[,META...][/BUCKET]\n", a.source);

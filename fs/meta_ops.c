@@ -117,7 +117,7 @@ static void on_getattr(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -ENOMEM);
         return;
     }
-    fino_set_attr(fi, &oi);
+    fino_set_attr(op->fs, fi, &oi);
     reply_attr(op, fi);
     fino_maybe_free(op->fs, fi);
 }
@@ -125,8 +125,16 @@ static void on_getattr(struct fop *op, int status, struct mkv_frame *reply)
 void op_getattr(struct fop *op)
 {
     struct mkv_ino_getattr_req q = {0};
+    struct fino *fi;
     int rv;
     q.ino = fs_ns_ino(op->fs, op->ino);
+    /* Within attr_timeout of the cluster's answer, and kept exact by this
+     * mount's own changes since: what the kernel would have cached had it
+     * not dropped its copy after those changes. */
+    if ((fi = fino_find(op->fs, q.ino)) && fino_attr_fresh(op->fs, fi)) {
+        reply_attr(op, fi);
+        return;
+    }
     q.flags = MKV_INO_ATTR;
     if ((rv = fs_meta(op, MKV_MSG_INO_GETATTR, &mkv_desc_ino_getattr_req, &q, on_getattr)))
         fop_error(op, rv);
@@ -146,8 +154,14 @@ static void on_setattr(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -EIO);
         return;
     }
-    if (op->to_set & FUSE_SET_ATTR_SIZE) fino_truncated(fi, oi.size);
-    fino_set_attr(fi, &oi);
+    if (op->to_set & FUSE_SET_ATTR_SIZE) {
+        /* Cut to a size other than 0: the MD5 is unknown again. */
+        if (oi.size && oi.size != fi->attr.size) fi->etag_gen = oi.generation;
+        else if (!oi.size) fi->etag_gen = 0;
+        fino_truncated(fi, oi.size);
+    }
+    fino_set_attr(op->fs, fi, &oi);
+    if (fi->etag_gen && !fi->opens && !fi->writing) fs_etag_start(op->fs, fi);
     reply_attr(op, fi);
     fino_maybe_free(op->fs, fi);
 }
@@ -226,6 +240,8 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
+    if (decode_inode(reply, &oi) == 0)
+        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), oi.ctime);
     if (op->kind != FOP_CREATE) {
         reply_entry(op, reply);
         return;
@@ -234,6 +250,7 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -EIO);
         return;
     }
+    fi->nocap_until = fi->attr_until; /* made just now: no extended attributes */
     op_create_done(op, fi);
 }
 
@@ -274,12 +291,14 @@ void op_make(struct fop *op)
 
 /* ---- unlink, rmdir, rename, link ---- */
 
-static void mark_orphan(struct fop *op, uint64_t ino, uint32_t nlink)
+/* An inode lost a link (unlink, replaced by a rename) at time now. */
+static void mark_orphan(struct fop *op, uint64_t ino, uint32_t nlink, int64_t now)
 {
     struct fino *fi = fino_find(op->fs, ino);
     if (fi && nlink == 0 && fi->opens) fi->orphan = 1;
     if (fi) {
         fi->attr.nlink = nlink;
+        if (now > fi->attr.ctime) fi->attr.ctime = now;
         if (nlink == 0 && !fi->opens) fino_dirty_drop(fi); /* nobody will read it */
     }
 }
@@ -295,8 +314,10 @@ static void on_unlink(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
-    if (op->kind == FOP_UNLINK && reply && mkv_frame_decode(reply, &mkv_desc_ino_unlink_rep, &rep) == 0)
-        mark_orphan(op, rep.ino, rep.nlink);
+    if (reply && mkv_frame_decode(reply, &mkv_desc_ino_unlink_rep, &rep) == 0) {
+        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), rep.now);
+        if (op->kind == FOP_UNLINK) mark_orphan(op, rep.ino, rep.nlink, rep.now);
+    }
     fuse_reply_err(op->req, 0);
     fop_free(op);
 }
@@ -339,9 +360,18 @@ static void on_rename(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
-    if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.replaced &&
-        !(op->flags & RENAME_EXCHANGE))
-        mark_orphan(op, rep.replaced, rep.replaced_nlink);
+    if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.now) {
+        struct fino *fi = fino_find(op->fs, rep.ino);
+        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), rep.now);
+        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino2), rep.now);
+        if (fi && rep.now > fi->attr.ctime) fi->attr.ctime = rep.now;
+        if (rep.replaced && !(op->flags & RENAME_EXCHANGE)) {
+            mark_orphan(op, rep.replaced, rep.replaced_nlink, rep.now);
+        } else if (rep.replaced && (fi = fino_find(op->fs, rep.replaced)) &&
+                   rep.now > fi->attr.ctime) {
+            fi->attr.ctime = rep.now;
+        }
+    }
     fuse_reply_err(op->req, 0);
     fop_free(op);
 }
@@ -382,10 +412,13 @@ void op_rename(struct fop *op)
 
 static void on_link(struct fop *op, int status, struct mkv_frame *reply)
 {
+    struct mkv_obj_info oi;
     if (status) {
         fop_error(op, status);
         return;
     }
+    if (decode_inode(reply, &oi) == 0)
+        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino2), oi.ctime);
     reply_entry(op, reply);
 }
 
@@ -464,7 +497,7 @@ static size_t add_entry(struct fop *op, char *buf, size_t used, size_t cap, cons
         ep.attr = *st;
         if (attr) {
             if (!(fi = fino_get(fs, attr->ino))) return 0;
-            fino_set_attr(fi, attr);
+            fino_set_attr(fs, fi, attr);
             fs_entry(fs, fi, &ep);
         }
         need = fuse_add_direntry_plus(op->req, buf + used, cap - used, name, &ep, next);
@@ -488,7 +521,8 @@ static void on_readdir(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
-    if (mkv_frame_decode(reply, &mkv_desc_ino_readdir_rep, &rep) || !(buf = malloc(cap ? cap : 1))) {
+    if (mkv_frame_decode(reply, &mkv_desc_ino_readdir_rep, &rep) ||
+        !(buf = malloc(cap ? cap : 1))) {
         fop_error(op, -EIO);
         return;
     }
@@ -512,7 +546,8 @@ static void on_readdir(struct fop *op, int status, struct mkv_frame *reply)
         snprintf(name, sizeof name, "%.*s", (int)de.name.len, (const char *)de.name.p);
         st.st_ino = fs_fuse_ino(op->fs, de.ino);
         st.st_mode = type_mode(de.type);
-        if (op->plus && de.attr.len && mkv_msg_decode(&mkv_desc_obj_info, de.attr.p, de.attr.len, &a) == 0)
+        if (op->plus && de.attr.len &&
+            mkv_msg_decode(&mkv_desc_obj_info, de.attr.p, de.attr.len, &a) == 0)
             have = 1;
         if (!(n = add_entry(op, buf, used, cap, name, &st, (off_t)de.cookie, have ? &a : NULL)))
             break;
@@ -595,7 +630,14 @@ static int xattr_name_ok(const char *name)
 
 static void on_xattr_done(struct fop *op, int status, struct mkv_frame *reply)
 {
+    struct fino *fi = fino_find(op->fs, fs_ns_ino(op->fs, op->ino));
     (void)reply;
+    if (fi) {
+        /* Its ctime moved (by an amount the reply does not say), and
+         * security.capability may be there now. */
+        fino_attr_stale(fi);
+        fi->nocap_until = 0;
+    }
     if (status) {
         fop_error(op, status);
         return;
@@ -652,9 +694,16 @@ static void reply_sized(struct fop *op, const void *p, size_t n)
     fop_free(op);
 }
 
+#define XATTR_CAPS "security.capability"
+
 static void on_getxattr(struct fop *op, int status, struct mkv_frame *reply)
 {
     struct mkv_xattr_get_rep rep;
+    struct fino *fi;
+    /* Remembered for attr_timeout, as attributes are. */
+    if (status == -ENODATA && !strcmp(op->name, XATTR_CAPS) &&
+        (fi = fino_find(op->fs, fs_ns_ino(op->fs, op->ino))))
+        fi->nocap_until = uv_now(&op->fs->loop) + (uint64_t)(op->fs->o.attr_timeout * 1000.0);
     if (status) {
         fop_error(op, status);
         return;
@@ -669,12 +718,18 @@ static void on_getxattr(struct fop *op, int status, struct mkv_frame *reply)
 void op_getxattr(struct fop *op)
 {
     struct mkv_xattr_get_req q = {0};
+    struct fino *fi;
     int rv;
     if (!xattr_name_ok(op->name)) {
         fop_error(op, -ENODATA);
         return;
     }
     q.ino = fs_ns_ino(op->fs, op->ino);
+    if (!strcmp(op->name, XATTR_CAPS) && (fi = fino_find(op->fs, q.ino)) &&
+        fi->nocap_until > uv_now(&op->fs->loop)) {
+        fop_error(op, -ENODATA);
+        return;
+    }
     q.name = S(op->name);
     if ((rv = fs_meta(op, MKV_MSG_XATTR_GET, &mkv_desc_xattr_get_req, &q, on_getxattr)))
         fop_error(op, rv);

@@ -290,6 +290,7 @@ int mkv_msg_is_raft(uint16_t type)
     case MKV_MSG_INO_RENAME:
     case MKV_MSG_INO_LINK:
     case MKV_MSG_INO_WRITE:
+    case MKV_MSG_INO_ETAG:
     case MKV_MSG_XATTR_SET:
     case MKV_MSG_XATTR_REMOVE:
     case MKV_MSG_ORPHAN_DROP: return 1;

@@ -34,6 +34,7 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_INO_RENAME: return ns_ino_rename;
     case MKV_MSG_INO_LINK: return ns_ino_link;
     case MKV_MSG_INO_WRITE: return ns_ino_write;
+    case MKV_MSG_INO_ETAG: return ns_ino_etag;
     case MKV_MSG_XATTR_SET: return ns_xattr_set;
     case MKV_MSG_XATTR_REMOVE: return ns_xattr_remove;
     case MKV_MSG_ORPHAN_DROP: return ns_orphan_drop;

@@ -16,6 +16,7 @@
  * removal here stops being implicit, so that S3 then lists it as its
  * "dir/" key, as an empty directory made in a mount is. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,6 +28,7 @@
     if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
 
 #define EMPTY_ETAG "\"d41d8cd98f00b204e9800998ecf8427e\""
+#define ETAG_UNKNOWN_LEN 40 /* "\"" + 32 hex + "-1\"" + NUL */
 /* Directory depth walked when looking for a bucket or an ancestor. */
 #define MAX_DEPTH (MKV_KEY_MAX / 2 + 2)
 
@@ -354,7 +356,8 @@ int ns_ino_make(struct ns_op *op, const uint8_t *p, size_t len)
         oi.size = req.symlink.len;
     }
     if ((rv = ns_ino_put(op, &oi))) return rv;
-    if ((rv = ns_dent_put(op, req.parent, req.name.p, req.name.len, req.type, oi.ino, 0))) return rv;
+    if ((rv = ns_dent_put(op, req.parent, req.name.p, req.name.len, req.type, oi.ino, 0)))
+        return rv;
     if ((rv = dir_touch(op, req.parent, 0))) return rv;
     ns->cnt.objects++;
     return reply_inode(op, &oi, 1);
@@ -376,6 +379,7 @@ int ns_ino_unlink(struct ns_op *op, const uint8_t *p, size_t len)
     if ((rv = ns_dent_find(op, req.parent, req.name.p, req.name.len, &ino, &type))) return rv;
     if ((rv = ns_ino_get(op, ino, &oi))) return rv == -ENOENT ? NS_EFATAL : rv;
     rep.ino = ino;
+    rep.now = op->now;
     if (rmdir) {
         if (oi.type != MKV_T_DIR) return -ENOTDIR;
         if (req.parent == NS_ROOT_INO) {
@@ -395,8 +399,8 @@ int ns_ino_unlink(struct ns_op *op, const uint8_t *p, size_t len)
         if (oi.type == MKV_T_DIR) return -EISDIR;
         if ((rv = ns_dent_del(op, req.parent, req.name.p, req.name.len, 0)))
             return rv == -ENOENT ? NS_EFATAL : rv;
-        if ((rv = drop_link(op, &oi,
-                            (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, oi.ino), &left)))
+        if ((rv = drop_link(op, &oi, (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, oi.ino),
+                            &left)))
             return rv;
     }
     if ((rv = dir_touch(op, req.parent, 1))) return rv;
@@ -455,13 +459,15 @@ int ns_ino_rename(struct ns_op *op, const uint8_t *p, size_t len)
     if (rv && rv != -ENOENT) return rv;
     have_t = rv == 0;
     rep.ino = sino;
-    if (have_t && tino == sino) /* two links of one inode, or the same entry */
+    if (have_t && tino == sino) /* two links of one inode, or the same entry: nothing changes */
         return ns_reply(op, &mkv_desc_ino_rename_rep, &rep);
+    rep.now = op->now;
     if (have_t && (req.flags & MKV_RENAME_NOREPLACE)) return -EEXIST;
     if (exchange && !have_t) return -ENOENT;
     {
         size_t k1, k2;
-        if ((rv = dir_place(op, req.parent, &sb, &k1)) || (rv = dir_place(op, req.newparent, &nb, &k2)))
+        if ((rv = dir_place(op, req.parent, &sb, &k1)) ||
+            (rv = dir_place(op, req.newparent, &nb, &k2)))
             return rv;
         if (sb != nb) return -EXDEV;
         if (k2 + req.newname.len + (src.type == MKV_T_DIR) > MKV_KEY_MAX) return -ENAMETOOLONG;
@@ -522,9 +528,8 @@ int ns_ino_rename(struct ns_op *op, const uint8_t *p, size_t len)
             if ((rv = ns_ino_del(op, tino))) return rv == -ENOENT ? NS_EFATAL : rv;
             if (!(tdflags & MKV_DF_IMPLICIT)) ns->cnt.objects--;
         } else {
-            if ((rv = drop_link(op, &dst,
-                                (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, dst.ino),
-                                &left)))
+            if ((rv = drop_link(
+                     op, &dst, (req.flags & MKV_UNLINK_KEEP) || in_keep(req.keep, dst.ino), &left)))
                 return rv;
             rep.replaced_nlink = left;
         }
@@ -600,10 +605,22 @@ static int set_content(struct ns_op *op, struct mkv_obj_info *oi, struct mkv_sli
     return 0;
 }
 
+/* The ETag of content whose MD5 nobody knows (written out of order, cut
+ * by a truncation): not an MD5 — the "-1" tells S3 clients so, as for a
+ * multipart upload — but unique to this content, until the writer
+ * computes the MD5 (INO_ETAG). */
+static struct mkv_slice etag_unknown(char buf[ETAG_UNKNOWN_LEN], uint64_t ino, uint64_t generation)
+{
+    snprintf(buf, ETAG_UNKNOWN_LEN, "\"%016llx%016llx-1\"", (unsigned long long)ino,
+             (unsigned long long)generation);
+    return mkv_slice_str(buf);
+}
+
 int ns_ino_setattr(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_ino_setattr_req req;
     struct mkv_obj_info oi;
+    char fallback[ETAG_UNKNOWN_LEN];
     struct mkv_buf ext = MKV_BUF_INIT, data = MKV_BUF_INIT;
     int rv = 0;
     DECODE(mkv_desc_ino_setattr_req, p, len, &req);
@@ -633,7 +650,7 @@ int ns_ino_setattr(struct ns_op *op, const uint8_t *p, size_t len)
         if (!(req.valid & (MKV_SET_MTIME | MKV_SET_MTIME_NOW))) oi.mtime = op->now;
         oi.generation = op->index;
         if (req.size == 0) oi.etag = mkv_slice_str(EMPTY_ETAG);
-        else oi.etag = mkv_slice_str(""); /* unknown until written again */
+        else oi.etag = etag_unknown(fallback, oi.ino, oi.generation);
     }
     if (!(rv = ns_ino_put(op, &oi))) rv = reply_inode(op, &oi, 1);
 out:
@@ -668,8 +685,7 @@ static int extents_splice(struct mkv_slice old, struct mkv_slice add, struct mkv
     struct mkv_extent *a = NULL, *o = NULL, *keep = NULL;
     size_t na = 0, ca = 0, no = 0, co = 0, nk = 0, ck = 0, ia = 0, ik = 0, j = 0;
     int rv;
-    if ((rv = extents_load(add, &a, &na, &ca)) || (rv = extents_load(old, &o, &no, &co)))
-        goto out;
+    if ((rv = extents_load(add, &a, &na, &ca)) || (rv = extents_load(old, &o, &no, &co))) goto out;
     /* Old pieces outside every new extent (a only moves forward: both are
      * sorted). At most na + no pieces. */
     ck = na + no + 1;
@@ -753,6 +769,7 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_ino_write_req req;
     struct mkv_obj_info oi;
+    char fallback[ETAG_UNKNOWN_LEN];
     struct mkv_buf spliced = MKV_BUF_INIT, cut = MKV_BUF_INIT;
     struct mkv_slice next = mkv_slice_mem("", 0), data = mkv_slice_mem("", 0);
     uint64_t end = 0;
@@ -780,9 +797,10 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
             rv = extents_cut(req.extents, req.size, &cut);
         } else {
             rv = extents_splice(oi.extents, req.extents, &spliced);
-            if (!rv) rv = extents_cut(mkv_slice_mem(spliced.p ? spliced.p : (const uint8_t *)"",
-                                                    spliced.len),
-                                      req.size, &cut);
+            if (!rv)
+                rv = extents_cut(
+                    mkv_slice_mem(spliced.p ? spliced.p : (const uint8_t *)"", spliced.len),
+                    req.size, &cut);
         }
         if (!rv) rv = drop_holes(&cut);
         if (rv) goto out;
@@ -795,14 +813,33 @@ int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len)
     if ((rv = set_content(op, &oi, next, data, req.size))) goto out;
     oi.mtime = req.mtime ? req.mtime : op->now;
     oi.ctime = op->now;
-    oi.etag = req.etag;
     oi.generation = op->index;
+    oi.etag = req.etag.len ? req.etag : etag_unknown(fallback, oi.ino, oi.generation);
     /* The whole inode: the writer's view of the content is the new one. */
     if (!(rv = ns_ino_put(op, &oi))) rv = reply_inode(op, &oi, 0);
 out:
     mkv_buf_free(&spliced);
     mkv_buf_free(&cut);
     return rv == -ENOMEM ? ns_fail(op, ENOMEM, "write") : rv;
+}
+
+int ns_ino_etag(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_ino_etag_req req;
+    struct mkv_ino_etag_rep rep = {0};
+    struct mkv_obj_info oi;
+    int rv;
+    DECODE(mkv_desc_ino_etag_req, p, len, &req);
+    if (req.etag.len < 2 || req.etag.len > MKV_ETAG_MAX) return -EINVAL;
+    if ((rv = get_inode(op, req.ino, &oi))) return rv;
+    if (oi.type != MKV_T_FILE) return -EINVAL;
+    /* Nothing else changes: it is the same content, now with its name. */
+    if (oi.generation == req.generation) {
+        oi.etag = req.etag;
+        if ((rv = ns_ino_put(op, &oi))) return rv;
+        rep.applied = 1;
+    }
+    return ns_reply(op, &mkv_desc_ino_etag_rep, &rep);
 }
 
 /* ---- extended attributes: key inode (8, BE) + name, value the bytes ---- */
@@ -898,7 +935,8 @@ int ns_xattr_list(struct ns_op *op, const uint8_t *p, size_t len)
     for (rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
          rc == 0 && key.mv_size > 8 && mkv_get_be64(key.mv_data) == req.ino;
          rc = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
-        struct mkv_key_entry ke = {mkv_slice_mem((const uint8_t *)key.mv_data + 8, key.mv_size - 8)};
+        struct mkv_key_entry ke = {
+            mkv_slice_mem((const uint8_t *)key.mv_data + 8, key.mv_size - 8)};
         if (mkv_msg_append(&out, &mkv_desc_key_entry, &ke)) {
             rc = ENOMEM;
             break;

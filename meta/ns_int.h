@@ -253,6 +253,7 @@ int ns_ino_link(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_ino_rename(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_ino_setattr(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_ino_write(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_ino_etag(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_orphan_drop(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_xattr_set(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_xattr_remove(struct ns_op *op, const uint8_t *p, size_t len);

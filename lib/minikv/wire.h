@@ -435,7 +435,8 @@ struct mkv_msgdesc
     F(s, BLOB, keep, 8u * MKV_KEEP_MAX) /* u64 LE inodes open at the caller */
 #define MKV_FIELDS_ino_unlink_rep(F, s) \
     F(s, U64, ino, 0)                   \
-    F(s, U32, nlink, 0) /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */
+    F(s, U32, nlink, 0) /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */ \
+    F(s, I64, now, 0) /* the command's time: the parent's new mtime and ctime */
 #define MKV_FIELDS_ino_rename_req(F, s) /* [raft] */ \
     F(s, U64, parent, 0)                            \
     F(s, STR, name, MKV_NAME_MAX)                   \
@@ -446,7 +447,8 @@ struct mkv_msgdesc
 #define MKV_FIELDS_ino_rename_rep(F, s) \
     F(s, U64, ino, 0)                   \
     F(s, U64, replaced, 0) /* the inode newname named before (0: none) */ \
-    F(s, U32, replaced_nlink, 0)
+    F(s, U32, replaced_nlink, 0)                                          \
+    F(s, I64, now, 0) /* the command's time: the parents' new mtime and ctime */
 #define MKV_FIELDS_ino_link_req(F, s) /* [raft] */ \
     F(s, U64, ino, 0)                             \
     F(s, U64, newparent, 0)                       \
@@ -482,6 +484,14 @@ struct mkv_msgdesc
     F(s, U64, ino, 0)                                 \
     F(s, STR, name, 255)
 #define MKV_FIELDS_orphan_drop_req(F, s) F(s, U64, ino, 0) /* [raft] */
+/* The MD5 ETag of a file whose content was written out of order, computed
+ * by the writer afterwards: it applies only while the content is still
+ * that generation. */
+#define MKV_FIELDS_ino_etag_req(F, s) /* [raft] */ \
+    F(s, U64, ino, 0)                            \
+    F(s, U64, generation, 0)                     \
+    F(s, STR, etag, MKV_ETAG_MAX)
+#define MKV_FIELDS_ino_etag_rep(F, s) F(s, U32, applied, 0) /* 0: the content moved on */
 /* Replies that are an inode: the obj_info layout under each request's type
  * code (encode and decode them with mkv_desc_obj_info). */
 #define MKV_FIELDS_ino_lookup_rep(F, s) MKV_FIELDS_obj_info(F, s)
@@ -652,6 +662,8 @@ struct mkv_msgdesc
     M(INO_READDIR, 0x0267, ino_readdir_rep)                    \
     M(INO_WRITE, 0x0268, ino_write_req)                        \
     M(INO_WRITE, 0x0268, ino_write_rep)                             \
+    M(INO_ETAG, 0x0269, ino_etag_req)                          \
+    M(INO_ETAG, 0x0269, ino_etag_rep)                          \
     M(XATTR_SET, 0x0270, xattr_set_req)                        \
     M(XATTR_SET, 0x0270, xattr_set_rep)                      \
     M(XATTR_GET, 0x0271, xattr_get_req)                        \
@@ -722,6 +734,7 @@ enum mkv_msg_type {
     MKV_MSG_INO_LINK = 0x0266,
     MKV_MSG_INO_READDIR = 0x0267,
     MKV_MSG_INO_WRITE = 0x0268,
+    MKV_MSG_INO_ETAG = 0x0269,
     MKV_MSG_XATTR_SET = 0x0270,
     MKV_MSG_XATTR_GET = 0x0271,
     MKV_MSG_XATTR_LIST = 0x0272,

@@ -91,6 +91,12 @@ trap 'exit 130' INT TERM
     wait "$sp" || exit 0
     echo "[$TEST_NAME] watchdog: over ${MKV_TEST_TIMEOUT}s, stopping" >&2
     kill -TERM $$
+    # The shell runs its trap (the cleanup) only once the command it waits
+    # for ends: a client stuck on a hung mount is killed so that it does.
+    sleep 3
+    for p in $(pgrep -P $$); do
+        [ "$p" = "$BASHPID" ] || kill -KILL "$p" 2>/dev/null
+    done
 ) &
 WATCHDOG_PID=$!
 disown "$WATCHDOG_PID" # a test's plain `wait` must not wait for the watchdog
