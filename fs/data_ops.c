@@ -651,6 +651,56 @@ static void reply_open(struct fop *op, struct fino *fi, int keep_cache)
     fop_free(op);
 }
 
+/* A create without O_EXCL that found the file there (made by another
+ * mount or S3 since the kernel looked): it opens that file. reply is its
+ * full inode (after the truncation O_TRUNC asked for). */
+void op_create_existing(struct fop *op, struct mkv_frame *reply)
+{
+    struct mkv_obj_info oi;
+    struct fuse_entry_param e;
+    struct fuse_file_info ffi;
+    struct fino *fi;
+    if (!reply || mkv_frame_decode(reply, &mkv_desc_obj_info, &oi)) {
+        fop_error(op, -EIO);
+        return;
+    }
+    if (oi.type == MKV_T_DIR) {
+        fop_error(op, -EISDIR);
+        return;
+    }
+    if (oi.type != MKV_T_FILE) {
+        fop_error(op, -EEXIST); /* a symlink or FIFO put there meanwhile */
+        return;
+    }
+    if (!(fi = fino_get(op->fs, oi.ino))) {
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    if (!fi->dirty && !fi->writing) {
+        if (content_set(fi, &oi)) {
+            fino_maybe_free(op->fs, fi);
+            fop_error(op, -ENOMEM);
+            return;
+        }
+        fino_set_attr(op->fs, fi, &oi);
+    }
+    if (md5_setup(fi)) {
+        fino_maybe_free(op->fs, fi);
+        fop_error(op, -ENOMEM);
+        return;
+    }
+    fi->nlookup++;
+    fs_entry(op->fs, fi, &e);
+    memset(&ffi, 0, sizeof ffi);
+    ffi.fh = fi->ino;
+    fi->opens++;
+    if (fuse_reply_create(op->req, &e, &ffi) != 0) {
+        fi->opens--;
+        fino_forget(op->fs, fi, 1);
+    }
+    fop_free(op);
+}
+
 static void on_open(struct fop *op, int status, struct mkv_frame *reply)
 {
     struct mkv_obj_info oi;
@@ -687,6 +737,10 @@ static void on_open(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -ENOMEM);
         return;
     }
+    /* Changed since this mount last read it (close-to-open): the kernel's
+     * attributes go too, or it would read only up to the size it has in
+     * cache. Attributes only: no page lock involved, safe from here. */
+    if (!keep) fuse_lowlevel_notify_inval_inode(op->fs->se, op->ino, -1, 0);
     reply_open(op, fi, keep);
 }
 
@@ -847,6 +901,9 @@ void op_write(struct fop *op)
         fop_error(op, -EBADF);
         return;
     }
+    /* O_APPEND: at the end this mount knows, which open (and a lock)
+     * brought up to date; the kernel's may be older. */
+    if (op->flags & O_APPEND) off = fi->size;
     if (off + op->size < off || off + op->size > (1ull << 62)) {
         fop_error(op, -EFBIG);
         return;
@@ -887,19 +944,54 @@ static void reply_ok(struct fop *op, int status)
     fop_free(op);
 }
 
+/* A close, once its data is committed and its process's locks dropped:
+ * S3 sees the file's real ETag once it returns. */
+static void flush_done(struct fop *op)
+{
+    struct fino *fi = file_of(op);
+    if (op->status) {
+        fop_error(op, op->status);
+        return;
+    }
+    if (fi && fi->etag_gen && fs_etag_wait(op->fs, fi, op, reply_ok) == 0) return;
+    reply_ok(op, 0);
+}
+
 static void on_synced(struct fop *op, int status)
 {
     struct fino *fi = file_of(op);
     if (!status && fi && fi->wb_error) status = fi->wb_error;
     if (fi) fi->wb_error = 0;
+    if (op->kind == FOP_FLUSH) {
+        /* The data first, then the locks: whoever locks next sees it. */
+        op->status = status;
+        fs_unlock_on_close(op, 0, flush_done);
+        return;
+    }
     if (status) {
         fop_error(op, status);
         return;
     }
-    /* A close: S3 sees the file's real ETag once it returns. */
-    if (op->kind == FOP_FLUSH && fi && fi->etag_gen && fs_etag_wait(op->fs, fi, op, reply_ok) == 0)
-        return;
     reply_ok(op, 0);
+}
+
+int fs_sync_then(struct fop *op, void (*cb)(struct fop *op, int status))
+{
+    struct fino *fi = file_of(op);
+    if (!fi || (!fi->dirty && !fi->writing && !fi->size_dirty)) {
+        cb(op, 0);
+        return 0;
+    }
+    return wait_round(op->fs, fi, op, cb);
+}
+
+int fs_file_reload(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi)
+{
+    int rv;
+    if (fi->dirty || fi->writing || oi->type != MKV_T_FILE) return 0; /* its own view is newer */
+    if ((rv = content_set(fi, oi))) return rv;
+    fino_set_attr(fs, fi, oi);
+    return 0;
 }
 
 /* flush (each close) and fsync: every write so far committed. */
@@ -920,7 +1012,7 @@ static void sync_file(struct fop *op)
 
 void op_flush(struct fop *op)
 {
-    sync_file(op);
+    sync_file(op); /* then this process's fcntl locks, which end with any close */
 }
 
 void op_fsync(struct fop *op)
@@ -937,7 +1029,15 @@ static void on_orphan_dropped(struct fop *op, int status, struct mkv_frame *repl
     fop_free(op);
 }
 
+static void release_file(struct fop *op);
+
 void op_release(struct fop *op)
+{
+    if (op->flock_release) fs_unlock_on_close(op, 1, release_file); /* the open file's flock */
+    else release_file(op);
+}
+
+static void release_file(struct fop *op)
 {
     struct fs *fs = op->fs;
     struct fino *fi = file_of(op);

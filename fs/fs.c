@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "fs_int.h"
 #include "minikv/err.h"
@@ -72,8 +73,8 @@ void fop_error(struct fop *op, int status)
 static void on_meta(struct mkv_meta_req *m, int status, struct mkv_frame *reply)
 {
     struct fop *op = m->data;
-    void (*cb)(struct fop *, int, struct mkv_frame *) = (void (*)(struct fop *, int,
-                                                                  struct mkv_frame *))op->ctx;
+    void (*cb)(struct fop *, int, struct mkv_frame *) =
+        (void (*)(struct fop *, int, struct mkv_frame *))op->ctx;
     op->ctx = NULL;
     cb(op, status, reply);
 }
@@ -84,6 +85,61 @@ int fs_meta(struct fop *op, uint16_t type, const struct mkv_msgdesc *d, const vo
     op->m.data = op;
     op->ctx = (void *)cb;
     return mkv_meta_call(op->fs->client, &op->m, type, d, msg, on_meta);
+}
+
+/* ---- kernel cache invalidation ---- */
+
+static void *inval_main(void *arg)
+{
+    struct fs *fs = arg;
+    pthread_mutex_lock(&fs->ilock);
+    for (;;) {
+        struct fop *op;
+        while (!fs->iq_head && !fs->inval_stop) pthread_cond_wait(&fs->icond, &fs->ilock);
+        if (!(op = fs->iq_head)) break;
+        fs->iq_head = op->next;
+        if (!fs->iq_head) fs->iq_tail = NULL;
+        pthread_mutex_unlock(&fs->ilock);
+        /* Pages and attributes; -ENOENT: the kernel has no such inode now. */
+        fuse_lowlevel_notify_inval_inode(fs->se, op->ino, 0, 0);
+        fuse_reply_err(op->req, 0);
+        fop_free(op);
+        pthread_mutex_lock(&fs->ilock);
+    }
+    pthread_mutex_unlock(&fs->ilock);
+    return NULL;
+}
+
+int fs_inval_start(struct fs *fs)
+{
+    pthread_mutex_init(&fs->ilock, NULL);
+    pthread_cond_init(&fs->icond, NULL);
+    if (pthread_create(&fs->inval_thread, NULL, inval_main, fs)) return -EAGAIN;
+    fs->inval_started = 1;
+    return 0;
+}
+
+/* After the session loop ended: what is queued is still answered. */
+void fs_inval_stop(struct fs *fs)
+{
+    if (!fs->inval_started) return;
+    pthread_mutex_lock(&fs->ilock);
+    fs->inval_stop = 1;
+    pthread_cond_signal(&fs->icond);
+    pthread_mutex_unlock(&fs->ilock);
+    pthread_join(fs->inval_thread, NULL);
+    fs->inval_started = 0;
+}
+
+void fs_inval_reply(struct fs *fs, struct fop *op)
+{
+    op->next = NULL;
+    pthread_mutex_lock(&fs->ilock);
+    if (fs->iq_tail) fs->iq_tail->next = op;
+    else fs->iq_head = op;
+    fs->iq_tail = op;
+    pthread_cond_signal(&fs->icond);
+    pthread_mutex_unlock(&fs->ilock);
 }
 
 /* ---- the hand-off ---- */
@@ -120,6 +176,9 @@ static void dispatch(struct fop *op)
     case FOP_LISTXATTR: op_listxattr(op); break;
     case FOP_REMOVEXATTR: op_removexattr(op); break;
     case FOP_FALLOCATE: op_fallocate(op); break;
+    case FOP_GETLK: op_getlk(op); break;
+    case FOP_SETLK:
+    case FOP_FLOCK: op_setlk(op); break;
     }
 }
 
@@ -241,8 +300,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
     if (op) submit(fs_of(req), op);
 }
 
-static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                     dev_t rdev)
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
     struct fop *op;
     if (!S_ISREG(mode) && !S_ISFIFO(mode)) {
@@ -363,6 +421,7 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fop *op = fop_new(req, FOP_FLUSH, ino);
     if (!op) return;
     op->fh = fi->fh;
+    op->lock_owner = fi->lock_owner;
     submit(fs_of(req), op);
 }
 
@@ -372,6 +431,45 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (!op) return;
     op->fh = fi->fh;
     op->flags = fi->flags;
+    op->lock_owner = fi->lock_owner;
+    op->flock_release = fi->flock_release;
+    submit(fs_of(req), op);
+}
+
+static void ll_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
+{
+    struct fop *op = fop_new(req, FOP_GETLK, ino);
+    if (!op) return;
+    op->fh = fi->fh;
+    op->lock_owner = fi->lock_owner;
+    op->lk = *lock;
+    submit(fs_of(req), op);
+}
+
+static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
+                     int sleep)
+{
+    struct fop *op = fop_new(req, FOP_SETLK, ino);
+    if (!op) return;
+    op->fh = fi->fh;
+    op->lock_owner = fi->lock_owner;
+    op->lk = *lock;
+    op->lk_sleep = sleep;
+    submit(fs_of(req), op);
+}
+
+static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int how)
+{
+    struct fop *op = fop_new(req, FOP_FLOCK, ino);
+    if (!op) return;
+    op->fh = fi->fh;
+    op->lock_owner = fi->lock_owner;
+    switch (how & ~LOCK_NB) {
+    case LOCK_SH: op->lk.l_type = F_RDLCK; break;
+    case LOCK_EX: op->lk.l_type = F_WRLCK; break;
+    default: op->lk.l_type = F_UNLCK; break;
+    }
+    op->lk_sleep = !(how & LOCK_NB);
     submit(fs_of(req), op);
 }
 
@@ -497,9 +595,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct fs *fs = userdata;
     (void)fs;
-    /* Locks stay in this kernel (between the processes of this mount). */
-    conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
-    conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
+    /* Locks are the cluster's (locks.c), so that they hold between mounts. */
+    if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
+    if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
     if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
     if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
     if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
@@ -542,4 +640,7 @@ const struct fuse_lowlevel_ops fs_ops = {
     .listxattr = ll_listxattr,
     .removexattr = ll_removexattr,
     .fallocate = ll_fallocate,
+    .getlk = ll_getlk,
+    .setlk = ll_setlk,
+    .flock = ll_flock,
 };

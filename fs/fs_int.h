@@ -21,6 +21,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
@@ -73,6 +74,7 @@ struct fino
     /* Until when "no security.capability" is known (the kernel asks before
      * every write that could clear privileges). */
     uint64_t nocap_until;
+    int locked; /* this mount took a lock on it: closes must drop theirs */
     /* The committed content, loaded at open and dropped at the last
      * release: extents (encoded list) or the inline bytes, copied out of
      * the reply (a frame held longer would hold back its connection). */
@@ -125,6 +127,14 @@ struct fs
     struct fino **htab;
     size_t hcap, hcount;
     uint32_t uid, gid; /* the daemon's, for permission-free internal work */
+    /* Kernel cache invalidations (fuse_lowlevel_notify_inval_inode), made
+     * on a thread of their own: the kernel may need the client thread to
+     * answer a read before it can drop a page. */
+    pthread_t inval_thread;
+    pthread_mutex_t ilock;
+    pthread_cond_t icond;
+    struct fop *iq_head, *iq_tail;
+    int inval_started, inval_stop;
 };
 
 /* A request handed from a libfuse thread to the client thread. */
@@ -133,7 +143,7 @@ enum fop_kind {
     FOP_SYMLINK, FOP_UNLINK, FOP_RMDIR, FOP_RENAME, FOP_LINK, FOP_OPEN, FOP_CREATE, FOP_READ,
     FOP_WRITE, FOP_FLUSH, FOP_RELEASE, FOP_FSYNC, FOP_OPENDIR, FOP_READDIR, FOP_RELEASEDIR,
     FOP_STATFS, FOP_SETXATTR, FOP_GETXATTR, FOP_LISTXATTR, FOP_REMOVEXATTR, FOP_FALLOCATE,
-    FOP_FORGET_MULTI,
+    FOP_FORGET_MULTI, FOP_GETLK, FOP_SETLK, FOP_FLOCK,
 };
 
 struct fop
@@ -156,6 +166,10 @@ struct fop
     size_t nforgets;
     int plus;
     int datasync;
+    uint64_t lock_owner; /* fuse_file_info's: locks, and flush/release to drop them */
+    struct flock lk;     /* getlk/setlk (flock: its type in lk.l_type) */
+    int lk_sleep;        /* F_SETLKW, or flock without LOCK_NB */
+    int flock_release;   /* release: drop the flock of lock_owner */
     uid_t uid;
     gid_t gid;
     struct fop *next;
@@ -165,6 +179,8 @@ struct fop
     struct fino *fi;
     void *ctx;  /* fs_meta's callback */
     void *ctx2; /* the operation's own state */
+    void (*after)(struct fop *op); /* a step that runs before the operation itself */
+    int status;                    /* carried from one step to the next */
 };
 
 /* The quoted hex MD5 of what ctx has digested so far (ctx stays usable);
@@ -187,6 +203,11 @@ struct fs *fs_of(fuse_req_t req);
 uint64_t fs_ns_ino(struct fs *fs, fuse_ino_t ino);
 fuse_ino_t fs_fuse_ino(struct fs *fs, uint64_t ino);
 void fop_free(struct fop *op);
+/* Drops the kernel's cached pages and attributes of op's inode, then
+ * answers op with success and frees it, on the invalidation thread. */
+void fs_inval_reply(struct fs *fs, struct fop *op);
+int fs_inval_start(struct fs *fs);
+void fs_inval_stop(struct fs *fs);
 /* Answers op with an error (a negative errno or minikv code) and frees it. */
 void fop_error(struct fop *op, int status);
 /* A minikv or errno status as the errno a POSIX caller expects. */
@@ -242,6 +263,18 @@ void op_flush(struct fop *op);
 void op_fsync(struct fop *op);
 void op_release(struct fop *op);
 void op_fallocate(struct fop *op);
+void op_create_existing(struct fop *op, struct mkv_frame *reply);
+/* cb(op, status) once every write of op's file so far is committed. */
+int fs_sync_then(struct fop *op, void (*cb)(struct fop *op, int status));
+/* Takes oi (a full inode) as fi's content and attributes, unless this
+ * mount has writes of its own in flight. */
+int fs_file_reload(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi);
+/* locks.c */
+void op_getlk(struct fop *op);
+void op_setlk(struct fop *op);
+/* Drops the locks of op->lock_owner on op's inode that close ends (fcntl
+ * locks at each flush, flock at the last release), then next(op). */
+void fs_unlock_on_close(struct fop *op, int flock, void (*next)(struct fop *op));
 /* Drops a file's write buffer (after truncation to 0 or an unlink). */
 void fino_dirty_drop(struct fino *fi);
 /* The size setattr changes: cut the buffer to size (and the content seen). */

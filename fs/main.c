@@ -399,7 +399,8 @@ int main(int argc, char **argv)
     }
     MKV_INFO("fs", "mounted source=%s mountpoint=%s root=%llu chunk=%s", a.source, a.mountpoint,
              (unsigned long long)fs->root, fs->o.chunk);
-    if (uv_thread_create(&fs->thread, client_main, fs)) goto out_client;
+    if (fs_inval_start(fs)) goto out_client;
+    if (uv_thread_create(&fs->thread, client_main, fs)) goto out_inval;
 
     lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 16);
@@ -409,6 +410,7 @@ int main(int argc, char **argv)
     fuse_session_unmount(fs->se);
     uv_async_send(&fs->stop);
     uv_thread_join(&fs->thread);
+    fs_inval_stop(fs);
     uv_loop_close(&fs->loop);
     fs_inodes_free(fs);
     fuse_remove_signal_handlers(fs->se);
@@ -416,6 +418,8 @@ int main(int argc, char **argv)
     fuse_opt_free_args(&fargs);
     return status;
 
+out_inval:
+    fs_inval_stop(fs);
 out_client:
     mkv_client_close(fs->client);
     uv_close((uv_handle_t *)&fs->wake, handle_closed);

@@ -232,10 +232,54 @@ void op_readlink(struct fop *op)
 
 /* ---- mknod, mkdir, symlink, create ---- */
 
+static void on_existing_cut(struct fop *op, int status, struct mkv_frame *reply)
+{
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    op_create_existing(op, reply);
+}
+
+static void on_existing(struct fop *op, int status, struct mkv_frame *reply)
+{
+    struct mkv_obj_info oi;
+    struct mkv_ino_setattr_req q = {0};
+    int rv;
+    if (status == -ENOENT && op->size++ < 3) { /* gone again: create it after all */
+        op_make(op);
+        return;
+    }
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    if ((op->flags & O_TRUNC) && (op->flags & O_ACCMODE) != O_RDONLY && reply &&
+        mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0 && oi.type == MKV_T_FILE && oi.size) {
+        q.ino = oi.ino;
+        q.valid = MKV_SET_SIZE;
+        if ((rv = fs_meta(op, MKV_MSG_INO_SETATTR, &mkv_desc_ino_setattr_req, &q, on_existing_cut)))
+            fop_error(op, rv);
+        return;
+    }
+    op_create_existing(op, reply);
+}
+
 static void on_make(struct fop *op, int status, struct mkv_frame *reply)
 {
     struct mkv_obj_info oi;
     struct fino *fi;
+    if (status == -EEXIST && op->kind == FOP_CREATE && !(op->flags & O_EXCL)) {
+        /* open(O_CREAT) of a name made elsewhere since the kernel's lookup:
+         * that file is opened, as a local file system would. */
+        struct mkv_ino_lookup_req q = {0};
+        int rv;
+        q.parent = fs_ns_ino(op->fs, op->ino);
+        q.name = S(op->name);
+        if ((rv = fs_meta(op, MKV_MSG_INO_LOOKUP, &mkv_desc_ino_lookup_req, &q, on_existing)))
+            fop_error(op, rv);
+        return;
+    }
     if (status) {
         fop_error(op, status);
         return;

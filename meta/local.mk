@@ -7,7 +7,7 @@ meta_libmeta_a_SOURCES = \
 	meta/ns_store.c meta/ns_path.c meta/ns_obj.c meta/ns_list.c meta/ns_mpu.c \
 	meta/ns_misc.c meta/ns_apply.c meta/ns_ino.c \
 	meta/node.h meta/node_int.h meta/node.c meta/fsm.c \
-	meta/meta.h meta/server.c
+	meta/meta.h meta/server.c meta/locks.h meta/locks.c
 meta_libmeta_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(RAFT_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # For programs that embed the meta service.
@@ -23,6 +23,12 @@ tests_unit_test_ns_SOURCES = tests/unit/test_ns.c
 tests_unit_test_ns_CFLAGS = $(UNIT_CFLAGS) $(LMDB_CFLAGS)
 tests_unit_test_ns_LDADD = $(META_LIBS) $(UNIT_LIBS)
 TESTS += tests/unit/test_ns
+
+check_PROGRAMS += tests/unit/test_locks
+tests_unit_test_locks_SOURCES = tests/unit/test_locks.c
+tests_unit_test_locks_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_locks_LDADD = $(META_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_locks
 
 check_PROGRAMS += tests/unit/test_raft
 tests_unit_test_raft_SOURCES = tests/unit/test_raft.c

@@ -341,6 +341,11 @@ const char *mkv_node_leader(struct mkv_node *n, uint64_t *id)
     return n->leader_buf;
 }
 
+uint64_t mkv_node_term(struct mkv_node *n)
+{
+    return n->raft.current_term;
+}
+
 void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
 {
     struct raft *r = &n->raft;

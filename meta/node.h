@@ -121,6 +121,8 @@ const char *mkv_node_self(const struct mkv_node *n);
 /* Fills the Raft and counter fields of a META_STATUS reply (chunk_servers
  * is left empty). String fields point into the node. */
 void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st);
+/* The Raft term this member is in. */
+uint64_t mkv_node_term(struct mkv_node *n);
 void mkv_node_get_stats(const struct mkv_node *n, struct mkv_node_stats *st);
 /* The state machine, for tests and tools that read it directly. */
 struct mkv_ns *mkv_node_ns(struct mkv_node *n);

@@ -4,14 +4,17 @@
  * requests go to the state machine on the ready leader; [raft] requests are
  * checked (they must decode), wrapped in an envelope with the session prefix
  * and the leader's clock, appended to the Raft log, and answered from the
- * state machine's result once applied and committed. Anything else gets an
- * error reply; nothing a client sends can stop the service. */
+ * state machine's result once applied and committed. LOCK is answered by
+ * the ready leader from its lock table (locks.h), which forgets a
+ * connection's locks when it closes. Anything else gets an error reply;
+ * nothing a client sends can stop the service. */
 #include <errno.h>
 #include <stdio.h>
 #include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "meta/locks.h"
 #include "meta/meta.h"
 #include "meta/node.h"
 #include "meta/ns.h"
@@ -31,6 +34,8 @@ struct mkv_meta
     uint64_t reserve;
     uint64_t free_bytes;   /* last statvfs of dir */
     uint64_t free_checked; /* uv_now of that statvfs */
+    struct mkv_locks *locks;
+    uint64_t locks_term; /* the term the lock table was built in */
     void (*on_fatal)(void *data);
     void *fatal_data;
     void (*stop_cb)(void *data);
@@ -188,6 +193,43 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
     if (m->scratch.cap > (1u << 20)) mkv_buf_free(&m->scratch); /* do not keep big lists */
 }
 
+#define LOCKS_MAX (1u << 20)
+
+/* Locks are the leader's: one that lost leadership and won it again
+ * starts afresh, as a new leader would. */
+static void handle_lock(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_lock_req req;
+    struct mkv_lock_rep rep;
+    int rv;
+    if (mkv_frame_decode(f, &mkv_desc_lock_req, &req)) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed lock request");
+        return;
+    }
+    if (!mkv_node_ready(m->node)) {
+        reply_error(m, c, &f->hdr, MKV_ENOTLEADER, NULL);
+        return;
+    }
+    if (!m->locks || m->locks_term != mkv_node_term(m->node)) {
+        mkv_locks_free(m->locks);
+        m->locks = mkv_locks_new(LOCKS_MAX);
+        m->locks_term = mkv_node_term(m->node);
+        if (!m->locks) {
+            reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+            return;
+        }
+    }
+    rv = mkv_locks_apply(m->locks, c, &req, &rep);
+    if (rv) reply_error(m, c, &f->hdr, rv, rv == -ENOLCK ? "too many locks" : NULL);
+    else mkv_conn_reply(c, &f->hdr, &mkv_desc_lock_rep, &rep);
+}
+
+static void on_close(struct mkv_conn *c, void *ctx)
+{
+    struct mkv_meta *m = ctx;
+    if (m->locks) mkv_locks_drop_holder(m->locks, c);
+}
+
 static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
 {
     struct mkv_meta *m = ctx;
@@ -219,6 +261,8 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
                                               m->chunk_servers.len);
             mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
         }
+    } else if (type == MKV_MSG_LOCK) {
+        handle_lock(m, c, f);
     } else if (mkv_ns_is_command(type)) {
         handle_command(m, c, f);
     } else if (mkv_ns_is_query(type)) {
@@ -229,7 +273,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
     mkv_frame_unref(f);
 }
 
-static const struct mkv_server_ops server_ops = {on_frame, NULL};
+static const struct mkv_server_ops server_ops = {on_frame, on_close};
 
 static void on_fatal(void *data)
 {
@@ -336,6 +380,7 @@ void mkv_meta_free(struct mkv_meta *m)
 {
     if (!m) return;
     mkv_node_free(m->node);
+    mkv_locks_free(m->locks);
     mkv_buf_free(&m->scratch);
     mkv_buf_free(&m->chunk_servers);
     free(m->dir);

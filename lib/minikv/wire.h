@@ -492,6 +492,24 @@ struct mkv_msgdesc
     F(s, U64, generation, 0)                     \
     F(s, STR, etag, MKV_ETAG_MAX)
 #define MKV_FIELDS_ino_etag_rep(F, s) F(s, U32, applied, 0) /* 0: the content moved on */
+/* Advisory locks: fcntl record locks and flock, kept in the memory of the
+ * metadata leader, held by (the connection that asked, owner) and
+ * released when that connection closes. Not Raft commands: a new leader
+ * starts with no locks. A lock that conflicts is refused with -EAGAIN
+ * (the client waits and asks again for F_SETLKW). */
+#define MKV_FIELDS_lock_req(F, s)                                               \
+    F(s, U64, ino, 0)                                                           \
+    F(s, U64, owner, 0) /* the client's lock owner (fcntl: per process; flock: per open file) */ \
+    F(s, U64, start, 0)                                                         \
+    F(s, U64, end, 0) /* inclusive; UINT64_MAX: to the end of the file */      \
+    F(s, U8, type, 0) /* MKV_LOCK_READ, MKV_LOCK_WRITE, MKV_LOCK_UNLOCK */     \
+    F(s, U8, flags, 0) /* MKV_LOCK_FLOCK, MKV_LOCK_TEST */                    \
+    F(s, U32, pid, 0) /* of the process asking, reported to F_GETLK */
+#define MKV_FIELDS_lock_rep(F, s) /* MKV_LOCK_TEST: the first conflicting lock */ \
+    F(s, U8, type, 0) /* MKV_LOCK_UNLOCK: none */                                \
+    F(s, U64, start, 0)                                                          \
+    F(s, U64, end, 0)                                                            \
+    F(s, U32, pid, 0)
 /* Replies that are an inode: the obj_info layout under each request's type
  * code (encode and decode them with mkv_desc_obj_info). */
 #define MKV_FIELDS_ino_lookup_rep(F, s) MKV_FIELDS_obj_info(F, s)
@@ -674,6 +692,8 @@ struct mkv_msgdesc
     M(XATTR_REMOVE, 0x0273, xattr_remove_rep)                   \
     M(ORPHAN_DROP, 0x0274, orphan_drop_req)                    \
     M(ORPHAN_DROP, 0x0274, orphan_drop_rep)                    \
+    M(LOCK, 0x0280, lock_req)                                  \
+    M(LOCK, 0x0280, lock_rep)                                  \
     M(RECORD, 0x0000, raft_cmd)                                \
     M(RECORD, 0x0000, chunk_ref)                               \
     M(RECORD, 0x0000, extent)                                  \
@@ -740,6 +760,7 @@ enum mkv_msg_type {
     MKV_MSG_XATTR_LIST = 0x0272,
     MKV_MSG_XATTR_REMOVE = 0x0273,
     MKV_MSG_ORPHAN_DROP = 0x0274,
+    MKV_MSG_LOCK = 0x0280,
 };
 
 /* Values of small enumerated fields. */
@@ -770,6 +791,11 @@ enum {
     MKV_WRITE_REPLACE = 0x02, /* extents are the whole content: drop old data */
 };
 enum { MKV_XATTR_CREATE = 0x01, MKV_XATTR_REPLACE = 0x02 };
+enum { MKV_LOCK_UNLOCK = 0, MKV_LOCK_READ = 1, MKV_LOCK_WRITE = 2 };
+enum {
+    MKV_LOCK_FLOCK = 0x01, /* a whole-file flock; separate from record locks, as on Linux */
+    MKV_LOCK_TEST = 0x02,  /* F_GETLK: report a conflict, change nothing */
+};
 enum { MKV_LIST_V2 = 0x01, MKV_LIST_NO_DIRS = 0x02 };
 enum { MKV_CHUNK_SYNC = 0x01 }; /* chunk_write flags: reply after fsync (default) */
 
