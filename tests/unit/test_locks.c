@@ -1,10 +1,11 @@
 /* Unit tests: the metadata leader's advisory lock table (meta/locks.c). */
-#include <cmocka.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "meta/locks.h"
 
