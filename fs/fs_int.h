@@ -118,6 +118,7 @@ struct fs
     struct mkv_client *client;
     struct fuse_session *se;
     uint64_t root;  /* namespace inode of the mount's root */
+    int64_t mounted_ns; /* the times of the namespace root, which keeps none */
     char *mountpoint;
     /* hand-off queue from libfuse threads */
     pthread_mutex_t qlock;

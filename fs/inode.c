@@ -148,6 +148,10 @@ void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st)
     if (fi->generation && fi->attr.type == MKV_T_FILE && fi->stored < fi->size &&
         fi->generation == fi->attr.generation && !fi->size_dirty)
         st->st_blocks = (blkcnt_t)((fi->stored + 511) / 512);
+    if (fi->ino == 1 && !a->mtime) { /* the namespace root */
+        st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = fs->mounted_ns / 1000000000LL;
+        return;
+    }
     st->st_atim.tv_sec = a->atime / 1000000000LL;
     st->st_atim.tv_nsec = a->atime % 1000000000LL;
     st->st_mtim.tv_sec = a->mtime / 1000000000LL;

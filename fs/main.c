@@ -358,6 +358,7 @@ int main(int argc, char **argv)
         return 32; /* mount(8): mount failure */
     }
     fs->root = pr.root;
+    fs->mounted_ns = mkv_now_ns();
     if (!fs->o.chunk && pr.chunk[0]) fs->o.chunk = strdup(pr.chunk);
     if (!fs->o.chunk) {
         fprintf(stderr, "mount.minikv: the cluster reports no chunk server; give -o chunk=HOST:PORT\n");

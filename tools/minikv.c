@@ -2,14 +2,17 @@
  *
  *   minikv server --data DIR [--listen 127.0.0.1:8080]
  *                 [--meta-listen 127.0.0.1:7000] [--chunk-listen 127.0.0.1:7100]
+ *                 [--mount MNT [--mount-options OPTS]]
  *
  * Runs the metadata service (a Raft group of one), one chunk server and the
  * S3 gateway in one process, each on its own thread and loop, talking to
  * each other over the same wire protocol and ports a cluster uses, so
  * FUSE clients and other tools reach them exactly as they would reach a
- * cluster. Layout of DIR: meta/ (Raft log, snapshots, LMDB), chunk/ (WAL
- * segments, index), cluster.key (seals access-key secrets), credentials
- * (the generated key pair, 0600), LOCK. */
+ * cluster. With --mount it also mounts the whole namespace at MNT (a
+ * mount.minikv child in the foreground, unmounted before the services stop,
+ * so that what it buffered is written first). Layout of DIR: meta/ (Raft
+ * log, snapshots, LMDB), chunk/ (WAL segments, index), cluster.key (seals
+ * access-key secrets), credentials (the generated key pair, 0600), LOCK. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,7 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chunk/chunk.h"
@@ -53,6 +60,8 @@ struct settings
     uint64_t inline_max;
     char *log_level;
     char *log_file;
+    char *mount;
+    char *mount_options;
 };
 
 #define S struct settings
@@ -89,6 +98,10 @@ static const struct mkv_option options[] = {
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
     MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr", NULL),
+    MKV_OPT("mount", MKV_OPT_STR, S, mount, NULL, "DIR",
+            "also mount the whole namespace at DIR (created if missing; buckets are its directories)", NULL),
+    MKV_OPT("mount-options", MKV_OPT_STR, S, mount_options, NULL, "OPTS",
+            "options for that mount, as for mount.minikv -o (e.g. allow_other,attr_timeout=0)", NULL),
 };
 #undef S
 
@@ -104,6 +117,9 @@ static void usage(FILE *out)
             "Credentials: MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY in the environment, or\n"
             "else a pair generated at first start, printed once and saved in\n"
             "DIR/credentials (0600, AWS shared-credentials format, profile \"minikv\").\n\n"
+            "--mount DIR also mounts the whole namespace at DIR with mount.minikv (buckets\n"
+            "are its top-level directories; mkdir there makes a bucket), and unmounts it\n"
+            "first when the server stops. It needs /dev/fuse and fusermount3.\n\n"
             "Options (also from --config FILE, section [server]):\n");
     mkv_config_usage(out, options, MKV_ARRAY_SIZE(options));
 }
@@ -219,6 +235,148 @@ static int make_dir(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- --mount: a mount.minikv child ---- */
+
+extern char **environ;
+
+/* mount.minikv beside this program (the build tree: tools/minikv and
+ * fs/mount.minikv), then the installed one, then $PATH. */
+static void find_mount_helper(char *out, size_t len)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    const char *env = getenv("MINIKV_MOUNT_HELPER");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    if (n > 0) {
+        char *slash;
+        self[n] = '\0';
+        if ((slash = strrchr(self, '/'))) {
+            *slash = '\0';
+            if ((size_t)snprintf(out, len, "%s/../fs/mount.minikv", self) < len && access(out, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(out, len, "%s/mount.minikv", MKV_SBINDIR);
+    if (access(out, X_OK) == 0) return;
+    snprintf(out, len, "mount.minikv");
+}
+
+/* Children start with no signal blocked (this thread blocks the ones it
+ * waits for) and SIGPIPE back to its default. */
+static int spawn(pid_t *pid, char *const argv[])
+{
+    posix_spawnattr_t at;
+    sigset_t none, def;
+    int rv;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rv = posix_spawnp(pid, argv[0], NULL, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
+    return rv;
+}
+
+/* Whether path is a minikv FUSE mount now (FUSE_SUPER_MAGIC, and it answers). */
+static int is_mounted(const char *path)
+{
+    struct statfs st;
+    return statfs(path, &st) == 0 && st.f_type == 0x65735546;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts mount.minikv HOST:PORT MNT -f: returns its pid once the mount
+ * answers (10 s at most), or -1 with a message. */
+static pid_t mount_start(const struct settings *s, char *err, size_t errlen)
+{
+    char helper[4096], src[300], host[256], *argv[8];
+    int port, argc = 0, st;
+    pid_t pid;
+    if (mkv_parse_hostport(s->meta_listen, host, sizeof host, &port)) {
+        snprintf(err, errlen, "--meta-listen %s is not HOST:PORT", s->meta_listen);
+        return -1;
+    }
+    /* A wildcard listen address is reached on loopback. */
+    if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !*host) snprintf(host, sizeof host, "127.0.0.1");
+    snprintf(src, sizeof src, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    if (mkdir(s->mount, 0755) && errno != EEXIST) {
+        snprintf(err, errlen, "creating %s: %s", s->mount, strerror(errno));
+        return -1;
+    }
+    if (is_mounted(s->mount)) {
+        snprintf(err, errlen, "%s is already a FUSE mount (unmount it: fusermount3 -u %s)", s->mount, s->mount);
+        return -1;
+    }
+    find_mount_helper(helper, sizeof helper);
+    argv[argc++] = helper;
+    argv[argc++] = src;
+    argv[argc++] = s->mount;
+    argv[argc++] = "-f";
+    if (s->mount_options) {
+        argv[argc++] = "-o";
+        argv[argc++] = s->mount_options;
+    }
+    argv[argc] = NULL;
+    if ((st = spawn(&pid, argv))) {
+        snprintf(err, errlen, "cannot run %.200s: %s", helper, strerror(st));
+        return -1;
+    }
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            snprintf(err, errlen, "mount.minikv exited with status %d (its message is above)",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            return -1;
+        }
+        if (is_mounted(s->mount)) return pid;
+        sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    snprintf(err, errlen, "the mount at %s did not become ready in 10 s", s->mount);
+    return -1;
+}
+
+static int run_wait(char *const argv[])
+{
+    pid_t pid;
+    int st;
+    if (spawn(&pid, argv)) return -1;
+    if (waitpid(pid, &st, 0) != pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Stops the mount: SIGTERM makes the daemon unmount (detached if files are
+ * still open there) and write back what it buffered while the services
+ * still run; 35 s at most, then it is killed. */
+static void mount_stop(const char *mnt, pid_t pid)
+{
+    char *lazy[] = {"fusermount3", "-uz", (char *)mnt, NULL};
+    int st;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 700; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            MKV_INFO("server", "unmounted mountpoint=%s", mnt);
+            return;
+        }
+        sleep_ms(50);
+    }
+    MKV_WARN("server", "the FUSE daemon did not exit in time; killed mountpoint=%s", mnt);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    if (is_mounted(mnt)) run_wait(lazy);
+}
+
 static int cmd_server(int argc, char **argv)
 {
     struct settings s = {0};
@@ -230,6 +388,7 @@ static int cmd_server(int argc, char **argv)
     char err[512] = "", meta_dir[4096], chunk_dir[4096], key_file[4096], cred_file[4096], lock_file[4096];
     uint8_t enc_key[32];
     sigset_t set;
+    pid_t mount_pid = -1;
     int first, rv, sig, lock_fd = -1, status = 1;
 
     if (mkv_config_load(options, MKV_ARRAY_SIZE(options), &s, "server", argc, argv, &first, err, sizeof err)) {
@@ -279,6 +438,7 @@ static int cmd_server(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -351,10 +511,29 @@ static int cmd_server(int argc, char **argv)
     else
         printf("  credentials     %s (profile minikv)\n", cred_file);
     fflush(stdout);
+    if (s.mount) {
+        if ((mount_pid = mount_start(&s, err, sizeof err)) < 0) {
+            fprintf(stderr, "minikv server: --mount: %s\n", err);
+            mkv_gw_stop(gw);
+            goto out_chunk;
+        }
+        printf("  mounted         %s (the whole namespace: one directory per bucket)\n", s.mount);
+        fflush(stdout);
+    }
 
-    sigwait(&set, &sig);
+    for (;;) {
+        int st;
+        sigwait(&set, &sig);
+        if (sig != SIGCHLD) break;
+        if (mount_pid > 0 && waitpid(mount_pid, &st, WNOHANG) == mount_pid) {
+            MKV_WARN("server", "the mount ended on its own mountpoint=%s status=%d", s.mount,
+                     WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            mount_pid = -1;
+        }
+    }
     MKV_INFO("server", "stopping signal=%d", sig);
     status = 0;
+    if (mount_pid > 0) mount_stop(s.mount, mount_pid);
     mkv_gw_stop(gw);
 out_chunk:
     svc_shutdown(&chunk);
