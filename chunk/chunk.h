@@ -23,11 +23,16 @@
 struct mkv_chunk_server_opts
 {
     struct mkv_store_opts store;
-    const char *listen;      /* HOST:PORT of the chunk service */
-    const char *meta;        /* meta addresses for the collectors; NULL: none */
-    uint64_t gc_interval_ms; /* 0: 2 s between garbage polls */
-    uint64_t orphan_age_ms;  /* 0: 10 min */
+    const char *listen;          /* HOST:PORT of the chunk service */
+    const char *meta;            /* meta addresses for the collectors; NULL: none */
+    uint64_t gc_interval_ms;     /* 0: 2 s between garbage polls */
+    uint64_t orphan_age_ms;      /* 0: 10 min */
     uint64_t orphan_interval_ms; /* 0: 60 s */
+    /* The cluster key (32 bytes; copied): clients must show a token of the
+     * metadata service (AUTH_TOKEN, minikv/auth.h) first, and the
+     * collectors authenticate to it as the cluster. NULL: everyone is
+     * served (a trusted network only). */
+    const uint8_t *cluster_key;
 };
 
 struct mkv_chunk_server;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "minikv/auth.h"
 #include "minikv/client.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
@@ -18,6 +19,8 @@ struct mkv_chunk_server
     struct mkv_store *store;
     struct mkv_server *srv;
     struct mkv_client *meta;
+    uint8_t cluster_key[32];
+    int auth; /* clients must show a token */
     uv_timer_t gc_timer;
     uv_timer_t orphan_timer;
     uint64_t gc_interval_ms, orphan_age_ms, orphan_interval_ms;
@@ -46,7 +49,7 @@ struct op
     struct mkv_frame *frame;
     struct mkv_outframe *out;
     uint32_t length;
-    unsigned left;  /* sub-requests (commit/delete lists) */
+    unsigned left; /* sub-requests (commit/delete lists) */
     unsigned done;
     int status;
     struct mkv_store_req *subs;
@@ -254,7 +257,8 @@ static void handle_stat(struct mkv_chunk_server *cs, struct mkv_conn *c, struct 
     rep.fsync_ns_total = st.fsync_latency.sum_ns;
     rep.corrupt_blocks = st.corrupt_blocks;
     rep.segments = st.segments;
-    for (int i = 0; i < MKV_HIST_BUCKETS; i++) mkv_put_le64(hist + 8 * i, st.fsync_latency.bucket[i]);
+    for (int i = 0; i < MKV_HIST_BUCKETS; i++)
+        mkv_put_le64(hist + 8 * i, st.fsync_latency.bucket[i]);
     mkv_put_le64(hist + 8 * MKV_HIST_BUCKETS, st.fsync_latency.count);
     mkv_put_le64(hist + 8 * (MKV_HIST_BUCKETS + 1), st.fsync_latency.sum_ns);
     rep.fsync_hist = mkv_slice_mem(hist, sizeof hist);
@@ -262,11 +266,50 @@ static void handle_stat(struct mkv_chunk_server *cs, struct mkv_conn *c, struct 
     mkv_frame_unref(f);
 }
 
+/* AUTH_TOKEN: a token of the metadata service, for the key that shows it,
+ * not expired. The connection is in from then on. */
+static void handle_auth_token(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    static int in = 1;
+    struct mkv_auth_token_req q;
+    struct mkv_auth_token_rep rep = {0};
+    char ak[MKV_ACCESS_KEY_MAX + 1];
+    uint8_t want[MKV_AUTH_MAC];
+    if (mkv_frame_decode(f, &mkv_desc_auth_token_req, &q) || q.token.len != MKV_AUTH_MAC ||
+        !q.access_key.len) {
+        mkv_conn_reply_error(c, &f->hdr, -EPROTO, "malformed AUTH_TOKEN", NULL);
+        return;
+    }
+    snprintf(ak, sizeof ak, "%.*s", (int)q.access_key.len, (const char *)q.access_key.p);
+    if (cs->auth) {
+        mkv_auth_token(cs->cluster_key, ak, q.expiry_ns, want);
+        if (!mkv_auth_mac_equal(want, q.token.p, MKV_AUTH_MAC) ||
+            (int64_t)q.expiry_ns < mkv_now_ns()) {
+            MKV_WARN("chunk", "token refused peer=%s key=%s", mkv_conn_peer_name(c), ak);
+            mkv_conn_reply_error(c, &f->hdr, -EACCES, "invalid or expired token", NULL);
+            return;
+        }
+    }
+    mkv_conn_set_data(c, &in, NULL);
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_token_rep, &rep);
+}
+
 static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
 {
     struct mkv_chunk_server *cs = ctx;
     if (cs->stopping) {
         mkv_conn_reply_error(c, &f->hdr, MKV_EUNAVAILABLE, "chunk server is stopping", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
+    if (f->hdr.type == MKV_MSG_AUTH_TOKEN) {
+        handle_auth_token(cs, c, f);
+        mkv_frame_unref(f);
+        return;
+    }
+    if (cs->auth && !mkv_conn_data(c) && f->hdr.type != MKV_MSG_PING) {
+        mkv_conn_reply_error(c, &f->hdr, -EACCES,
+                             "authenticate first: this chunk server requires a token", NULL);
         mkv_frame_unref(f);
         return;
     }
@@ -289,8 +332,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         }
         break;
     }
-    default:
-        mkv_conn_reply_error(c, &f->hdr, -ENOSYS, "not a chunk service request", NULL);
+    default: mkv_conn_reply_error(c, &f->hdr, -ENOSYS, "not a chunk service request", NULL);
     }
     mkv_frame_unref(f);
 }
@@ -324,7 +366,8 @@ static void gc_step_done(struct mkv_chunk_server *cs)
     }
     q.ids = mkv_slice_mem(cs->gc_ids.p, cs->gc_ids.len);
     cs->gc_req.data = cs;
-    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_DONE, &mkv_desc_gc_done_req, &q, on_gc_done)) {
+    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_DONE, &mkv_desc_gc_done_req, &q,
+                      on_gc_done)) {
         cs->gc_running = 0;
         maybe_stopped(cs);
     }
@@ -333,7 +376,8 @@ static void gc_step_done(struct mkv_chunk_server *cs)
 static void on_gc_deleted(struct mkv_store_req *r, int status)
 {
     struct mkv_chunk_server *cs = r->data;
-    if (status && status != -ENOENT) MKV_WARN("chunk", "gc delete failed err=\"%s\"", mkv_strerror(status));
+    if (status && status != -ENOENT)
+        MKV_WARN("chunk", "gc delete failed err=\"%s\"", mkv_strerror(status));
     free(r);
     cs->pending_ops--;
     gc_step_done(cs);
@@ -384,7 +428,8 @@ static void gc_run(struct mkv_chunk_server *cs)
     if (cs->gc_running || cs->stopping || !cs->meta) return;
     cs->gc_running = 1;
     cs->gc_req.data = cs;
-    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_LIST, &mkv_desc_gc_list_req, &q, on_gc_list))
+    if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_LIST, &mkv_desc_gc_list_req, &q,
+                      on_gc_list))
         cs->gc_running = 0;
 }
 
@@ -470,12 +515,14 @@ static void orphan_run(struct mkv_chunk_server *cs)
     mkv_buf_reset(&cs->orphan_ids);
     oc.ids = &cs->orphan_ids;
     oc.n = 0;
-    if (mkv_store_list_prepared(cs->store, cs->orphan_age_ms, collect_prepared, &oc) < 0 || oc.n == 0)
+    if (mkv_store_list_prepared(cs->store, cs->orphan_age_ms, collect_prepared, &oc) < 0 ||
+        oc.n == 0)
         return;
     cs->orphan_running = 1;
     q.ids = mkv_slice_mem(cs->orphan_ids.p, cs->orphan_ids.len);
     cs->orphan_req.data = cs;
-    if (mkv_meta_call(cs->meta, &cs->orphan_req, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q, on_refcheck))
+    if (mkv_meta_call(cs->meta, &cs->orphan_req, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q,
+                      on_refcheck))
         cs->orphan_running = 0;
 }
 
@@ -506,10 +553,20 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
     if (rv) goto err_after_alloc;
     rv = mkv_server_listen(loop, o->listen, &server_ops, cs, &cs->srv, err, errlen);
     if (rv) goto err_after_store;
+    if (o->cluster_key) {
+        memcpy(cs->cluster_key, o->cluster_key, 32);
+        cs->auth = 1;
+    }
     if (o->meta && *o->meta) {
         struct mkv_client_opts co = {0};
+        struct mkv_cred cred;
         co.meta = o->meta;
+        if (cs->auth) {
+            mkv_cred_cluster(&cred, cs->cluster_key);
+            co.cred = &cred;
+        }
         rv = mkv_client_new(loop, &co, &cs->meta, err, errlen);
+        memset(&cred, 0, sizeof cred);
         if (rv) goto err_after_listen;
     }
     uv_timer_init(loop, &cs->gc_timer);
@@ -518,9 +575,11 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
     cs->handles = 2;
     if (cs->meta) {
         uv_timer_start(&cs->gc_timer, on_gc_timer, cs->gc_interval_ms, cs->gc_interval_ms);
-        uv_timer_start(&cs->orphan_timer, on_orphan_timer, cs->orphan_interval_ms, cs->orphan_interval_ms);
+        uv_timer_start(&cs->orphan_timer, on_orphan_timer, cs->orphan_interval_ms,
+                       cs->orphan_interval_ms);
     }
-    MKV_INFO("chunk", "serving listen=%s port=%d dir=%s", o->listen, mkv_server_port(cs->srv), o->store.dir);
+    MKV_INFO("chunk", "serving listen=%s port=%d dir=%s", o->listen, mkv_server_port(cs->srv),
+             o->store.dir);
     *out = cs;
     return 0;
 err_after_listen:
@@ -532,8 +591,8 @@ err_after_alloc:
     return rv;
 }
 
-int mkv_chunk_read_local(void *server, uint64_t chunk_id, uint32_t version, uint64_t off,
-                         void *buf, size_t len)
+int mkv_chunk_read_local(void *server, uint64_t chunk_id, uint32_t version, uint64_t off, void *buf,
+                         size_t len)
 {
     struct mkv_chunk_server *cs = server;
     return mkv_store_read_cached(cs->store, chunk_id, version, off, buf, len);

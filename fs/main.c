@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,6 @@
 #include "minikv/config.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
-
 
 static void usage(FILE *out)
 {
@@ -44,6 +44,8 @@ static void usage(FILE *out)
             "  chunk=HOST:PORT        chunk server (default: the one the cluster reports)\n"
             "  credentials=FILE       access key and secret (AWS credentials format); or\n"
             "                         MINIKV_ACCESS_KEY / MINIKV_SECRET_KEY\n"
+            "  log=FILE               append the daemon's log to FILE (default: the log\n"
+            "                         goes to stderr, which is closed once in the background)\n"
             "  dirty_max=SIZE         buffered writes per file before they are written\n"
             "                         back (default 64M)\n"
             "  inline_max=SIZE        files up to SIZE are stored inline (default 16K)\n"
@@ -62,8 +64,8 @@ struct args
     int foreground, debug;
     int allow_other;
     char *credentials;
-    char *access_key, *secret_key;
-    struct mkv_buf fuse_opts; /* passed on to libfuse */
+    char *log; /* -o log=FILE: where the daemon's log goes once detached */
+    int log_fd;
 };
 
 static int parse_seconds(const char *v, double *out)
@@ -98,6 +100,9 @@ static int apply_option(struct fs_opts *o, struct args *a, char *opt, int *entry
     } else if (!strcmp(opt, "credentials") && v) {
         free(a->credentials);
         a->credentials = strdup(v);
+    } else if (!strcmp(opt, "log") && v && *v) {
+        free(a->log);
+        a->log = strdup(v);
     } else if (!strcmp(opt, "dirty_max") && v && !mkv_parse_size(v, &size) && size >= (1u << 20)) {
         o->dirty_max = size;
     } else if (!strcmp(opt, "inline_max") && v && !mkv_parse_size(v, &size) &&
@@ -181,36 +186,6 @@ static int split_source(const char *src, struct fs_opts *o)
     return o->meta ? 0 : -1;
 }
 
-/* Reads an access key pair (AWS shared-credentials format: the first
- * aws_access_key_id / aws_secret_access_key of the file). */
-static int read_credentials(const char *path, struct args *a)
-{
-    FILE *f = fopen(path, "r");
-    char line[512];
-    if (!f) {
-        fprintf(stderr, "mount.minikv: credentials %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        char *k = line, *v = strchr(line, '=');
-        if (!v) continue;
-        *v++ = '\0';
-        while (*k == ' ' || *k == '\t') k++;
-        k[strcspn(k, " \t")] = '\0';
-        while (*v == ' ' || *v == '\t') v++;
-        v[strcspn(v, " \t\r\n")] = '\0';
-        if (!strcmp(k, "aws_access_key_id") && !a->access_key) a->access_key = strdup(v);
-        if (!strcmp(k, "aws_secret_access_key") && !a->secret_key) a->secret_key = strdup(v);
-    }
-    fclose(f);
-    if (!a->access_key || !a->secret_key) {
-        fprintf(stderr, "mount.minikv: %s holds no aws_access_key_id / aws_secret_access_key\n",
-                path);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- before mounting: is the cluster there, where are the data? ---- */
 
 struct probe
@@ -221,7 +196,7 @@ struct probe
     char err[600];
 };
 
-static int probe_cluster(struct fs_opts *o, struct probe *pr)
+static int probe_cluster(struct fs_opts *o, const struct mkv_cred *cred, struct probe *pr)
 {
     uv_loop_t loop;
     struct mkv_client *c;
@@ -233,6 +208,7 @@ static int probe_cluster(struct fs_opts *o, struct probe *pr)
     co.meta = o->meta;
     co.timeout_ms = 3000;
     co.retry_ms = 5000;
+    co.cred = cred;
     rv = mkv_client_new(&loop, &co, &c, err, sizeof err);
     if (rv) {
         snprintf(pr->err, sizeof pr->err, "%s", err);
@@ -244,7 +220,12 @@ static int probe_cluster(struct fs_opts *o, struct probe *pr)
         struct mkv_meta_status_rep st;
         rv = mkv_meta_call_sync(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply, err,
                                 sizeof err);
-        if (rv) {
+        if (rv == -EACCES) {
+            snprintf(pr->err, sizeof pr->err,
+                     "metadata service %s: access denied (%s): give -o credentials=FILE or "
+                     "MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY of a valid access key",
+                     o->meta, cred ? "that access key was refused" : "no credentials given");
+        } else if (rv) {
             snprintf(pr->err, sizeof pr->err, "metadata service %s: %s", o->meta, err);
         } else if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &st)) {
             rv = -EPROTO;
@@ -329,52 +310,67 @@ int main(int argc, char **argv)
     struct mkv_client_opts co = {0};
     struct fuse_loop_config *lc;
     char err[256], opts[1024];
-    int rv, status = 1;
+    struct mkv_cred cred;
+    int rv, status = 1, have_cred = 0;
 
     mkv_log_init();
     mkv_malloc_tune();
+    a.log_fd = -1;
     if (!fs) return 1;
     fs->o.attr_timeout = fs->o.entry_timeout = 1.0;
     fs->o.op_timeout_ms = 30000;
     fs->o.dirty_max = 64u << 20;
     fs->o.inline_max = 16u << 10;
     fs->o.etag_max = 64u << 20;
-    if (parse_args(argc, argv, &fs->o, &a)) return 2;
+    status = 2; /* usage errors */
+    if (parse_args(argc, argv, &fs->o, &a)) goto out;
     if (split_source(a.source, &fs->o)) {
         fprintf(stderr, "mount.minikv: source '%s' is not META[,META...][/BUCKET]\n", a.source);
-        return 2;
+        goto out;
+    }
+    if (a.log && (a.log_fd = open(a.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0) {
+        fprintf(stderr, "mount.minikv: log %s: %s\n", a.log, strerror(errno));
+        goto out;
     }
     fs->o.source = a.source;
-    if (a.credentials && read_credentials(a.credentials, &a)) return 2;
-    if (!a.access_key && getenv("MINIKV_ACCESS_KEY") && getenv("MINIKV_SECRET_KEY")) {
-        a.access_key = strdup(getenv("MINIKV_ACCESS_KEY"));
-        a.secret_key = strdup(getenv("MINIKV_SECRET_KEY"));
+    /* Credentials: -o credentials=FILE, else the environment (as for S3). */
+    if (a.credentials) {
+        if (mkv_cred_from_file(&cred, a.credentials, NULL, err, sizeof err)) {
+            fprintf(stderr, "mount.minikv: %s\n", err);
+            goto out;
+        }
+        have_cred = 1;
+    } else {
+        have_cred = mkv_cred_from_env(&cred);
     }
     signal(SIGPIPE, SIG_IGN);
 
     /* The cluster must answer now: a mount of nothing would only hang. */
-    if ((rv = probe_cluster(&fs->o, &pr))) {
+    status = 32; /* mount(8): mount failure */
+    if ((rv = probe_cluster(&fs->o, have_cred ? &cred : NULL, &pr))) {
         fprintf(stderr, "mount.minikv: cannot mount %s: %s\n", a.source, pr.err);
-        return 32; /* mount(8): mount failure */
+        goto out;
     }
     fs->root = pr.root;
     fs->mounted_ns = mkv_now_ns();
     if (!fs->o.chunk && pr.chunk[0]) fs->o.chunk = strdup(pr.chunk);
     if (!fs->o.chunk) {
-        fprintf(stderr, "mount.minikv: the cluster reports no chunk server; give -o chunk=HOST:PORT\n");
-        return 32;
+        fprintf(stderr,
+                "mount.minikv: the cluster reports no chunk server; give -o chunk=HOST:PORT\n");
+        goto out;
     }
 
     /* fsname and subtype make df -T and findmnt show "minikv" and SRC. */
     snprintf(opts, sizeof opts, "fsname=%s,subtype=minikv,default_permissions%s%s", a.source,
              a.allow_other ? ",allow_other" : "", fs->o.read_only ? ",ro" : "");
+    status = 1;
     if (fuse_opt_add_arg(&fargs, argv[0]) || fuse_opt_add_arg(&fargs, "-o") ||
         fuse_opt_add_arg(&fargs, opts) || (a.debug && fuse_opt_add_arg(&fargs, "-d")))
-        return 1;
+        goto out;
     fs->se = fuse_session_new(&fargs, &fs_ops, sizeof fs_ops, fs);
     if (!fs->se) {
         fprintf(stderr, "mount.minikv: cannot start a FUSE session\n");
-        return 1;
+        goto out;
     }
     if (fuse_set_signal_handlers(fs->se)) goto out_session;
     if (fuse_session_mount(fs->se, a.mountpoint)) {
@@ -383,7 +379,9 @@ int main(int argc, char **argv)
         goto out_signals;
     }
     /* Into the background; threads start only after the fork. */
+    status = 1;
     if (fuse_daemonize(a.foreground)) goto out_unmount;
+    if (a.log_fd >= 0) dup2(a.log_fd, STDERR_FILENO); /* after daemonize closed it */
 
     if (uv_loop_init(&fs->loop)) goto out_unmount;
     pthread_mutex_init(&fs->qlock, NULL);
@@ -394,7 +392,10 @@ int main(int argc, char **argv)
     co.chunk = fs->o.chunk;
     co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
     co.retry_ms = fs->o.op_timeout_ms;
-    if ((rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err))) {
+    co.cred = have_cred ? &cred : NULL;
+    rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err);
+    memset(&cred, 0, sizeof cred);
+    if (rv) {
         MKV_ERROR("fs", "client failed err=\"%s\"", err);
         goto out_unmount;
     }
@@ -416,8 +417,7 @@ int main(int argc, char **argv)
     fs_inodes_free(fs);
     fuse_remove_signal_handlers(fs->se);
     fuse_session_destroy(fs->se);
-    fuse_opt_free_args(&fargs);
-    return status;
+    goto out;
 
 out_inval:
     fs_inval_stop(fs);
@@ -432,6 +432,15 @@ out_signals:
     fuse_remove_signal_handlers(fs->se);
 out_session:
     fuse_session_destroy(fs->se);
+out:
+    memset(&cred, 0, sizeof cred);
     fuse_opt_free_args(&fargs);
+    if (a.log_fd >= 0) close(a.log_fd);
+    free(a.log);
+    free(a.credentials);
+    free(fs->o.meta);
+    free(fs->o.bucket);
+    free(fs->o.chunk);
+    free(fs);
     return status;
 }

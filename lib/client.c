@@ -32,10 +32,8 @@ static int is_retryable(int status)
     case -ENETUNREACH:
     case -EPIPE:
     case -ENOTCONN:
-    case -ECONNABORTED:
-        return 1;
-    default:
-        return 0;
+    case -ECONNABORTED: return 1;
+    default: return 0;
     }
 }
 
@@ -48,6 +46,10 @@ static int add_meta_node(struct mkv_client *c, const char *addr)
     if (strlen(addr) >= sizeof n->addr) return -EINVAL;
     rv = mkv_peer_new(c->loop, addr, &n->peer);
     if (rv) return rv;
+    if ((rv = mkv_client_hello(c, n->peer, 0))) {
+        mkv_peer_close(n->peer);
+        return rv;
+    }
     snprintf(n->addr, sizeof n->addr, "%s", addr);
     return (int)c->nmeta++;
 }
@@ -57,6 +59,7 @@ static void handle_closed(uv_handle_t *h)
     struct mkv_client *c = h->data;
     if (--c->handles > 0) return;
     mkv_buf_free(&c->local_buf);
+    mkv_client_hellos_free(c);
     free(c->chunk_addr);
     free(c);
 }
@@ -87,6 +90,10 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     c->client_base &= ~(uint64_t)(MKV_CLIENT_SLOTS - 1);
     if (c->client_base == 0) c->client_base = MKV_CLIENT_SLOTS;
     for (int i = 0; i < MKV_CLIENT_SLOTS; i++) c->slot_seq[i] = 1;
+    if (o->cred) {
+        c->cred = *o->cred;
+        c->have_cred = 1;
+    }
     list = strdup(o->meta);
     if (!list) {
         free(c);
@@ -107,6 +114,7 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     if (rv == 0 && o->chunk && *o->chunk) {
         c->chunk_addr = strdup(o->chunk);
         rv = c->chunk_addr ? mkv_peer_new(loop, o->chunk, &c->chunk) : -ENOMEM;
+        if (!rv) rv = mkv_client_hello(c, c->chunk, 1);
         if (rv) mkv_errf(err, errlen, rv, "chunk address '%s'", o->chunk);
     }
     if (rv) goto err_after_peers;
@@ -123,6 +131,7 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
 err_after_peers:
     for (unsigned i = 0; i < c->nmeta; i++) mkv_peer_close(c->meta[i].peer);
     if (c->chunk) mkv_peer_close(c->chunk);
+    mkv_client_hellos_free(c);
     free(c->chunk_addr);
     free(c);
     return rv;
@@ -156,7 +165,8 @@ static void meta_finish(struct mkv_meta_req *req, int status, struct mkv_frame *
     }
     mkv_buf_free(&req->payload);
     req->client = NULL;
-    if (status < 0 && !req->errmsg[0]) snprintf(req->errmsg, sizeof req->errmsg, "%s", mkv_strerror(status));
+    if (status < 0 && !req->errmsg[0])
+        snprintf(req->errmsg, sizeof req->errmsg, "%s", mkv_strerror(status));
     c->inflight--;
     req->cb(req, status, reply);
 }
@@ -213,7 +223,8 @@ static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *r
     struct mkv_meta_req *req = MKV_CONTAINER_OF(call, struct mkv_meta_req, call);
     struct mkv_client *c = req->client;
     char leader[256] = "";
-    if (status < 0 && reply) mkv_reply_error(reply, req->errmsg, sizeof req->errmsg, leader, sizeof leader);
+    if (status < 0 && reply)
+        mkv_reply_error(reply, req->errmsg, sizeof req->errmsg, leader, sizeof leader);
     if (status == 0 || c->closing || !is_retryable(status) || status == -ECANCELED) {
         meta_finish(req, status, reply);
         return;
@@ -261,8 +272,8 @@ static int meta_try_local(struct mkv_meta_req *req)
     struct mkv_frame *f = NULL;
     int status = 0;
     if (!c->local_meta_read || req->slot >= 0) return 0;
-    if (c->local_meta_read(c->local_meta_ctx, req->type, req->payload.p, req->payload.len,
-                           &status, &c->local_buf) ||
+    if (c->local_meta_read(c->local_meta_ctx, req->type, req->payload.p, req->payload.len, &status,
+                           &c->local_buf) ||
         is_retryable(status))
         return 0;
     if (status == 0) {

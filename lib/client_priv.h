@@ -2,7 +2,10 @@
 #ifndef MKV_CLIENT_PRIV_H
 #define MKV_CLIENT_PRIV_H
 
+#include "minikv/auth.h"
 #include "minikv/client.h"
+
+struct mkv_hello;
 
 struct meta_node
 {
@@ -44,14 +47,25 @@ struct mkv_client
     int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
                            struct mkv_buf *reply);
     void *local_meta_ctx;
-    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off,
-                            void *buf, size_t len);
+    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off, void *buf,
+                            size_t len);
     void *local_chunk_ctx;
-    struct mkv_buf local_buf;          /* scratch for local meta replies */
-    struct mkv_meta_req *local_head;   /* answered locally, callbacks not yet run */
+    struct mkv_buf local_buf;        /* scratch for local meta replies */
+    struct mkv_meta_req *local_head; /* answered locally, callbacks not yet run */
     struct mkv_meta_req *local_tail;
-    uv_idle_t local_idle;              /* runs them on the next loop turn */
-    int handles;                       /* retry_timer, local_idle */
+    uv_idle_t local_idle; /* runs them on the next loop turn */
+    int handles;          /* retry_timer, local_idle */
+    /* Authentication (client_auth.c). */
+    struct mkv_cred cred;
+    int have_cred;
+    uint8_t token[MKV_AUTH_MAC]; /* for chunk servers */
+    uint64_t token_expiry_ns;
+    struct mkv_hello *hellos[17]; /* one per peer */
+    unsigned nhellos;
 };
+
+/* Sets the authentication hello of a new peer (nothing without credentials). */
+int mkv_client_hello(struct mkv_client *c, struct mkv_peer *p, int chunk);
+void mkv_client_hellos_free(struct mkv_client *c);
 
 #endif /* MKV_CLIENT_PRIV_H */

@@ -37,8 +37,8 @@ struct mkv_conn
     int refs;
     int open;
     int reading;
-    struct mkv_server *srv;  /* server side */
-    struct mkv_peer *peer;   /* client side */
+    struct mkv_server *srv; /* server side */
+    struct mkv_peer *peer;  /* client side */
     struct mkv_conn *next, *prev;
     /* frame being assembled */
     uint8_t hdr[MKV_FRAME_HDR_SIZE];
@@ -57,6 +57,8 @@ struct mkv_conn
     size_t write_queued;
     size_t inflight; /* payload bytes of frames handlers still hold */
     char name[64];
+    void *data; /* the server's, per connection (its authentication) */
+    void (*data_free)(void *data);
 };
 
 struct frame_priv
@@ -96,7 +98,9 @@ struct mkv_server
     int port;
 };
 
-enum peer_state { PEER_IDLE, PEER_CONNECTING, PEER_CONNECTED, PEER_CLOSED };
+/* PEER_HELLO: connected, the hello (authentication) running: only its own
+ * calls go out; the rest wait in the queue. */
+enum peer_state { PEER_IDLE, PEER_CONNECTING, PEER_HELLO, PEER_CONNECTED, PEER_CLOSED };
 
 struct mkv_peer
 {
@@ -117,6 +121,8 @@ struct mkv_peer
     unsigned outstanding;
     uint64_t next_req_id;
     size_t queued_bytes;
+    const struct mkv_peer_hello *hello;
+    void *hello_data;
 };
 
 /* The per-thread read buffer; freed by the key's destructor when the
@@ -221,6 +227,18 @@ int mkv_conn_is_open(const struct mkv_conn *c)
 const char *mkv_conn_peer_name(const struct mkv_conn *c)
 {
     return c->name;
+}
+
+void mkv_conn_set_data(struct mkv_conn *c, void *data, void (*free_fn)(void *data))
+{
+    if (c->data_free && c->data != data) c->data_free(c->data);
+    c->data = data;
+    c->data_free = free_fn;
+}
+
+void *mkv_conn_data(const struct mkv_conn *c)
+{
+    return c->data;
 }
 
 static void set_peer_name(struct mkv_conn *c)
@@ -430,6 +448,9 @@ static void on_conn_closed(uv_handle_t *h)
         free(fp);
         c->refs--; /* the frame's reference; the close reference follows */
     }
+    if (c->data_free) c->data_free(c->data);
+    c->data = NULL;
+    c->data_free = NULL;
     if (srv) {
         if (srv->ops.on_close) srv->ops.on_close(c, srv->ctx);
         if (c->prev) c->prev->next = c->next;
@@ -614,8 +635,8 @@ int mkv_conn_reply_raw(struct mkv_conn *c, const struct mkv_frame_hdr *req, int 
     return mkv_conn_send(c, of, req->type, MKV_FRAME_REPLY, status, req->req_id, len);
 }
 
-int mkv_conn_reply(struct mkv_conn *c, const struct mkv_frame_hdr *req,
-                   const struct mkv_msgdesc *d, const void *msg)
+int mkv_conn_reply(struct mkv_conn *c, const struct mkv_frame_hdr *req, const struct mkv_msgdesc *d,
+                   const void *msg)
 {
     struct mkv_outframe *of;
     size_t need, len;
@@ -651,8 +672,8 @@ int mkv_conn_reply_error(struct mkv_conn *c, const struct mkv_frame_hdr *req, in
         free(of);
         return -EINVAL;
     }
-    return mkv_conn_send(c, of, req->type, MKV_FRAME_REPLY, status < 0 ? status : -EIO,
-                         req->req_id, len);
+    return mkv_conn_send(c, of, req->type, MKV_FRAME_REPLY, status < 0 ? status : -EIO, req->req_id,
+                         len);
 }
 
 void mkv_reply_error(const struct mkv_frame *reply, char *msg, size_t msglen, char *leader,
@@ -683,7 +704,8 @@ static void on_connection(uv_stream_t *ls, int status)
          * connection. */
         uv_tcp_t tmp;
         if (uv_tcp_init(srv->loop, &tmp) == 0) {
-            if (uv_accept(ls, (uv_stream_t *)&tmp) == 0) MKV_ERROR("net", "out of memory, dropping connection");
+            if (uv_accept(ls, (uv_stream_t *)&tmp) == 0)
+                MKV_ERROR("net", "out of memory, dropping connection");
             uv_close((uv_handle_t *)&tmp, NULL);
         }
         return;
@@ -702,7 +724,8 @@ static void on_connection(uv_stream_t *ls, int status)
     conn_read_start(c);
 }
 
-static int resolve_listen(const char *hostport, struct sockaddr_storage *ss, char *err, size_t errlen)
+static int resolve_listen(const char *hostport, struct sockaddr_storage *ss, char *err,
+                          size_t errlen)
 {
     char host[256];
     int port;
@@ -710,8 +733,10 @@ static int resolve_listen(const char *hostport, struct sockaddr_storage *ss, cha
         return mkv_errf(err, errlen, -EINVAL, "listen address '%s' is not HOST:PORT", hostport);
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
     if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-    if (strcmp(host, "localhost") == 0) return uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)ss);
-    return mkv_errf(err, errlen, -EINVAL, "listen address '%s': host must be an IP address", hostport);
+    if (strcmp(host, "localhost") == 0)
+        return uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)ss);
+    return mkv_errf(err, errlen, -EINVAL, "listen address '%s': host must be an IP address",
+                    hostport);
 }
 
 static void free_listener(uv_handle_t *h)
@@ -957,9 +982,41 @@ static void on_peer_connected(uv_connect_t *req, int status)
     c->open = 1;
     uv_tcp_nodelay(&c->tcp, 1);
     set_peer_name(c);
-    p->state = PEER_CONNECTED;
     conn_read_start(c);
+    if (p->hello) {
+        p->state = PEER_HELLO;
+        p->hello->start(p, p->hello_data);
+        return;
+    }
+    p->state = PEER_CONNECTED;
     peer_flush_queue(p);
+}
+
+void mkv_peer_set_hello(struct mkv_peer *p, const struct mkv_peer_hello *h, void *data)
+{
+    p->hello = h;
+    p->hello_data = data;
+}
+
+void mkv_peer_hello_done(struct mkv_peer *p, int status)
+{
+    if (p->state != PEER_HELLO) return;
+    if (status == 0) {
+        p->state = PEER_CONNECTED;
+        peer_flush_queue(p);
+        return;
+    }
+    /* Refused: what waits fails with the reason, and the connection goes
+     * (the next call starts over). */
+    MKV_WARN("net", "hello refused peer=%s err=\"%s\"", p->address, mkv_strerror(status));
+    if (p->conn) {
+        struct mkv_conn *c = p->conn;
+        p->conn = NULL;
+        c->peer = NULL;
+        conn_close(c);
+    }
+    p->state = PEER_IDLE;
+    peer_fail_all(p, status);
 }
 
 static void peer_connect_addr(struct mkv_peer *p, const struct sockaddr *sa)
@@ -1051,9 +1108,10 @@ static int peer_submit(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
                        struct mkv_outframe *of, size_t payload_len, uint8_t flags,
                        uint64_t timeout_ms, mkv_call_cb cb)
 {
-    if (p->state == PEER_CLOSED) {
+    int hello = call->hello;
+    if (p->state == PEER_CLOSED || (hello && (p->state != PEER_HELLO || !p->conn))) {
         free(of);
-        return -ECANCELED;
+        return p->state == PEER_CLOSED ? -ECANCELED : -ENOTCONN;
     }
     call->peer = p;
     call->cb = cb;
@@ -1061,23 +1119,45 @@ static int peer_submit(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
     call->req_id = p->next_req_id++;
     call->deadline_ns = mkv_mono_ns() + (timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000ull;
     call->next = NULL;
-    call->frame = of;
+    call->frame = NULL;
     frame_seal(of, type, flags, 0, call->req_id, payload_len);
-    p->queued_bytes += of->total;
-    if (p->queue_tail) p->queue_tail->next = call;
-    else p->queue_head = call;
-    p->queue_tail = call;
     if (!p->timer_active) {
         uv_timer_start(&p->timer, on_peer_timer, 100, 100);
         p->timer_active = 1;
     }
+    if (hello) {
+        /* A call of the hello itself: out now, ahead of the queue. */
+        call->next = p->buckets[call->req_id % CALL_BUCKETS];
+        p->buckets[call->req_id % CALL_BUCKETS] = call;
+        p->outstanding++;
+        p->queued_bytes += of->total;
+        conn_write(p->conn, of);
+        return 0;
+    }
+    call->frame = of;
+    p->queued_bytes += of->total;
+    if (p->queue_tail) p->queue_tail->next = call;
+    else p->queue_head = call;
+    p->queue_tail = call;
     if (p->state == PEER_CONNECTED) peer_flush_queue(p);
-    else peer_connect(p);
+    else if (p->state != PEER_HELLO) peer_connect(p);
     return 0;
 }
 
-int mkv_peer_call_raw(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
-                      const void *payload, size_t len, uint64_t timeout_ms, mkv_call_cb cb)
+int mkv_peer_call_hello(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
+                        const struct mkv_msgdesc *d, const void *msg, uint64_t timeout_ms,
+                        mkv_call_cb cb)
+{
+    int rv;
+    if (p->state != PEER_HELLO || !p->conn) return -ENOTCONN;
+    call->hello = 1;
+    rv = mkv_peer_call(p, call, type, d, msg, timeout_ms, cb);
+    call->hello = 0;
+    return rv;
+}
+
+int mkv_peer_call_raw(struct mkv_peer *p, struct mkv_call *call, uint16_t type, const void *payload,
+                      size_t len, uint64_t timeout_ms, mkv_call_cb cb)
 {
     struct mkv_outframe *of = mkv_outframe_new(len);
     if (!of) return -ENOMEM;

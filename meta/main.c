@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "meta/meta.h"
+#include "minikv/auth.h"
 #include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
@@ -33,6 +34,7 @@ struct settings
     uint64_t reserve;
     char *log_level;
     char *log_file;
+    char *cluster_key;
 };
 
 #define S struct settings
@@ -62,7 +64,12 @@ static const struct mkv_option options[] = {
             "largest size of the LMDB namespace (address space, not disk)", NULL),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace", NULL),
-    MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr",
+    MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE",
+            "append logs to FILE instead of stderr", NULL),
+    MKV_OPT("cluster-key", MKV_OPT_STR, S, cluster_key, NULL, "FILE",
+            "the cluster key (64 hex digits, shared with the gateways and chunk servers): clients "
+            "must then authenticate with an access key; without it anyone who reaches the port "
+            "is served",
             NULL),
 };
 #undef S
@@ -119,6 +126,7 @@ int main(int argc, char **argv)
 {
     struct settings s = {0};
     struct mkv_meta_opts o = {0};
+    uint8_t cluster_key[32];
     char err[512] = "";
     uv_loop_t *loop = uv_default_loop();
     int first, rv;
@@ -170,6 +178,16 @@ int main(int argc, char **argv)
     o.map_size = s.map_size;
     o.reserve_bytes = s.reserve;
     o.on_fatal = on_fatal;
+    if (s.cluster_key) {
+        if (mkv_cluster_key_read(s.cluster_key, cluster_key, err, sizeof err)) {
+            fprintf(stderr, "minikv-meta: --cluster-key: %s\n", err[0] ? err : "cannot read it");
+            goto usage_error;
+        }
+        o.cluster_key = cluster_key;
+    } else {
+        MKV_WARN("meta", "no --cluster-key: clients are not authenticated; keep %s private",
+                 s.listen);
+    }
     signal(SIGPIPE, SIG_IGN);
     uv_signal_init(loop, &sigint);
     uv_signal_init(loop, &sigterm);

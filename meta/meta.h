@@ -50,6 +50,10 @@ struct mkv_meta_opts
      * clients given only the meta address (mounts) find the data. Until
      * chunk servers register themselves this is configuration. */
     const char *chunk_servers;
+    /* The cluster key (32 bytes; copied): clients must authenticate
+     * (minikv/auth.h) with an access key of the key store or the key
+     * itself. NULL: every client is served (a trusted network only). */
+    const uint8_t *cluster_key;
     /* Optional: the state machine failed (LMDB error); the service refuses
      * every request from then on and should be stopped. */
     void (*on_fatal)(void *data);

@@ -6,18 +6,22 @@
  * and the leader's clock, appended to the Raft log, and answered from the
  * state machine's result once applied and committed. LOCK is answered by
  * the ready leader from its lock table (locks.h), which forgets a
- * connection's locks when it closes. Anything else gets an error reply;
- * nothing a client sends can stop the service. */
+ * connection's locks when it closes. With a cluster key, a connection must
+ * authenticate first (AUTH_HELLO, AUTH: minikv/auth.h); until then only
+ * PING and those are answered. Anything else gets an error reply; nothing
+ * a client sends can stop the service. */
 #include <errno.h>
 #include <stdio.h>
-#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/statvfs.h>
 
 #include "meta/locks.h"
 #include "meta/meta.h"
 #include "meta/node.h"
 #include "meta/ns.h"
+#include "minikv/auth.h"
 #include "minikv/config.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
@@ -34,6 +38,8 @@ struct mkv_meta
     uint64_t reserve;
     uint64_t free_bytes;   /* last statvfs of dir */
     uint64_t free_checked; /* uv_now of that statvfs */
+    uint8_t cluster_key[32];
+    int auth; /* clients must authenticate */
     struct mkv_locks *locks;
     uint64_t locks_term; /* the term the lock table was built in */
     void (*on_fatal)(void *data);
@@ -75,10 +81,8 @@ static void command_done(struct mkv_node_req *req, int status, const uint8_t *re
 {
     struct pending *p = MKV_CONTAINER_OF(req, struct pending, req);
     if (mkv_conn_is_open(p->conn)) {
-        if (status == 0)
-            mkv_conn_reply_raw(p->conn, &p->hdr, 0, reply, len);
-        else
-            reply_error(p->m, p->conn, &p->hdr, status, NULL);
+        if (status == 0) mkv_conn_reply_raw(p->conn, &p->hdr, 0, reply, len);
+        else reply_error(p->m, p->conn, &p->hdr, status, NULL);
     }
     mkv_conn_unref(p->conn);
     free(p);
@@ -99,10 +103,8 @@ static int grows_state(uint16_t type)
     case MKV_MSG_INO_MAKE:
     case MKV_MSG_INO_LINK:
     case MKV_MSG_INO_WRITE:
-    case MKV_MSG_XATTR_SET:
-        return 1;
-    default:
-        return 0;
+    case MKV_MSG_XATTR_SET: return 1;
+    default: return 0;
     }
 }
 
@@ -163,8 +165,8 @@ static void handle_command(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fr
     p->conn = c;
     p->hdr = f->hdr;
     mkv_conn_ref(c);
-    rv = mkv_node_submit(m->node, &p->req, f->hdr.type, client_id, seq, mkv_now_ns(), payload,
-                         len, command_done);
+    rv = mkv_node_submit(m->node, &p->req, f->hdr.type, client_id, seq, mkv_now_ns(), payload, len,
+                         command_done);
     if (rv) {
         reply_error(m, c, &f->hdr, rv, NULL);
         mkv_conn_unref(c);
@@ -186,11 +188,142 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
         len -= MKV_SESSION_PREFIX;
     }
     mkv_node_query(m->node, f->hdr.type, payload, len, &status, &m->scratch);
-    if (status == 0)
-        mkv_conn_reply_raw(c, &f->hdr, 0, m->scratch.p, m->scratch.len);
-    else
-        reply_error(m, c, &f->hdr, status, status == -EPROTO ? "malformed request" : NULL);
+    if (status == 0) mkv_conn_reply_raw(c, &f->hdr, 0, m->scratch.p, m->scratch.len);
+    else reply_error(m, c, &f->hdr, status, status == -EPROTO ? "malformed request" : NULL);
     if (m->scratch.cap > (1u << 20)) mkv_buf_free(&m->scratch); /* do not keep big lists */
+}
+
+/* ---- authentication ---- */
+
+struct conn_auth
+{
+    uint8_t nonce[MKV_AUTH_NONCE];
+    int have_nonce;
+    int authed;
+    uint32_t flags;
+    char principal[MKV_ACCESS_KEY_MAX + 1];
+};
+
+static struct conn_auth *conn_auth(struct mkv_conn *c)
+{
+    struct conn_auth *a = mkv_conn_data(c);
+    if (!a && (a = calloc(1, sizeof *a))) mkv_conn_set_data(c, a, free);
+    return a;
+}
+
+static int authed(struct mkv_conn *c)
+{
+    struct conn_auth *a = mkv_conn_data(c);
+    return a && a->authed;
+}
+
+static void handle_auth_hello(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_auth_hello_req req;
+    struct mkv_auth_hello_rep rep;
+    struct conn_auth *a = conn_auth(c);
+    if (mkv_frame_decode(f, &mkv_desc_auth_hello_req, &req)) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed AUTH_HELLO");
+        return;
+    }
+    if (!a || getrandom(a->nonce, sizeof a->nonce, 0) != sizeof a->nonce) {
+        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+        return;
+    }
+    a->have_nonce = 1;
+    rep.nonce = mkv_slice_mem(a->nonce, sizeof a->nonce);
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_hello_rep, &rep);
+}
+
+/* The secret of access_key: the cluster key for the cluster principal,
+ * else the key store's, unsealed. Returns its length or a negative code. */
+static int key_secret(struct mkv_meta *m, const char *access_key, uint8_t *out, size_t cap,
+                      uint32_t *flags)
+{
+    struct mkv_key_get_req q = {0};
+    struct mkv_key_get_rep rep;
+    uint8_t payload[200];
+    size_t len = 0;
+    int status = 0;
+    if (!strcmp(access_key, MKV_CLUSTER_PRINCIPAL)) {
+        memcpy(out, m->cluster_key, 32);
+        *flags = MKV_KEYF_ADMIN;
+        return 32;
+    }
+    q.access_key = mkv_slice_str(access_key);
+    if (mkv_msg_encode(&mkv_desc_key_get_req, &q, payload, sizeof payload, &len)) return -EINVAL;
+    mkv_node_query(m->node, MKV_MSG_KEY_GET, payload, len, &status, &m->scratch);
+    if (status) return status == MKV_ENOKEY ? -EACCES : status;
+    if (mkv_msg_decode(&mkv_desc_key_get_rep, m->scratch.p, m->scratch.len, &rep)) return -EIO;
+    if (rep.flags & MKV_KEYF_DISABLED) return -EACCES;
+    *flags = rep.flags;
+    if (mkv_secret_unseal(m->cluster_key, access_key, rep.sealed_secret.p, rep.sealed_secret.len,
+                          (char *)out, cap))
+        return -EACCES; /* sealed with another cluster key */
+    return (int)strlen((char *)out);
+}
+
+static void handle_auth(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_auth_req req;
+    struct mkv_auth_rep rep = {0};
+    struct conn_auth *a = conn_auth(c);
+    char ak[MKV_ACCESS_KEY_MAX + 1];
+    uint8_t secret[256], mac[MKV_AUTH_MAC];
+    uint32_t flags = 0;
+    int n;
+    if (mkv_frame_decode(f, &mkv_desc_auth_req, &req) || req.nonce.len != MKV_AUTH_NONCE ||
+        req.mac.len != MKV_AUTH_MAC || !req.access_key.len) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed AUTH");
+        return;
+    }
+    if (!a || !a->have_nonce) {
+        reply_error(m, c, &f->hdr, -EPROTO, "AUTH without AUTH_HELLO first");
+        return;
+    }
+    a->have_nonce = 0; /* one attempt per nonce */
+    snprintf(ak, sizeof ak, "%.*s", (int)req.access_key.len, (const char *)req.access_key.p);
+    if (!m->auth) { /* nothing to check against: everyone is in */
+        a->authed = 1;
+        snprintf(a->principal, sizeof a->principal, "%s", ak);
+        mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_rep, &rep);
+        return;
+    }
+    n = key_secret(m, ak, secret, sizeof secret, &flags);
+    if (n == MKV_ENOTLEADER || n == MKV_EUNAVAILABLE) {
+        reply_error(m, c, &f->hdr, n, NULL);
+        return;
+    }
+    if (n > 0) mkv_auth_mac(secret, (size_t)n, a->nonce, req.nonce.p, ak, mac);
+    memset(secret, 0, sizeof secret);
+    if (n <= 0 || !mkv_auth_mac_equal(mac, req.mac.p, MKV_AUTH_MAC)) {
+        MKV_WARN("meta", "authentication failed peer=%s key=%s", mkv_conn_peer_name(c), ak);
+        reply_error(m, c, &f->hdr, -EACCES, "unknown access key or wrong secret");
+        return;
+    }
+    a->authed = 1;
+    a->flags = flags;
+    snprintf(a->principal, sizeof a->principal, "%s", ak);
+    MKV_DEBUG("meta", "authenticated peer=%s key=%s", mkv_conn_peer_name(c), ak);
+    rep.flags = flags;
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_rep, &rep);
+}
+
+/* A token for the chunk servers, for the connection's principal. */
+static void handle_token_get(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_token_get_rep rep = {0};
+    struct conn_auth *a = mkv_conn_data(c);
+    uint8_t token[MKV_AUTH_MAC];
+    if (!m->auth || !a) {
+        reply_error(m, c, &f->hdr, -ENOTSUP, "this metadata service has no cluster key");
+        return;
+    }
+    rep.access_key = mkv_slice_str(a->principal);
+    rep.expiry_ns = mkv_now_ns() + MKV_TOKEN_TTL_NS;
+    mkv_auth_token(m->cluster_key, a->principal, rep.expiry_ns, token);
+    rep.token = mkv_slice_mem(token, sizeof token);
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_token_get_rep, &rep);
 }
 
 #define LOCKS_MAX (1u << 20)
@@ -238,6 +371,15 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         /* Nobody here asked. */
     } else if (m->stopping) {
         reply_error(m, c, &f->hdr, MKV_EUNAVAILABLE, "shutting down");
+    } else if (type == MKV_MSG_AUTH_HELLO) {
+        handle_auth_hello(m, c, f);
+    } else if (type == MKV_MSG_AUTH) {
+        handle_auth(m, c, f);
+    } else if (m->auth && !authed(c) && type != MKV_MSG_PING) {
+        reply_error(m, c, &f->hdr, -EACCES,
+                    "authenticate first: this metadata service requires an access key");
+    } else if (type == MKV_MSG_TOKEN_GET) {
+        handle_token_get(m, c, f);
     } else if (type == MKV_MSG_PING) {
         struct mkv_ping_req req;
         struct mkv_ping_rep rep;
@@ -256,9 +398,9 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
             reply_error(m, c, &f->hdr, -EPROTO, "malformed status request");
         } else {
             mkv_node_status(m->node, &rep);
-            rep.chunk_servers = mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p
-                                                                 : (const uint8_t *)"",
-                                              m->chunk_servers.len);
+            rep.chunk_servers =
+                mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p : (const uint8_t *)"",
+                              m->chunk_servers.len);
             mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
         }
     } else if (type == MKV_MSG_LOCK) {
@@ -282,8 +424,8 @@ static void on_fatal(void *data)
     if (m->on_fatal) m->on_fatal(m->fatal_data);
 }
 
-int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_meta **out,
-                   char *err, size_t errlen)
+int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_meta **out, char *err,
+                   size_t errlen)
 {
     struct mkv_node_opts no;
     struct mkv_meta *m;
@@ -294,8 +436,10 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
         return mkv_errf(err, errlen, -EINVAL, "raft segment size %zu is not between 1M and 1G",
                         o->segment_size);
     if (mkv_parse_hostport(o->listen, host, sizeof host, &port) || port <= 0 || port >= 65535)
-        return mkv_errf(err, errlen, -EINVAL, "listen \"%s\": HOST:PORT with a fixed port "
-                                              "(Raft uses PORT+1)", o->listen);
+        return mkv_errf(err, errlen, -EINVAL,
+                        "listen \"%s\": HOST:PORT with a fixed port "
+                        "(Raft uses PORT+1)",
+                        o->listen);
     m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     m->loop = loop;
@@ -306,6 +450,10 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
         return -ENOMEM;
     }
     m->on_fatal = o->on_fatal;
+    if (o->cluster_key) {
+        memcpy(m->cluster_key, o->cluster_key, 32);
+        m->auth = 1;
+    }
     if (o->chunk_servers && *o->chunk_servers) {
         char list[1024], *tok, *save = NULL;
         uint64_t id = 1;
@@ -381,6 +529,7 @@ void mkv_meta_free(struct mkv_meta *m)
     if (!m) return;
     mkv_node_free(m->node);
     mkv_locks_free(m->locks);
+    memset(m->cluster_key, 0, sizeof m->cluster_key);
     mkv_buf_free(&m->scratch);
     mkv_buf_free(&m->chunk_servers);
     free(m->dir);

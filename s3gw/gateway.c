@@ -44,7 +44,9 @@ void s3_iso_date(int64_t ns, char *buf, size_t len)
 
 void s3_xml_begin(struct mkv_buf *b, const char *root)
 {
-    mkv_buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    mkv_buf_printf(b,
+                   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s "
+                   "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
                    root);
 }
 
@@ -191,7 +193,8 @@ void s3_error_h(struct s3req *r, enum mkv_s3_error e, const char *message,
         return;
     }
     s3_xml_begin(&b, "Error");
-    b.len -= strlen(" xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"); /* <Error> has no namespace */
+    b.len -= strlen(
+        " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"); /* <Error> has no namespace */
     mkv_buf_puts(&b, ">");
     s3_xml_elem(&b, "Code", mkv_s3_error_code(e));
     s3_xml_elem(&b, "Message", message && *message ? message : mkv_s3_error_message(e));
@@ -238,7 +241,8 @@ void s3_error_status(struct s3req *r, int status, const char *context)
 {
     enum mkv_s3_error e = s3_error_from_status(status);
     char msg[384];
-    if (e == MKV_S3_INTERNAL || e == MKV_S3_SERVICE_UNAVAILABLE || e == MKV_S3_INSUFFICIENT_STORAGE) {
+    if (e == MKV_S3_INTERNAL || e == MKV_S3_SERVICE_UNAVAILABLE ||
+        e == MKV_S3_INSUFFICIENT_STORAGE) {
         MKV_WARN("s3gw", "request failed op=%s status=%d err=\"%s\" context=\"%s\" rid=%s",
                  s3_op_names[r->op], status, mkv_strerror(status), context ? context : "",
                  r->request_id);
@@ -343,11 +347,34 @@ static int has_query(const struct mkv_http_req *h, const char *name)
 
 /* Sub-resources S3 has and minikv does not: answered with NotImplemented. */
 static const char *const unsupported_subresources[] = {
-    "acl", "policy", "policyStatus", "cors", "lifecycle", "tagging", "website", "logging",
-    "notification", "replication", "encryption", "object-lock", "ownershipControls",
-    "publicAccessBlock", "accelerate", "requestPayment", "analytics", "inventory", "metrics",
-    "intelligent-tiering", "retention", "legal-hold", "torrent", "restore", "select",
-    "attributes", "website", "session",
+    "acl",
+    "policy",
+    "policyStatus",
+    "cors",
+    "lifecycle",
+    "tagging",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "ownershipControls",
+    "publicAccessBlock",
+    "accelerate",
+    "requestPayment",
+    "analytics",
+    "inventory",
+    "metrics",
+    "intelligent-tiering",
+    "retention",
+    "legal-hold",
+    "torrent",
+    "restore",
+    "select",
+    "attributes",
+    "website",
+    "session",
 };
 
 static enum s3_op route_object(struct s3req *r)
@@ -387,7 +414,8 @@ static enum s3_op route_bucket(struct s3req *r)
         }
         return S3_LIST_OBJECTS;
     }
-    if (!strcmp(m, "PUT")) return has_query(h, "versioning") ? S3_NOT_IMPLEMENTED : S3_CREATE_BUCKET;
+    if (!strcmp(m, "PUT"))
+        return has_query(h, "versioning") ? S3_NOT_IMPLEMENTED : S3_CREATE_BUCKET;
     if (!strcmp(m, "HEAD")) return S3_HEAD_BUCKET;
     if (!strcmp(m, "DELETE")) return S3_DELETE_BUCKET;
     if (!strcmp(m, "POST")) return has_query(h, "delete") ? S3_DELETE_OBJECTS : S3_NOT_IMPLEMENTED;
@@ -456,7 +484,8 @@ static void dispatch(struct s3req *r)
     case S3_ABORT_MPU: s3_op_abort_mpu(r); break;
     case S3_LIST_PARTS: s3_op_list_parts(r); break;
     case S3_NOT_IMPLEMENTED:
-        s3_error(r, MKV_S3_NOT_IMPLEMENTED, "minikv does not implement this operation (see docs/s3.md)");
+        s3_error(r, MKV_S3_NOT_IMPLEMENTED,
+                 "minikv does not implement this operation (see docs/s3.md)");
         break;
     default: s3_error(r, MKV_S3_METHOD_NOT_ALLOWED, NULL); break;
     }
@@ -593,14 +622,19 @@ static void worker_main(void *arg)
     struct mkv_gw *gw = wk->gw;
     struct mkv_http_server_opts ho = {0};
     struct mkv_client_opts co = {0};
+    struct mkv_cred cred;
     int rv;
     co.meta = gw->o.meta;
     co.chunk = gw->o.chunk;
+    /* The gateway talks to the cluster as the cluster itself. */
+    mkv_cred_cluster(&cred, gw->cluster_key);
+    co.cred = &cred;
     co.local_meta_read = gw->o.local_meta_read;
     co.local_meta_ctx = gw->o.local_meta_ctx;
     co.local_chunk_read = gw->o.local_chunk_read;
     co.local_chunk_ctx = gw->o.local_chunk_ctx;
     rv = mkv_client_new(&wk->loop, &co, &wk->client, wk->start_err, sizeof wk->start_err);
+    memset(&cred, 0, sizeof cred);
     if (rv == 0) {
         ho.listen = gw->o.listen;
         ho.tls_cert = gw->o.tls_cert;

@@ -6,8 +6,9 @@
  * gateways (the only holders of the cluster key) unseal them on demand and
  * cache them for a minute.
  *
- * Sealed layout: "MKS1" | nonce (12) | ciphertext | tag (16); the AAD is
- * the access key, so a sealed secret cannot be moved to another key. */
+ * Sealed layout (minikv/auth.h): "MKS1" | nonce (12) | ciphertext | tag
+ * (16); the AAD is the access key, so a sealed secret cannot be moved to
+ * another key. */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -19,53 +20,11 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "minikv/auth.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
 
-#define SEAL_MAGIC "MKS1"
-#define NONCE_LEN 12
-#define TAG_LEN 16
 #define CACHE_TTL_NS (60ull * 1000000000ull)
-
-static int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
-{
-    char buf[130];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-    struct stat st;
-    if (fd < 0) return -errno;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-        MKV_WARN("s3gw", "cluster key file is readable by others path=%s mode=%o", path,
-                 (unsigned)(st.st_mode & 0777));
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n < 0) return mkv_errf(err, errlen, -errno, "reading %s", path);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
-    buf[n] = '\0';
-    if (n == 64 && mkv_hex_decode(buf, 64, key) == 0) return 0;
-    return mkv_errf(err, errlen, -EINVAL, "%s must hold 64 hex digits (a 256-bit key)", path);
-}
-
-static int create_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
-{
-    char hex[65], tmp[4096];
-    int fd;
-    if (getrandom(key, 32, 0) != 32) return mkv_errf(err, errlen, -EIO, "no randomness");
-    mkv_hex_encode(key, 32, hex);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return mkv_errf(err, errlen, -errno, "creating %s", tmp);
-    if (write(fd, hex, 64) != 64 || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
-        int e = -errno;
-        close(fd);
-        unlink(tmp);
-        return mkv_errf(err, errlen, e ? e : -EIO, "writing %s", tmp);
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) return mkv_errf(err, errlen, -errno, "renaming %s", tmp);
-    MKV_INFO("s3gw", "created a new cluster key path=%s", path);
-    return 0;
-}
 
 int gw_keys_init(struct mkv_gw *gw, char *err, size_t errlen)
 {
@@ -74,9 +33,8 @@ int gw_keys_init(struct mkv_gw *gw, char *err, size_t errlen)
     if (!path)
         return mkv_errf(err, errlen, -EINVAL,
                         "no cluster key file given (it seals access-key secrets)");
-    rv = read_key_file(path, gw->cluster_key, err, errlen);
-    if (rv == -ENOENT) rv = create_key_file(path, gw->cluster_key, err, errlen);
-    else if (rv < 0 && err && !err[0]) mkv_errf(err, errlen, rv, "cluster key %s", path);
+    rv = mkv_cluster_key_load(path, gw->cluster_key, err, errlen);
+    if (rv < 0 && err && !err[0]) mkv_errf(err, errlen, rv, "cluster key %s", path);
     if (rv) return rv;
     gw->have_cluster_key = 1;
     return 0;
@@ -85,59 +43,13 @@ int gw_keys_init(struct mkv_gw *gw, char *err, size_t errlen)
 int gw_seal(const struct mkv_gw *gw, const char *access_key, const char *secret,
             struct mkv_buf *out)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    uint8_t nonce[NONCE_LEN];
-    size_t slen = strlen(secret);
-    int len, rv = -EIO;
-    if (!ctx) return -ENOMEM;
-    if (getrandom(nonce, sizeof nonce, 0) != sizeof nonce) goto out;
-    mkv_buf_reset(out);
-    if (mkv_buf_reserve(out, 4 + NONCE_LEN + slen + TAG_LEN + 16)) {
-        rv = -ENOMEM;
-        goto out;
-    }
-    memcpy(out->p, SEAL_MAGIC, 4);
-    memcpy(out->p + 4, nonce, NONCE_LEN);
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
-        EVP_EncryptInit_ex(ctx, NULL, NULL, gw->cluster_key, nonce) != 1 ||
-        EVP_EncryptUpdate(ctx, NULL, &len, (const uint8_t *)access_key, (int)strlen(access_key)) != 1 ||
-        EVP_EncryptUpdate(ctx, out->p + 4 + NONCE_LEN, &len, (const uint8_t *)secret, (int)slen) != 1 ||
-        EVP_EncryptFinal_ex(ctx, out->p + 4 + NONCE_LEN + len, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, out->p + 4 + NONCE_LEN + slen) != 1)
-        goto out;
-    out->len = 4 + NONCE_LEN + slen + TAG_LEN;
-    rv = 0;
-out:
-    EVP_CIPHER_CTX_free(ctx);
-    return rv;
+    return mkv_secret_seal(gw->cluster_key, access_key, secret, out);
 }
 
 int gw_unseal(const struct mkv_gw *gw, const char *access_key, const uint8_t *sealed, size_t len,
               char *secret, size_t cap)
 {
-    EVP_CIPHER_CTX *ctx;
-    size_t clen;
-    int outl, rv = MKV_ECHECKSUM;
-    if (len < 4 + NONCE_LEN + TAG_LEN || memcmp(sealed, SEAL_MAGIC, 4) != 0) return -EINVAL;
-    clen = len - 4 - NONCE_LEN - TAG_LEN;
-    if (clen + 1 > cap) return -ENOSPC;
-    ctx = EVP_CIPHER_CTX_new();
-    if (!ctx) return -ENOMEM;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
-        EVP_DecryptInit_ex(ctx, NULL, NULL, gw->cluster_key, sealed + 4) == 1 &&
-        EVP_DecryptUpdate(ctx, NULL, &outl, (const uint8_t *)access_key, (int)strlen(access_key)) == 1 &&
-        EVP_DecryptUpdate(ctx, (uint8_t *)secret, &outl, sealed + 4 + NONCE_LEN, (int)clen) == 1 &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-                            (void *)(sealed + 4 + NONCE_LEN + clen)) == 1 &&
-        EVP_DecryptFinal_ex(ctx, (uint8_t *)secret + outl, &outl) == 1) {
-        secret[clen] = '\0';
-        rv = 0;
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    if (rv) memset(secret, 0, cap);
-    return rv;
+    return mkv_secret_unseal(gw->cluster_key, access_key, sealed, len, secret, cap);
 }
 
 int gw_key_cache_get(struct gw_worker *wk, const char *access_key, char *secret, size_t cap,
@@ -217,8 +129,9 @@ static int save_credentials(const char *path, const char *ak, const char *sk, ch
     }
     /* The AWS shared-credentials format, so that
      * AWS_SHARED_CREDENTIALS_FILE=<path> aws --profile minikv ... works. */
-    fprintf(f, "# minikv S3 credentials, generated at first start. Keep this file private.\n"
-               "[minikv]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+    fprintf(f,
+            "# minikv S3 credentials, generated at first start. Keep this file private.\n"
+            "[minikv]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
             ak, sk);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         int e = -errno;
@@ -233,6 +146,7 @@ int gw_keys_bootstrap(struct mkv_gw *gw, char *err, size_t errlen)
 {
     const char *ak = getenv("MINIKV_ACCESS_KEY"), *sk = getenv("MINIKV_SECRET_KEY");
     struct mkv_client_opts co = {0};
+    struct mkv_cred cred;
     struct mkv_client *c = NULL;
     struct mkv_frame *reply = NULL;
     struct mkv_key_list_req lq = {0};
@@ -241,18 +155,23 @@ int gw_keys_bootstrap(struct mkv_gw *gw, char *err, size_t errlen)
     char gak[21], gsk[41];
     int rv;
     if ((ak && *ak) != (sk && *sk))
-        return mkv_errf(err, errlen, -EINVAL, "set both MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY, or neither");
+        return mkv_errf(err, errlen, -EINVAL,
+                        "set both MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY, or neither");
     if (ak && (strlen(ak) < 3 || strlen(ak) > 128 || strlen(sk) < 8 || strlen(sk) > 128))
         return mkv_errf(err, errlen, -EINVAL,
                         "MINIKV_ACCESS_KEY must be 3-128 characters and MINIKV_SECRET_KEY 8-128");
     uv_loop_init(&loop);
     co.meta = gw->o.meta;
     co.retry_ms = 30000;
+    mkv_cred_cluster(&cred, gw->cluster_key);
+    co.cred = &cred;
     rv = mkv_client_new(&loop, &co, &c, err, errlen);
+    memset(&cred, 0, sizeof cred);
     if (rv) goto out;
     if (ak && *ak) {
         rv = put_key(gw, c, ak, sk, err, errlen);
-        if (rv == 0) MKV_INFO("s3gw", "access key from the environment is active access_key=%s", ak);
+        if (rv == 0)
+            MKV_INFO("s3gw", "access key from the environment is active access_key=%s", ak);
         goto out;
     }
     rv = mkv_meta_call_sync(c, MKV_MSG_KEY_LIST, &mkv_desc_key_list_req, &lq, &reply, err, errlen);

@@ -17,11 +17,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -31,6 +31,7 @@
 #include "chunk/chunk.h"
 #include "config.h"
 #include "meta/meta.h"
+#include "minikv/auth.h"
 #include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/err.h"
@@ -66,61 +67,75 @@ struct settings
 
 #define S struct settings
 static const struct mkv_option options[] = {
-    MKV_OPT("data", MKV_OPT_STR, S, data, NULL, "DIR", "data directory, created if missing (required)", NULL),
+    MKV_OPT("data", MKV_OPT_STR, S, data, NULL, "DIR",
+            "data directory, created if missing (required)", NULL),
     MKV_OPT("listen", MKV_OPT_STR, S, listen, "127.0.0.1:8080", "HOST:PORT",
             "HTTP address: S3 (also under /s3/), /health, /metrics, /admin", mkv_validate_hostport),
     MKV_OPT("meta-listen", MKV_OPT_STR, S, meta_listen, "127.0.0.1:7000", "HOST:PORT",
-            "metadata service for FUSE clients and tools (Raft uses PORT+1)", mkv_validate_hostport),
-    MKV_OPT("chunk-listen", MKV_OPT_STR, S, chunk_listen, "127.0.0.1:7100", "HOST:PORT", "chunk service",
+            "metadata service for FUSE clients and tools (Raft uses PORT+1)",
             mkv_validate_hostport),
+    MKV_OPT("chunk-listen", MKV_OPT_STR, S, chunk_listen, "127.0.0.1:7100", "HOST:PORT",
+            "chunk service", mkv_validate_hostport),
     MKV_OPT("io", MKV_OPT_STR, S, io, "auto", "auto|uring|sync", "chunk data path", NULL),
-    MKV_OPT("compression", MKV_OPT_STR, S, compression, "none", "none|lz4|zstd", "per-block compression", NULL),
-    MKV_OPT("compression-level", MKV_OPT_INT, S, compression_level, "0", "N", "level (0: library default)", NULL),
+    MKV_OPT("compression", MKV_OPT_STR, S, compression, "none", "none|lz4|zstd",
+            "per-block compression", NULL),
+    MKV_OPT("compression-level", MKV_OPT_INT, S, compression_level, "0", "N",
+            "level (0: library default)", NULL),
     MKV_OPT("encryption-key-file", MKV_OPT_STR, S, encryption_key_file, NULL, "FILE",
             "encrypt chunk data at rest (AES-256-GCM) with this key (64 hex digits)", NULL),
     MKV_OPT("reserve", MKV_OPT_SIZE, S, reserve, "64M", "SIZE",
             "refuse writes (data and metadata) when less than this is free", NULL),
-    MKV_OPT("segment-size", MKV_OPT_SIZE, S, segment_size, "256M", "SIZE", "WAL segment file size", NULL),
-    MKV_OPT("threads", MKV_OPT_INT, S, threads, "0", "N", "gateway worker threads (0: one per core)", NULL),
-    MKV_OPT("tls-cert", MKV_OPT_STR, S, tls_cert, NULL, "FILE", "serve HTTPS with this PEM certificate", NULL),
-    MKV_OPT("tls-key", MKV_OPT_STR, S, tls_key, NULL, "FILE", "PEM private key for --tls-cert", NULL),
-    MKV_OPT("region", MKV_OPT_STR, S, region, "us-east-1", "NAME", "region reported to S3 clients", NULL),
+    MKV_OPT("segment-size", MKV_OPT_SIZE, S, segment_size, "256M", "SIZE", "WAL segment file size",
+            NULL),
+    MKV_OPT("threads", MKV_OPT_INT, S, threads, "0", "N",
+            "gateway worker threads (0: one per core)", NULL),
+    MKV_OPT("tls-cert", MKV_OPT_STR, S, tls_cert, NULL, "FILE",
+            "serve HTTPS with this PEM certificate", NULL),
+    MKV_OPT("tls-key", MKV_OPT_STR, S, tls_key, NULL, "FILE", "PEM private key for --tls-cert",
+            NULL),
+    MKV_OPT("region", MKV_OPT_STR, S, region, "us-east-1", "NAME", "region reported to S3 clients",
+            NULL),
     MKV_OPT("vhost-domain", MKV_OPT_STR, S, vhost_domain, "localhost", "DOMAIN",
             "Host: BUCKET.DOMAIN selects BUCKET (virtual-host style)", NULL),
     MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "32768", "N",
             "Raft entries between metadata snapshots", NULL),
     MKV_OPT("raft-segment-size", MKV_OPT_SIZE, S, raft_segment_size, "32M", "SIZE",
             "Raft log segment file size (1M-1G; two spares are preallocated)", NULL),
-    MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE", "largest single PutObject", NULL),
+    MKV_OPT("max-object-size", MKV_OPT_SIZE, S, max_object_size, "5G", "SIZE",
+            "largest single PutObject", NULL),
     MKV_OPT("inline-max", MKV_OPT_SIZE, S, inline_max, "16K", "SIZE",
-            "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: never",
+            "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: "
+            "never",
             mkv_gw_validate_inline_max),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
-    MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE", "append logs to FILE instead of stderr", NULL),
-    MKV_OPT("mount", MKV_OPT_STR, S, mount, NULL, "DIR",
-            "also mount the whole namespace at DIR (created if missing; buckets are its directories)", NULL),
+    MKV_OPT("log-file", MKV_OPT_STR, S, log_file, NULL, "FILE",
+            "append logs to FILE instead of stderr", NULL),
+    MKV_OPT(
+        "mount", MKV_OPT_STR, S, mount, NULL, "DIR",
+        "also mount the whole namespace at DIR (created if missing; buckets are its directories)",
+        NULL),
     MKV_OPT("mount-options", MKV_OPT_STR, S, mount_options, NULL, "OPTS",
-            "options for that mount, as for mount.minikv -o (e.g. allow_other,attr_timeout=0)", NULL),
+            "options for that mount, as for mount.minikv -o (e.g. allow_other,attr_timeout=0)",
+            NULL),
 };
 #undef S
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: minikv server --data DIR [options]\n"
-            "       minikv --version\n\n"
-            "Runs a single-node minikv: the metadata service (Raft group of one over\n"
-            "LMDB), a chunk server and the S3 gateway, in one process. It creates DIR\n"
-            "if needed, prints the S3 endpoint and credentials, stops cleanly on\n"
-            "SIGTERM/SIGINT and restarts from DIR with all data.\n\n"
-            "Credentials: MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY in the environment, or\n"
-            "else a pair generated at first start, printed once and saved in\n"
-            "DIR/credentials (0600, AWS shared-credentials format, profile \"minikv\").\n\n"
-            "--mount DIR also mounts the whole namespace at DIR with mount.minikv (buckets\n"
-            "are its top-level directories; mkdir there makes a bucket), and unmounts it\n"
-            "first when the server stops. It needs /dev/fuse and fusermount3.\n\n"
-            "Options (also from --config FILE, section [server]):\n");
+    fprintf(out, "Usage: minikv server --data DIR [options]\n"
+                 "       minikv --version\n\n"
+                 "Runs a single-node minikv: the metadata service (Raft group of one over\n"
+                 "LMDB), a chunk server and the S3 gateway, in one process. It creates DIR\n"
+                 "if needed, prints the S3 endpoint and credentials, stops cleanly on\n"
+                 "SIGTERM/SIGINT and restarts from DIR with all data.\n\n"
+                 "Credentials: MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY in the environment, or\n"
+                 "else a pair generated at first start, printed once and saved in\n"
+                 "DIR/credentials (0600, AWS shared-credentials format, profile \"minikv\").\n\n"
+                 "--mount DIR also mounts the whole namespace at DIR with mount.minikv (buckets\n"
+                 "are its top-level directories; mkdir there makes a bucket), and unmounts it\n"
+                 "first when the server stops. It needs /dev/fuse and fusermount3.\n\n"
+                 "Options (also from --config FILE, section [server]):\n");
     mkv_config_usage(out, options, MKV_ARRAY_SIZE(options));
 }
 
@@ -195,7 +210,8 @@ static void svc_shutdown(struct svc *sv)
 
 static int meta_start(struct svc *sv)
 {
-    return mkv_meta_start(&sv->loop, sv->opts, (struct mkv_meta **)&sv->handle, sv->err, sizeof sv->err);
+    return mkv_meta_start(&sv->loop, sv->opts, (struct mkv_meta **)&sv->handle, sv->err,
+                          sizeof sv->err);
 }
 
 static void meta_stop(struct svc *sv)
@@ -210,8 +226,8 @@ static void meta_release(struct svc *sv)
 
 static int chunk_start(struct svc *sv)
 {
-    return mkv_chunk_server_start(&sv->loop, sv->opts, (struct mkv_chunk_server **)&sv->handle, sv->err,
-                                  sizeof sv->err);
+    return mkv_chunk_server_start(&sv->loop, sv->opts, (struct mkv_chunk_server **)&sv->handle,
+                                  sv->err, sizeof sv->err);
 }
 
 static void chunk_stop(struct svc *sv)
@@ -228,10 +244,12 @@ static int make_dir(const char *path, char *err, size_t errlen)
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(tmp, 0750) && errno != EEXIST) return mkv_errf(err, errlen, -errno, "creating %s", tmp);
+        if (mkdir(tmp, 0750) && errno != EEXIST)
+            return mkv_errf(err, errlen, -errno, "creating %s", tmp);
         *p = '/';
     }
-    if (mkdir(tmp, 0750) && errno != EEXIST) return mkv_errf(err, errlen, -errno, "creating %s", tmp);
+    if (mkdir(tmp, 0750) && errno != EEXIST)
+        return mkv_errf(err, errlen, -errno, "creating %s", tmp);
     return 0;
 }
 
@@ -255,7 +273,8 @@ static void find_mount_helper(char *out, size_t len)
         self[n] = '\0';
         if ((slash = strrchr(self, '/'))) {
             *slash = '\0';
-            if ((size_t)snprintf(out, len, "%s/../fs/mount.minikv", self) < len && access(out, X_OK) == 0)
+            if ((size_t)snprintf(out, len, "%s/../fs/mount.minikv", self) < len &&
+                access(out, X_OK) == 0)
                 return;
         }
     }
@@ -298,9 +317,9 @@ static void sleep_ms(long ms)
 
 /* Starts mount.minikv HOST:PORT MNT -f: returns its pid once the mount
  * answers (10 s at most), or -1 with a message. */
-static pid_t mount_start(const struct settings *s, char *err, size_t errlen)
+static pid_t mount_start(const struct settings *s, const char *cred_file, char *err, size_t errlen)
 {
-    char helper[4096], src[300], host[256], *argv[8];
+    char helper[4096], src[300], host[256], opts[8192], *argv[8];
     int port, argc = 0, st;
     pid_t pid;
     if (mkv_parse_hostport(s->meta_listen, host, sizeof host, &port)) {
@@ -308,14 +327,16 @@ static pid_t mount_start(const struct settings *s, char *err, size_t errlen)
         return -1;
     }
     /* A wildcard listen address is reached on loopback. */
-    if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !*host) snprintf(host, sizeof host, "127.0.0.1");
+    if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !*host)
+        snprintf(host, sizeof host, "127.0.0.1");
     snprintf(src, sizeof src, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     if (mkdir(s->mount, 0755) && errno != EEXIST) {
         snprintf(err, errlen, "creating %s: %s", s->mount, strerror(errno));
         return -1;
     }
     if (is_mounted(s->mount)) {
-        snprintf(err, errlen, "%s is already a FUSE mount (unmount it: fusermount3 -u %s)", s->mount, s->mount);
+        snprintf(err, errlen, "%s is already a FUSE mount (unmount it: fusermount3 -u %s)",
+                 s->mount, s->mount);
         return -1;
     }
     find_mount_helper(helper, sizeof helper);
@@ -323,9 +344,15 @@ static pid_t mount_start(const struct settings *s, char *err, size_t errlen)
     argv[argc++] = src;
     argv[argc++] = s->mount;
     argv[argc++] = "-f";
-    if (s->mount_options) {
+    /* The mount authenticates with the server's access key (from the
+     * environment, which the child inherits, or the credentials file). */
+    snprintf(opts, sizeof opts, "%s%s%s%s", s->mount_options ? s->mount_options : "",
+             s->mount_options && !getenv("MINIKV_ACCESS_KEY") ? "," : "",
+             getenv("MINIKV_ACCESS_KEY") ? "" : "credentials=",
+             getenv("MINIKV_ACCESS_KEY") ? "" : cred_file);
+    if (opts[0]) {
         argv[argc++] = "-o";
-        argv[argc++] = s->mount_options;
+        argv[argc++] = opts;
     }
     argv[argc] = NULL;
     if ((st = spawn(&pid, argv))) {
@@ -385,13 +412,15 @@ static int cmd_server(int argc, char **argv)
     struct mkv_gw_opts go = {0};
     struct svc meta = {0}, chunk = {0};
     struct mkv_gw *gw = NULL;
-    char err[512] = "", meta_dir[4096], chunk_dir[4096], key_file[4096], cred_file[4096], lock_file[4096];
-    uint8_t enc_key[32];
+    char err[512] = "", meta_dir[4096], chunk_dir[4096], key_file[4096], cred_file[4096],
+         lock_file[4096];
+    uint8_t enc_key[32], cluster_key[32];
     sigset_t set;
     pid_t mount_pid = -1;
     int first, rv, sig, lock_fd = -1, status = 1;
 
-    if (mkv_config_load(options, MKV_ARRAY_SIZE(options), &s, "server", argc, argv, &first, err, sizeof err)) {
+    if (mkv_config_load(options, MKV_ARRAY_SIZE(options), &s, "server", argc, argv, &first, err,
+                        sizeof err)) {
         fprintf(stderr, "minikv server: %s\n", err);
         return 2;
     }
@@ -401,7 +430,8 @@ static int cmd_server(int argc, char **argv)
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;
     }
-    if ((s.log_level && mkv_log_set_level(s.log_level)) || (s.log_file && mkv_log_set_file(s.log_file))) {
+    if ((s.log_level && mkv_log_set_level(s.log_level)) ||
+        (s.log_file && mkv_log_set_file(s.log_file))) {
         fprintf(stderr, "minikv server: bad --log-level or cannot open --log-file\n");
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;
@@ -411,8 +441,8 @@ static int cmd_server(int argc, char **argv)
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;
     }
-    if (mkv_chunk_parse_store_opts(s.io, s.compression, s.compression_level, s.encryption_key_file, enc_key,
-                                   &co.store, err, sizeof err)) {
+    if (mkv_chunk_parse_store_opts(s.io, s.compression, s.compression_level, s.encryption_key_file,
+                                   enc_key, &co.store, err, sizeof err)) {
         fprintf(stderr, "minikv server: %s\n", err);
         mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
         return 2;
@@ -434,6 +464,13 @@ static int cmd_server(int argc, char **argv)
         goto out;
     }
 
+    /* The cluster key seals access-key secrets and authenticates every
+     * connection to the metadata and chunk services. */
+    if (mkv_cluster_key_load(key_file, cluster_key, err, sizeof err)) {
+        fprintf(stderr, "minikv server: cluster key: %s\n", err);
+        goto out;
+    }
+
     /* Signals are handled by this thread only. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -449,6 +486,7 @@ static int cmd_server(int argc, char **argv)
     mo.segment_size = (size_t)s.raft_segment_size;
     mo.reserve_bytes = s.reserve;
     mo.chunk_servers = s.chunk_listen;
+    mo.cluster_key = cluster_key;
     meta.name = "metadata";
     meta.opts = &mo;
     meta.start = meta_start;
@@ -465,6 +503,7 @@ static int cmd_server(int argc, char **argv)
     co.store.segment_size = s.segment_size;
     co.listen = s.chunk_listen;
     co.meta = s.meta_listen;
+    co.cluster_key = cluster_key;
     chunk.name = "chunk";
     chunk.opts = &co;
     chunk.start = chunk_start;
@@ -504,15 +543,14 @@ static int cmd_server(int argc, char **argv)
            "  metadata        %s (Raft on port +1)\n"
            "  chunk service   %s\n"
            "  health          %s://%s/health/ready\n",
-           PACKAGE_VERSION, s.data, s.tls_cert ? "https" : "http", s.listen, s.meta_listen, s.chunk_listen,
-           s.tls_cert ? "https" : "http", s.listen);
+           PACKAGE_VERSION, s.data, s.tls_cert ? "https" : "http", s.listen, s.meta_listen,
+           s.chunk_listen, s.tls_cert ? "https" : "http", s.listen);
     if (getenv("MINIKV_ACCESS_KEY"))
         printf("  credentials     MINIKV_ACCESS_KEY / MINIKV_SECRET_KEY from the environment\n");
-    else
-        printf("  credentials     %s (profile minikv)\n", cred_file);
+    else printf("  credentials     %s (profile minikv)\n", cred_file);
     fflush(stdout);
     if (s.mount) {
-        if ((mount_pid = mount_start(&s, err, sizeof err)) < 0) {
+        if ((mount_pid = mount_start(&s, cred_file, err, sizeof err)) < 0) {
             fprintf(stderr, "minikv server: --mount: %s\n", err);
             mkv_gw_stop(gw);
             goto out_chunk;
@@ -542,6 +580,7 @@ out_meta:
 out:
     if (lock_fd >= 0) close(lock_fd);
     memset(enc_key, 0, sizeof enc_key);
+    memset(cluster_key, 0, sizeof cluster_key);
     mkv_config_free(options, MKV_ARRAY_SIZE(options), &s);
     if (status == 0) MKV_INFO("server", "stopped cleanly");
     return status;
@@ -562,7 +601,8 @@ int main(int argc, char **argv)
         printf("minikv %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+    if (argc >= 2 &&
+        (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         usage(stdout);
         return 0;
     }

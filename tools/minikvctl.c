@@ -31,25 +31,32 @@ struct ctl
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
-            "Commands:\n"
-            "  status                    metadata group (role, term, indexes, leader),\n"
-            "                            namespace counters and chunk server state\n"
-            "  buckets                   list buckets\n"
-            "  bucket create NAME        create a bucket\n"
-            "  bucket delete NAME        delete an empty bucket\n"
-            "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
-            "  stat BUCKET KEY           show an object's metadata and extents\n"
-            "  uploads BUCKET            list multipart uploads in progress\n"
-            "  keys                      list access keys (secrets are never shown)\n\n"
-            "Options:\n"
-            "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
-            "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK or 127.0.0.1:7100)\n"
-            "  --json             machine-readable output\n"
-            "  -h, --help         show this help\n"
-            "  --version          show the version\n\n"
-            "Exit status: 0 success, 1 the request failed, 2 usage error, 3 cluster unreachable.\n");
+    fprintf(
+        out,
+        "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
+        "Commands:\n"
+        "  status                    metadata group (role, term, indexes, leader),\n"
+        "                            namespace counters and chunk server state\n"
+        "  buckets                   list buckets\n"
+        "  bucket create NAME        create a bucket\n"
+        "  bucket delete NAME        delete an empty bucket\n"
+        "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
+        "  stat BUCKET KEY           show an object's metadata and extents\n"
+        "  uploads BUCKET            list multipart uploads in progress\n"
+        "  keys                      list access keys (secrets are never shown)\n\n"
+        "Options:\n"
+        "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
+        "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK or 127.0.0.1:7100)\n"
+        "  --credentials FILE an access key in AWS credentials format (default:\n"
+        "                     $MINIKV_ACCESS_KEY/$MINIKV_SECRET_KEY, else\n"
+        "                     $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY)\n"
+        "  --cluster-key FILE act as the cluster itself (the key file of the servers,\n"
+        "                     e.g. DATA/cluster.key of minikv server)\n"
+        "  --json             machine-readable output\n"
+        "  -h, --help         show this help\n"
+        "  --version          show the version\n\n"
+        "Exit status: 0 success, 1 the request failed, 2 usage error, 3 cluster unreachable.\n"
+        "A cluster with a cluster key requires credentials (access denied otherwise).\n");
 }
 
 static int exit_for(int status)
@@ -71,7 +78,11 @@ static int call(struct ctl *c, uint16_t type, const struct mkv_msgdesc *d, const
 {
     char err[512];
     int rv = mkv_meta_call_sync(c->client, type, d, msg, reply, err, sizeof err);
-    if (rv) fprintf(stderr, "minikvctl: %s: %s\n", mkv_msg_name(type), err[0] ? err : mkv_strerror(rv));
+    if (rv == -EACCES)
+        fprintf(stderr, "minikvctl: access denied: give --credentials FILE, MINIKV_ACCESS_KEY and "
+                        "MINIKV_SECRET_KEY, or --cluster-key FILE\n");
+    else if (rv)
+        fprintf(stderr, "minikvctl: %s: %s\n", mkv_msg_name(type), err[0] ? err : mkv_strerror(rv));
     return rv;
 }
 
@@ -113,7 +124,8 @@ static void on_chunk_stat(struct mkv_call *call, int status, struct mkv_frame *r
     struct chunk_probe *p = MKV_CONTAINER_OF(call, struct chunk_probe, call);
     p->done = 1;
     p->status = status;
-    if (status == 0 && (p->status = mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &p->rep)) == 0)
+    if (status == 0 &&
+        (p->status = mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &p->rep)) == 0)
         snprintf(p->backend, sizeof p->backend, "%.*s", (int)p->rep.io_backend.len,
                  (const char *)p->rep.io_backend.p);
 }
@@ -135,8 +147,9 @@ static int cmd_status(struct ctl *c)
     }
     memset(&cp, 0, sizeof cp);
     cp.status = -ECONNREFUSED;
-    if (mkv_peer_new(&c->loop, c->chunk, &peer) == 0 &&
-        mkv_peer_call(peer, &cp.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &cq, 3000, on_chunk_stat) == 0)
+    if ((peer = mkv_client_chunk_peer(c->client, 0)) &&
+        mkv_peer_call(peer, &cp.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &cq, 3000,
+                      on_chunk_stat) == 0)
         mkv_run_until(&c->loop, &cp.done, 5000);
     if (c->json) {
         printf("{\"meta\":{\"id\":%" PRIu64 ",\"role\":\"%s\",\"ready\":%s,\"term\":%" PRIu64
@@ -148,7 +161,8 @@ static int cmd_status(struct ctl *c)
         printf(",\"address\":");
         json_str((const char *)s.address.p, s.address.len);
         printf(",\"voters\":%u},\"namespace\":{\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64
-               ",\"bytes\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "},\"chunk\":",
+               ",\"bytes\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64
+               "},\"chunk\":",
                s.voters, s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
         if (cp.status) {
             printf("{\"address\":");
@@ -159,17 +173,19 @@ static int cmd_status(struct ctl *c)
         } else {
             printf("{\"address\":");
             json_str(c->chunk, strlen(c->chunk));
-            printf(",\"state\":\"up\",\"io_backend\":\"%s\",\"capacity\":%" PRIu64 ",\"free\":%" PRIu64
-                   ",\"used\":%" PRIu64 ",\"live\":%" PRIu64 ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64
-                   ",\"fsyncs\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64 "}}\n",
-                   cp.backend, cp.rep.capacity, cp.rep.free, cp.rep.used, cp.rep.live, cp.rep.chunks,
-                   cp.rep.segments, cp.rep.fsyncs, cp.rep.corrupt_blocks);
+            printf(",\"state\":\"up\",\"io_backend\":\"%s\",\"capacity\":%" PRIu64
+                   ",\"free\":%" PRIu64 ",\"used\":%" PRIu64 ",\"live\":%" PRIu64
+                   ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"fsyncs\":%" PRIu64
+                   ",\"corrupt_blocks\":%" PRIu64 "}}\n",
+                   cp.backend, cp.rep.capacity, cp.rep.free, cp.rep.used, cp.rep.live,
+                   cp.rep.chunks, cp.rep.segments, cp.rep.fsyncs, cp.rep.corrupt_blocks);
         }
     } else {
         printf("metadata group\n");
         printf("  node            %" PRIu64 " at %.*s (%s%s)\n", s.id, (int)s.address.len,
                (const char *)s.address.p, role_name(s.role), s.ready ? ", ready" : ", not ready");
-        printf("  leader          %" PRIu64 " at %.*s\n", s.leader_id, (int)s.leader.len, (const char *)s.leader.p);
+        printf("  leader          %" PRIu64 " at %.*s\n", s.leader_id, (int)s.leader.len,
+               (const char *)s.leader.p);
         printf("  voters          %u\n", s.voters);
         printf("  term            %" PRIu64 "\n", s.term);
         printf("  commit index    %" PRIu64 "\n", s.commit_index);
@@ -177,22 +193,25 @@ static int cmd_status(struct ctl *c)
         printf("  last index      %" PRIu64 "\n", s.last_index);
         printf("  snapshot index  %" PRIu64 "\n", s.snapshot_index);
         printf("namespace\n");
-        printf("  buckets         %" PRIu64 "\n  objects         %" PRIu64 "\n  bytes           %" PRIu64
-               "\n  uploads         %" PRIu64 "\n  gc pending      %" PRIu64 "\n",
+        printf("  buckets         %" PRIu64 "\n  objects         %" PRIu64
+               "\n  bytes           %" PRIu64 "\n  uploads         %" PRIu64
+               "\n  gc pending      %" PRIu64 "\n",
                s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
         printf("chunk server %s\n", c->chunk);
         if (cp.status) {
             printf("  state           down (%s)\n", mkv_strerror(cp.status));
         } else {
             printf("  state           up, io %s\n", cp.backend);
-            printf("  capacity        %" PRIu64 " bytes (%" PRIu64 " free)\n", cp.rep.capacity, cp.rep.free);
-            printf("  used            %" PRIu64 " bytes in %" PRIu64 " segments, %" PRIu64 " live\n",
+            printf("  capacity        %" PRIu64 " bytes (%" PRIu64 " free)\n", cp.rep.capacity,
+                   cp.rep.free);
+            printf("  used            %" PRIu64 " bytes in %" PRIu64 " segments, %" PRIu64
+                   " live\n",
                    cp.rep.used, cp.rep.segments, cp.rep.live);
-            printf("  chunks          %" PRIu64 "\n  wal fsyncs      %" PRIu64 "\n  corrupt blocks  %" PRIu64 "\n",
+            printf("  chunks          %" PRIu64 "\n  wal fsyncs      %" PRIu64
+                   "\n  corrupt blocks  %" PRIu64 "\n",
                    cp.rep.chunks, cp.rep.fsyncs, cp.rep.corrupt_blocks);
         }
     }
-    if (peer) mkv_peer_close(peer);
     mkv_frame_unref(reply);
     return s.ready && cp.status == 0 ? 0 : EXIT_FAILED;
 }
@@ -240,7 +259,10 @@ static int cmd_bucket(struct ctl *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     if (mkv_check_bucket(argv[1], strlen(argv[1]))) {
-        fprintf(stderr, "minikvctl: '%s' is not a valid bucket name (3-63 lowercase letters, digits, '.', '-')\n", argv[1]);
+        fprintf(stderr,
+                "minikvctl: '%s' is not a valid bucket name (3-63 lowercase letters, digits, '.', "
+                "'-')\n",
+                argv[1]);
         return EXIT_USAGE;
     }
     if (!strcmp(argv[0], "create")) {
@@ -297,7 +319,8 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
                 json_str((const char *)e.etag.p, e.etag.len);
                 printf(",\"type\":\"%s\"}", e.type == MKV_T_DIR ? "dir" : "file");
             } else {
-                printf("%s %12" PRIu64 "  %.*s\n", date, e.size, (int)e.key.len, (const char *)e.key.p);
+                printf("%s %12" PRIu64 "  %.*s\n", date, e.size, (int)e.key.len,
+                       (const char *)e.key.p);
             }
             first = 0;
         }
@@ -343,30 +366,36 @@ static int cmd_stat(struct ctl *c, int argc, char **argv)
     }
     fmt_time(info.mtime, date, sizeof date);
     if (c->json) {
-        printf("{\"ino\":%" PRIu64 ",\"type\":\"%s\",\"size\":%" PRIu64 ",\"mode\":\"%04o\",\"modified\":\"%s\",\"etag\":",
-               info.ino, info.type == MKV_T_DIR ? "dir" : "file", info.size, info.mode & 07777, date);
+        printf("{\"ino\":%" PRIu64 ",\"type\":\"%s\",\"size\":%" PRIu64
+               ",\"mode\":\"%04o\",\"modified\":\"%s\",\"etag\":",
+               info.ino, info.type == MKV_T_DIR ? "dir" : "file", info.size, info.mode & 07777,
+               date);
         json_str((const char *)info.etag.p, info.etag.len);
         printf(",\"content_type\":");
         json_str((const char *)info.content_type.p, info.content_type.len);
         printf(",\"inline_bytes\":%u,\"extents\":[", (unsigned)info.data.len);
     } else {
-        printf("inode         %" PRIu64 "\ntype          %s\nsize          %" PRIu64 "\nmodified      %s\n"
+        printf("inode         %" PRIu64 "\ntype          %s\nsize          %" PRIu64
+               "\nmodified      %s\n"
                "etag          %.*s\ncontent-type  %.*s\n",
-               info.ino, info.type == MKV_T_DIR ? "directory" : "file", info.size, date, (int)info.etag.len,
-               (const char *)info.etag.p, (int)info.content_type.len, (const char *)info.content_type.p);
+               info.ino, info.type == MKV_T_DIR ? "directory" : "file", info.size, date,
+               (int)info.etag.len, (const char *)info.etag.p, (int)info.content_type.len,
+               (const char *)info.content_type.p);
         if (info.data.len)
-            printf("data          inline, %u bytes in the metadata record\n", (unsigned)info.data.len);
-        else
-            printf("extents\n");
+            printf("data          inline, %u bytes in the metadata record\n",
+                   (unsigned)info.data.len);
+        else printf("extents\n");
     }
     cur = info.extents;
     while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) {
         if (c->json)
-            printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 ",\"chunk\":%" PRIu64 ",\"version\":%u,\"vshard\":%u}",
-                   first ? "" : ",", e.file_off, e.len, e.chunk_id, e.version, (unsigned)(e.chunk_id % MKV_VSHARDS));
+            printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 ",\"chunk\":%" PRIu64
+                   ",\"version\":%u,\"vshard\":%u}",
+                   first ? "" : ",", e.file_off, e.len, e.chunk_id, e.version,
+                   (unsigned)(e.chunk_id % MKV_VSHARDS));
         else
-            printf("  [%" PRIu64 ", +%" PRIu64 ")  chunk %016" PRIx64 " v%u (vshard %u)\n", e.file_off, e.len,
-                   e.chunk_id, e.version, (unsigned)(e.chunk_id % MKV_VSHARDS));
+            printf("  [%" PRIu64 ", +%" PRIu64 ")  chunk %016" PRIx64 " v%u (vshard %u)\n",
+                   e.file_off, e.len, e.chunk_id, e.version, (unsigned)(e.chunk_id % MKV_VSHARDS));
         first = 0;
     }
     if (c->json) printf("]}\n");
@@ -406,8 +435,8 @@ static int cmd_uploads(struct ctl *c, int argc, char **argv)
             json_str((const char *)u.upload_id.p, u.upload_id.len);
             printf(",\"initiated\":\"%s\"}", date);
         } else {
-            printf("%s  %.*s  %.*s\n", date, (int)u.upload_id.len, (const char *)u.upload_id.p, (int)u.key.len,
-                   (const char *)u.key.p);
+            printf("%s  %.*s  %.*s\n", date, (int)u.upload_id.len, (const char *)u.upload_id.p,
+                   (int)u.key.len, (const char *)u.key.p);
         }
         first = 0;
     }
@@ -437,11 +466,13 @@ static int cmd_keys(struct ctl *c)
         if (c->json) {
             printf("%s{\"access_key\":", first ? "" : ",");
             json_str((const char *)k.access_key.p, k.access_key.len);
-            printf(",\"admin\":%s,\"disabled\":%s,\"created\":\"%s\"}", k.flags & MKV_KEYF_ADMIN ? "true" : "false",
+            printf(",\"admin\":%s,\"disabled\":%s,\"created\":\"%s\"}",
+                   k.flags & MKV_KEYF_ADMIN ? "true" : "false",
                    k.flags & MKV_KEYF_DISABLED ? "true" : "false", date);
         } else {
             printf("%s  %.*s%s%s\n", date, (int)k.access_key.len, (const char *)k.access_key.p,
-                   k.flags & MKV_KEYF_ADMIN ? "  admin" : "", k.flags & MKV_KEYF_DISABLED ? "  disabled" : "");
+                   k.flags & MKV_KEYF_ADMIN ? "  admin" : "",
+                   k.flags & MKV_KEYF_DISABLED ? "  disabled" : "");
         }
         first = 0;
     }
@@ -454,8 +485,10 @@ int main(int argc, char **argv)
 {
     struct ctl c;
     struct mkv_client_opts co = {0};
+    struct mkv_cred cred;
+    const char *cred_file = NULL, *key_file = NULL;
     char err[512];
-    int i, rv;
+    int i, rv, have_cred = 0;
     memset(&c, 0, sizeof c);
     mkv_log_init();
     if (mkv_log_threshold == MKV_LOG_INFO) mkv_log_threshold = MKV_LOG_ERROR; /* tools are quiet */
@@ -478,6 +511,10 @@ int main(int argc, char **argv)
             c.chunk = argv[++i];
         } else if (!strncmp(argv[i], "--chunk=", 8)) {
             c.chunk = argv[i] + 8;
+        } else if (!strcmp(argv[i], "--credentials") && i + 1 < argc) {
+            cred_file = argv[++i];
+        } else if (!strcmp(argv[i], "--cluster-key") && i + 1 < argc) {
+            key_file = argv[++i];
         } else {
             fprintf(stderr, "minikvctl: unknown option '%s' (see --help)\n", argv[i]);
             return EXIT_USAGE;
@@ -487,11 +524,36 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (key_file) {
+        uint8_t key[32];
+        if (mkv_cluster_key_read(key_file, key, err, sizeof err)) {
+            fprintf(stderr, "minikvctl: %s\n", err[0] ? err : "cannot read the cluster key");
+            return EXIT_USAGE;
+        }
+        mkv_cred_cluster(&cred, key);
+        memset(key, 0, sizeof key);
+        have_cred = 1;
+    } else if (cred_file) {
+        if (mkv_cred_from_file(&cred, cred_file, NULL, err, sizeof err)) {
+            fprintf(stderr, "minikvctl: %s\n", err);
+            return EXIT_USAGE;
+        }
+        have_cred = 1;
+    } else if (mkv_cred_from_env(&cred)) {
+        have_cred = 1;
+    } else if (getenv("AWS_ACCESS_KEY_ID") && getenv("AWS_SECRET_ACCESS_KEY")) {
+        have_cred =
+            mkv_cred_key(&cred, getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")) == 0;
+    }
     uv_loop_init(&c.loop);
     co.meta = c.meta;
+    co.chunk = c.chunk;
     co.retry_ms = 5000;
     co.timeout_ms = 5000;
-    if (mkv_client_new(&c.loop, &co, &c.client, err, sizeof err)) {
+    co.cred = have_cred ? &cred : NULL;
+    rv = mkv_client_new(&c.loop, &co, &c.client, err, sizeof err);
+    memset(&cred, 0, sizeof cred);
+    if (rv) {
         fprintf(stderr, "minikvctl: %s\n", err);
         return EXIT_USAGE;
     }

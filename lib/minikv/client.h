@@ -25,6 +25,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "common.h"
 #include "net.h"
@@ -58,9 +59,13 @@ struct mkv_client_opts
     int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
                            struct mkv_buf *reply);
     void *local_meta_ctx;
-    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off,
-                            void *buf, size_t len);
+    int (*local_chunk_read)(void *ctx, uint64_t chunk_id, uint32_t version, uint64_t off, void *buf,
+                            size_t len);
     void *local_chunk_ctx;
+    /* Credentials (copied; NULL: none): every connection authenticates
+     * first (minikv/auth.h). Without them, a service that requires
+     * authentication refuses every request with -EACCES. */
+    const struct mkv_cred *cred;
 };
 
 MKV_API int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o,
@@ -177,8 +182,8 @@ struct mkv_reader_ops
 /* Reads [off, off + len) of an object whose extent list is extents (copied)
  * and whose size is size. */
 MKV_API int mkv_reader_new(struct mkv_client *c, struct mkv_slice extents, uint64_t size,
-                           uint64_t off, uint64_t len, const struct mkv_reader_ops *ops,
-                           void *data, struct mkv_reader **out);
+                           uint64_t off, uint64_t len, const struct mkv_reader_ops *ops, void *data,
+                           struct mkv_reader **out);
 MKV_API void mkv_reader_release(struct mkv_reader *r);
 /* Stops early; no callback runs after this. Frees the reader. */
 MKV_API void mkv_reader_abort(struct mkv_reader *r);
@@ -191,7 +196,6 @@ MKV_API int mkv_run_until(uv_loop_t *loop, const int *done, uint64_t timeout_ms)
 /* A blocking meta call for tools: on 0, *reply holds a referenced frame the
  * caller must unref. */
 MKV_API int mkv_meta_call_sync(struct mkv_client *c, uint16_t type, const struct mkv_msgdesc *d,
-                               const void *msg, struct mkv_frame **reply, char *err,
-                               size_t errlen);
+                               const void *msg, struct mkv_frame **reply, char *err, size_t errlen);
 
 #endif /* MKV_CLIENT_H */

@@ -38,8 +38,8 @@ struct mkv_frame
 /* A frame made in memory rather than read from a connection (a reply
  * produced in this process). Takes ownership of payload (malloc'ed; NULL
  * when len is 0), also on failure. refs is 1; NULL on ENOMEM. */
-MKV_API struct mkv_frame *mkv_frame_new(uint16_t type, uint8_t flags, int32_t status,
-                                        void *payload, size_t len);
+MKV_API struct mkv_frame *mkv_frame_new(uint16_t type, uint8_t flags, int32_t status, void *payload,
+                                        size_t len);
 MKV_API void mkv_frame_ref(struct mkv_frame *f);
 MKV_API void mkv_frame_unref(struct mkv_frame *f);
 /* Decodes the payload with d (the matching request or reply layout). */
@@ -59,8 +59,8 @@ struct mkv_server_ops
 
 /* Listens on host:port (port 0 picks a free one: see mkv_server_port). */
 MKV_API int mkv_server_listen(uv_loop_t *loop, const char *hostport,
-                              const struct mkv_server_ops *ops, void *ctx,
-                              struct mkv_server **out, char *err, size_t errlen);
+                              const struct mkv_server_ops *ops, void *ctx, struct mkv_server **out,
+                              char *err, size_t errlen);
 MKV_API int mkv_server_port(const struct mkv_server *s);
 /* Closes the listener and every connection; cb(data) once all are closed. */
 MKV_API void mkv_server_close(struct mkv_server *s, void (*cb)(void *data), void *data);
@@ -72,6 +72,10 @@ MKV_API void mkv_conn_unref(struct mkv_conn *c);
 MKV_API int mkv_conn_is_open(const struct mkv_conn *c);
 /* "ip:port" of the remote end. */
 MKV_API const char *mkv_conn_peer_name(const struct mkv_conn *c);
+/* The server's own state for a connection (its authentication): freed
+ * with free_fn when the connection closes. */
+MKV_API void mkv_conn_set_data(struct mkv_conn *c, void *data, void (*free_fn)(void *data));
+MKV_API void *mkv_conn_data(const struct mkv_conn *c);
 
 /* Replies to the request whose header is req with msg encoded by d. */
 MKV_API int mkv_conn_reply(struct mkv_conn *c, const struct mkv_frame_hdr *req,
@@ -89,8 +93,8 @@ struct mkv_outframe;
 MKV_API struct mkv_outframe *mkv_outframe_new(size_t payload_cap);
 MKV_API uint8_t *mkv_outframe_payload(struct mkv_outframe *of);
 MKV_API void mkv_outframe_free(struct mkv_outframe *of);
-MKV_API int mkv_conn_send(struct mkv_conn *c, struct mkv_outframe *of, uint16_t type,
-                          uint8_t flags, int32_t status, uint64_t req_id, size_t payload_len);
+MKV_API int mkv_conn_send(struct mkv_conn *c, struct mkv_outframe *of, uint16_t type, uint8_t flags,
+                          int32_t status, uint64_t req_id, size_t payload_len);
 
 /* ---- client side ---- */
 
@@ -115,7 +119,22 @@ struct mkv_call
     struct mkv_call *next, *prev;
     struct mkv_outframe *frame;
     uint16_t type;
+    int hello;
 };
+
+/* A hello runs on every new connection of a peer before any queued call
+ * goes out (authentication): start(p, data) sends its calls with
+ * mkv_peer_call_hello and ends with mkv_peer_hello_done(p, status); on an
+ * error status the queued calls fail with it and the connection closes. */
+struct mkv_peer_hello
+{
+    void (*start)(struct mkv_peer *p, void *data);
+};
+MKV_API void mkv_peer_set_hello(struct mkv_peer *p, const struct mkv_peer_hello *h, void *data);
+MKV_API int mkv_peer_call_hello(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
+                                const struct mkv_msgdesc *d, const void *msg, uint64_t timeout_ms,
+                                mkv_call_cb cb);
+MKV_API void mkv_peer_hello_done(struct mkv_peer *p, int status);
 
 /* A peer for host:port; nothing is connected until the first call. */
 MKV_API int mkv_peer_new(uv_loop_t *loop, const char *hostport, struct mkv_peer **out);
@@ -130,8 +149,7 @@ MKV_API int mkv_peer_call(struct mkv_peer *p, struct mkv_call *call, uint16_t ty
                           mkv_call_cb cb);
 /* Same with a payload already encoded (copied). */
 MKV_API int mkv_peer_call_raw(struct mkv_peer *p, struct mkv_call *call, uint16_t type,
-                              const void *payload, size_t len, uint64_t timeout_ms,
-                              mkv_call_cb cb);
+                              const void *payload, size_t len, uint64_t timeout_ms, mkv_call_cb cb);
 /* Sends a frame the caller filled (mkv_outframe_new + payload), with frame
  * flags such as MKV_FRAME_SESSION; takes ownership of of (also on error).
  * The zero-copy path for large payloads. */
@@ -142,7 +160,7 @@ MKV_API int mkv_peer_call_frame(struct mkv_peer *p, struct mkv_call *call, uint1
 MKV_API size_t mkv_peer_queued_bytes(const struct mkv_peer *p);
 
 /* Extracts the message of an error reply ("" when none). */
-MKV_API void mkv_reply_error(const struct mkv_frame *reply, char *msg, size_t msglen,
-                             char *leader, size_t leaderlen);
+MKV_API void mkv_reply_error(const struct mkv_frame *reply, char *msg, size_t msglen, char *leader,
+                             size_t leaderlen);
 
 #endif /* MKV_NET_H */

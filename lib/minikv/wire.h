@@ -66,13 +66,13 @@
 #define MKV_SESSION_PREFIX 16
 
 /* Sizes that shape data layout. */
-#define MKV_BLOCK_SIZE (64u * 1024u)       /* CRC32C unit on chunk servers */
-#define MKV_CHUNK_SIZE (64ull << 20)       /* largest extent a chunk holds */
+#define MKV_BLOCK_SIZE (64u * 1024u) /* CRC32C unit on chunk servers */
+#define MKV_CHUNK_SIZE (64ull << 20) /* largest extent a chunk holds */
 #define MKV_VSHARDS 256
 
 /* Bounds on names. */
-#define MKV_NAME_MAX 255      /* one path component */
-#define MKV_KEY_MAX 1024      /* S3 key, bytes */
+#define MKV_NAME_MAX 255 /* one path component */
+#define MKV_KEY_MAX 1024 /* S3 key, bytes */
 #define MKV_BUCKET_MAX 63
 #define MKV_ETAG_MAX 80
 #define MKV_ATTR_MAX 8192     /* user metadata + stored headers, in total */
@@ -105,8 +105,7 @@ struct mkv_frame_hdr
 
 /* Encodes hdr (its crc is computed here over the header and payload) into
  * out[MKV_FRAME_HDR_SIZE]. */
-MKV_API void mkv_frame_hdr_encode(struct mkv_frame_hdr *hdr, const void *payload,
-                                  uint8_t *out);
+MKV_API void mkv_frame_hdr_encode(struct mkv_frame_hdr *hdr, const void *payload, uint8_t *out);
 /* Decodes and checks magic, version and length. The CRC is checked with
  * mkv_frame_check once the payload is in. Returns 0 or -EPROTO. */
 MKV_API int mkv_frame_hdr_decode(const uint8_t *in, struct mkv_frame_hdr *hdr);
@@ -169,6 +168,28 @@ struct mkv_msgdesc
     F(s, I64, now_ns, 0)          \
     F(s, STR, node, 256)
 
+/* Authentication (minikv/auth.h), first on a connection to a service that
+ * has a cluster key; anything else before it is refused with -EACCES.
+ * Metadata service: AUTH_HELLO, AUTH, then TOKEN_GET for chunk servers.
+ * Chunk service: AUTH_TOKEN. */
+#define MKV_FIELDS_auth_hello_req(F, s) F(s, U32, version, 0) /* 1 */
+#define MKV_FIELDS_auth_hello_rep(F, s) F(s, BLOB, nonce, 32)
+#define MKV_FIELDS_auth_req(F, s) \
+    F(s, STR, access_key, 128)    \
+    F(s, BLOB, nonce, 32)         \
+    F(s, BLOB, mac, 32)
+#define MKV_FIELDS_auth_rep(F, s) F(s, U32, flags, 0) /* MKV_KEYF_* of the key */
+#define MKV_FIELDS_token_get_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_token_get_rep(F, s) \
+    F(s, STR, access_key, 128)         \
+    F(s, U64, expiry_ns, 0)            \
+    F(s, BLOB, token, 32)
+#define MKV_FIELDS_auth_token_req(F, s) \
+    F(s, STR, access_key, 128)          \
+    F(s, U64, expiry_ns, 0)             \
+    F(s, BLOB, token, 32)
+#define MKV_FIELDS_auth_token_rep(F, s) F(s, U32, flags, 0)
+
 /* Chunk service: gateway/FUSE/meta -> chunk server. */
 #define MKV_FIELDS_chunk_write_req(F, s) \
     F(s, U64, chunk_id, 0)               \
@@ -211,25 +232,25 @@ struct mkv_msgdesc
 
 /* Meta service: clients -> meta leader. */
 #define MKV_FIELDS_meta_status_req(F, s) F(s, U32, flags, 0)
-#define MKV_FIELDS_meta_status_rep(F, s) \
-    F(s, U64, id, 0)                     \
+#define MKV_FIELDS_meta_status_rep(F, s)                                     \
+    F(s, U64, id, 0)                                                         \
     F(s, U8, role, 0) /* 0 unavailable, 1 follower, 2 candidate, 3 leader */ \
-    F(s, U8, ready, 0)                   \
-    F(s, U64, term, 0)                   \
-    F(s, U64, commit_index, 0)           \
-    F(s, U64, applied_index, 0)          \
-    F(s, U64, last_index, 0)             \
-    F(s, U64, snapshot_index, 0)         \
-    F(s, U64, leader_id, 0)              \
-    F(s, STR, leader, 256)               \
-    F(s, STR, address, 256)              \
-    F(s, U32, voters, 0)                 \
-    F(s, U64, buckets, 0)                \
-    F(s, U64, objects, 0)                \
-    F(s, U64, bytes, 0)                  \
-    F(s, U64, uploads, 0)                \
-    F(s, U64, garbage, 0)                \
-    F(s, BLOB, chunk_servers, 65536) /* chunk_server_info records */
+    F(s, U8, ready, 0)                                                       \
+    F(s, U64, term, 0)                                                       \
+    F(s, U64, commit_index, 0)                                               \
+    F(s, U64, applied_index, 0)                                              \
+    F(s, U64, last_index, 0)                                                 \
+    F(s, U64, snapshot_index, 0)                                             \
+    F(s, U64, leader_id, 0)                                                  \
+    F(s, STR, leader, 256)                                                   \
+    F(s, STR, address, 256)                                                  \
+    F(s, U32, voters, 0)                                                     \
+    F(s, U64, buckets, 0)                                                    \
+    F(s, U64, objects, 0)                                                    \
+    F(s, U64, bytes, 0)                                                      \
+    F(s, U64, uploads, 0)                                                    \
+    F(s, U64, garbage, 0)                                                    \
+    F(s, BLOB, chunk_servers, 65536)                        /* chunk_server_info records */
 #define MKV_FIELDS_meta_alloc_req(F, s) F(s, U32, count, 0) /* [raft] */
 #define MKV_FIELDS_meta_alloc_rep(F, s) \
     F(s, U64, first, 0)                 \
@@ -254,39 +275,39 @@ struct mkv_msgdesc
     F(s, STR, bucket, MKV_BUCKET_MAX)   \
     F(s, STR, key, MKV_KEY_MAX)         \
     F(s, U32, flags, 0)
-#define MKV_FIELDS_obj_info(F, s)            \
-    F(s, U64, ino, 0)                        \
-    F(s, U8, type, 0) /* MKV_T_* */          \
-    F(s, U8, dflags, 0) /* MKV_DF_* */       \
-    F(s, U32, mode, 0)                       \
-    F(s, U32, uid, 0)                        \
-    F(s, U32, gid, 0)                        \
-    F(s, U32, nlink, 0)                      \
-    F(s, U64, size, 0)                       \
-    F(s, I64, atime, 0)                      \
-    F(s, I64, mtime, 0)                      \
-    F(s, I64, ctime, 0)                      \
-    F(s, STR, etag, MKV_ETAG_MAX)            \
-    F(s, STR, content_type, 256)             \
-    F(s, BLOB, attrs, MKV_ATTR_MAX)          \
+#define MKV_FIELDS_obj_info(F, s)              \
+    F(s, U64, ino, 0)                          \
+    F(s, U8, type, 0)   /* MKV_T_* */          \
+    F(s, U8, dflags, 0) /* MKV_DF_* */         \
+    F(s, U32, mode, 0)                         \
+    F(s, U32, uid, 0)                          \
+    F(s, U32, gid, 0)                          \
+    F(s, U32, nlink, 0)                        \
+    F(s, U64, size, 0)                         \
+    F(s, I64, atime, 0)                        \
+    F(s, I64, mtime, 0)                        \
+    F(s, I64, ctime, 0)                        \
+    F(s, STR, etag, MKV_ETAG_MAX)              \
+    F(s, STR, content_type, 256)               \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)            \
     F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX) \
-    F(s, STR, symlink, 4096)                 \
-    F(s, U64, generation, 0)                 \
+    F(s, STR, symlink, 4096)                   \
+    F(s, U64, generation, 0)                   \
     F(s, BLOB, data, MKV_INLINE_MAX) /* inline data: extents empty, len == size */
-#define MKV_FIELDS_obj_put_req(F, s) /* [raft] */ \
-    F(s, STR, bucket, MKV_BUCKET_MAX)             \
-    F(s, STR, key, MKV_KEY_MAX)                   \
-    F(s, U32, flags, 0) /* MKV_PUT_* */           \
-    F(s, STR, if_match, MKV_ETAG_MAX)             \
-    F(s, U64, size, 0)                            \
+#define MKV_FIELDS_obj_put_req(F, s) /* [raft] */   \
+    F(s, STR, bucket, MKV_BUCKET_MAX)               \
+    F(s, STR, key, MKV_KEY_MAX)                     \
+    F(s, U32, flags, 0) /* MKV_PUT_* */             \
+    F(s, STR, if_match, MKV_ETAG_MAX)               \
+    F(s, U64, size, 0)                              \
     F(s, I64, mtime, 0) /* 0: the command's time */ \
-    F(s, U32, mode, 0)                            \
-    F(s, U32, uid, 0)                             \
-    F(s, U32, gid, 0)                             \
-    F(s, STR, etag, MKV_ETAG_MAX)                 \
-    F(s, STR, content_type, 256)                  \
-    F(s, BLOB, attrs, MKV_ATTR_MAX)               \
-    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX)    \
+    F(s, U32, mode, 0)                              \
+    F(s, U32, uid, 0)                               \
+    F(s, U32, gid, 0)                               \
+    F(s, STR, etag, MKV_ETAG_MAX)                   \
+    F(s, STR, content_type, 256)                    \
+    F(s, BLOB, attrs, MKV_ATTR_MAX)                 \
+    F(s, BLOB, extents, 40u * MKV_EXTENTS_MAX)      \
     F(s, BLOB, data, MKV_INLINE_MAX) /* inline data (then no extents, len == size) */
 #define MKV_FIELDS_obj_put_rep(F, s) \
     F(s, U64, ino, 0)                \
@@ -297,21 +318,21 @@ struct mkv_msgdesc
     F(s, U32, flags, 0)
 #define MKV_FIELDS_obj_delete_rep(F, s) F(s, U32, existed, 0)
 #define MKV_FIELDS_obj_delete_multi_req(F, s) /* [raft], all or nothing */ \
-    F(s, STR, bucket, MKV_BUCKET_MAX)                                    \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                                      \
     F(s, BLOB, keys, (MKV_KEY_MAX + 2u) * MKV_MULTI_MAX) /* key_entry records */
 #define MKV_FIELDS_obj_delete_multi_rep(F, s) \
     F(s, BLOB, results, 8u * MKV_MULTI_MAX) /* status records, one per key */
-#define MKV_FIELDS_obj_list_req(F, s)  \
-    F(s, STR, bucket, MKV_BUCKET_MAX)  \
-    F(s, STR, prefix, MKV_KEY_MAX)     \
-    F(s, STR, delimiter, 16)           \
+#define MKV_FIELDS_obj_list_req(F, s)   \
+    F(s, STR, bucket, MKV_BUCKET_MAX)   \
+    F(s, STR, prefix, MKV_KEY_MAX)      \
+    F(s, STR, delimiter, 16)            \
     F(s, STR, start_after, MKV_KEY_MAX) \
-    F(s, U32, max_keys, 0)             \
+    F(s, U32, max_keys, 0)              \
     F(s, U32, flags, 0)
-#define MKV_FIELDS_obj_list_rep(F, s)                      \
-    F(s, BLOB, entries, 2u << 20) /* list_entry records */ \
-    F(s, BLOB, prefixes, 2u << 20) /* key_entry records */ \
-    F(s, U8, truncated, 0)                                 \
+#define MKV_FIELDS_obj_list_rep(F, s)                       \
+    F(s, BLOB, entries, 2u << 20)  /* list_entry records */ \
+    F(s, BLOB, prefixes, 2u << 20) /* key_entry records */  \
+    F(s, U8, truncated, 0)                                  \
     F(s, STR, next, MKV_KEY_MAX)
 
 /* Multipart uploads. */
@@ -330,10 +351,10 @@ struct mkv_msgdesc
     F(s, BLOB, attrs, MKV_ATTR_MAX)                \
     F(s, BLOB, extents, 40u * 1024u)
 #define MKV_FIELDS_mpu_part_rep(F, s) F(s, I64, mtime, 0)
-#define MKV_FIELDS_mpu_complete_req(F, s) /* [raft] */ \
-    F(s, STR, bucket, MKV_BUCKET_MAX)                  \
-    F(s, STR, key, MKV_KEY_MAX)                        \
-    F(s, STR, upload_id, 64)                           \
+#define MKV_FIELDS_mpu_complete_req(F, s) /* [raft] */                            \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                                             \
+    F(s, STR, key, MKV_KEY_MAX)                                                   \
+    F(s, STR, upload_id, 64)                                                      \
     F(s, BLOB, parts, (MKV_ETAG_MAX + 8u) * MKV_PARTS_MAX) /* part_ref records */ \
     F(s, U32, flags, 0)
 #define MKV_FIELDS_mpu_complete_rep(F, s) \
@@ -356,9 +377,9 @@ struct mkv_msgdesc
     F(s, STR, upload_id, 64)                \
     F(s, U32, marker, 0)                    \
     F(s, U32, max_parts, 0)
-#define MKV_FIELDS_mpu_list_parts_rep(F, s)                   \
-    F(s, BLOB, parts, 1u << 20) /* part_entry records */      \
-    F(s, U8, truncated, 0)                                    \
+#define MKV_FIELDS_mpu_list_parts_rep(F, s)              \
+    F(s, BLOB, parts, 1u << 20) /* part_entry records */ \
+    F(s, U8, truncated, 0)                               \
     F(s, U32, next_marker, 0)
 #define MKV_FIELDS_mpu_list_uploads_req(F, s) \
     F(s, STR, bucket, MKV_BUCKET_MAX)         \
@@ -366,10 +387,10 @@ struct mkv_msgdesc
     F(s, STR, key_marker, MKV_KEY_MAX)        \
     F(s, STR, upload_id_marker, 64)           \
     F(s, U32, max_uploads, 0)
-#define MKV_FIELDS_mpu_list_uploads_rep(F, s)                   \
-    F(s, BLOB, uploads, 2u << 20) /* upload_entry records */    \
-    F(s, U8, truncated, 0)                                      \
-    F(s, STR, next_key, MKV_KEY_MAX)                            \
+#define MKV_FIELDS_mpu_list_uploads_rep(F, s)                \
+    F(s, BLOB, uploads, 2u << 20) /* upload_entry records */ \
+    F(s, U8, truncated, 0)                                   \
+    F(s, STR, next_key, MKV_KEY_MAX)                         \
     F(s, STR, next_upload_id, 64)
 
 /* Garbage collection of chunk data and the two-phase-commit check. */
@@ -377,7 +398,7 @@ struct mkv_msgdesc
 #define MKV_FIELDS_gc_list_rep(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref */
 #define MKV_FIELDS_gc_done_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* [raft] */
 #define MKV_FIELDS_gc_done_rep(F, s) F(s, U32, count, 0)
-#define MKV_FIELDS_refcheck_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref */
+#define MKV_FIELDS_refcheck_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX)  /* chunk_ref */
 #define MKV_FIELDS_refcheck_rep(F, s) F(s, BLOB, referenced, MKV_MULTI_MAX) /* one byte per id */
 
 /* Access keys. Secrets are sealed with the cluster key (AES-256-GCM) before
@@ -411,68 +432,68 @@ struct mkv_msgdesc
     F(s, U64, ino, 0)                    \
     F(s, U32, flags, 0)
 #define MKV_FIELDS_ino_setattr_req(F, s) /* [raft] */ \
-    F(s, U64, ino, 0)                                \
-    F(s, U32, valid, 0) /* MKV_SET_* */              \
-    F(s, U32, mode, 0)                               \
-    F(s, U32, uid, 0)                                \
-    F(s, U32, gid, 0)                                \
-    F(s, U64, size, 0)                               \
-    F(s, I64, atime, 0)                              \
+    F(s, U64, ino, 0)                                 \
+    F(s, U32, valid, 0) /* MKV_SET_* */               \
+    F(s, U32, mode, 0)                                \
+    F(s, U32, uid, 0)                                 \
+    F(s, U32, gid, 0)                                 \
+    F(s, U64, size, 0)                                \
+    F(s, I64, atime, 0)                               \
     F(s, I64, mtime, 0)
 #define MKV_FIELDS_ino_make_req(F, s) /* [raft] create, mkdir, symlink, mknod */ \
     F(s, U64, parent, 0)                                                         \
     F(s, STR, name, MKV_NAME_MAX)                                                \
-    F(s, U8, type, 0) /* MKV_T_* */                                              \
+    F(s, U8, type, 0)  /* MKV_T_* */                                             \
     F(s, U32, mode, 0) /* permission bits */                                     \
     F(s, U32, uid, 0)                                                            \
     F(s, U32, gid, 0)                                                            \
     F(s, U32, flags, 0)                                                          \
     F(s, STR, symlink, 4096)
 #define MKV_FIELDS_ino_unlink_req(F, s) /* [raft] unlink, rmdir */ \
-    F(s, U64, parent, 0)                                          \
-    F(s, STR, name, MKV_NAME_MAX)                                 \
-    F(s, U32, flags, 0) /* MKV_UNLINK_* */                        \
+    F(s, U64, parent, 0)                                           \
+    F(s, STR, name, MKV_NAME_MAX)                                  \
+    F(s, U32, flags, 0)                 /* MKV_UNLINK_* */         \
     F(s, BLOB, keep, 8u * MKV_KEEP_MAX) /* u64 LE inodes open at the caller */
-#define MKV_FIELDS_ino_unlink_rep(F, s) \
-    F(s, U64, ino, 0)                   \
-    F(s, U32, nlink, 0) /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */ \
-    F(s, I64, now, 0) /* the command's time: the parent's new mtime and ctime */
-#define MKV_FIELDS_ino_rename_req(F, s) /* [raft] */ \
-    F(s, U64, parent, 0)                            \
-    F(s, STR, name, MKV_NAME_MAX)                   \
-    F(s, U64, newparent, 0)                         \
-    F(s, STR, newname, MKV_NAME_MAX)                \
-    F(s, U32, flags, 0) /* MKV_RENAME_*, MKV_UNLINK_KEEP for a replaced file */ \
+#define MKV_FIELDS_ino_unlink_rep(F, s)                                                            \
+    F(s, U64, ino, 0)                                                                              \
+    F(s, U32, nlink, 0)                 /* links left; 0 and MKV_UNLINK_KEEP: kept as an orphan */ \
+    F(s, I64, now, 0)                   /* the command's time: the parent's new mtime and ctime */
+#define MKV_FIELDS_ino_rename_req(F, s) /* [raft] */                                            \
+    F(s, U64, parent, 0)                                                                        \
+    F(s, STR, name, MKV_NAME_MAX)                                                               \
+    F(s, U64, newparent, 0)                                                                     \
+    F(s, STR, newname, MKV_NAME_MAX)                                                            \
+    F(s, U32, flags, 0)                 /* MKV_RENAME_*, MKV_UNLINK_KEEP for a replaced file */ \
     F(s, BLOB, keep, 8u * MKV_KEEP_MAX) /* as for unlink */
-#define MKV_FIELDS_ino_rename_rep(F, s) \
-    F(s, U64, ino, 0)                   \
+#define MKV_FIELDS_ino_rename_rep(F, s)                                   \
+    F(s, U64, ino, 0)                                                     \
     F(s, U64, replaced, 0) /* the inode newname named before (0: none) */ \
     F(s, U32, replaced_nlink, 0)                                          \
-    F(s, I64, now, 0) /* the command's time: the parents' new mtime and ctime */
+    F(s, I64, now, 0)                 /* the command's time: the parents' new mtime and ctime */
 #define MKV_FIELDS_ino_link_req(F, s) /* [raft] */ \
-    F(s, U64, ino, 0)                             \
-    F(s, U64, newparent, 0)                       \
+    F(s, U64, ino, 0)                              \
+    F(s, U64, newparent, 0)                        \
     F(s, STR, newname, MKV_NAME_MAX)
-#define MKV_FIELDS_ino_readdir_req(F, s) \
-    F(s, U64, ino, 0)                    \
+#define MKV_FIELDS_ino_readdir_req(F, s)                                   \
+    F(s, U64, ino, 0)                                                      \
     F(s, U64, cookie, 0) /* the last entry's cookie (0: from the start) */ \
-    F(s, U32, max, 0)                    \
+    F(s, U32, max, 0)                                                      \
     F(s, U32, flags, 0) /* MKV_INO_PLUS: with attributes */
 #define MKV_FIELDS_ino_readdir_rep(F, s)               \
     F(s, BLOB, entries, 1u << 20) /* dirent records */ \
     F(s, U8, eof, 0)
-#define MKV_FIELDS_ino_write_req(F, s) /* [raft] */                               \
+#define MKV_FIELDS_ino_write_req(F, s) /* [raft] */                              \
     F(s, U64, ino, 0)                                                            \
-    F(s, U64, size, 0) /* the size afterwards */                                 \
-    F(s, I64, mtime, 0) /* 0: the command's time */                              \
-    F(s, U32, flags, 0) /* MKV_WRITE_* */                                        \
-    F(s, BLOB, extents, 40u * 4096u) /* new data, spliced over their ranges */   \
-    F(s, BLOB, data, MKV_INLINE_MAX) /* MKV_WRITE_INLINE: the whole content */   \
-    F(s, STR, etag, MKV_ETAG_MAX) /* "" when the writer could not compute it */
+    F(s, U64, size, 0)                 /* the size afterwards */                 \
+    F(s, I64, mtime, 0)                /* 0: the command's time */               \
+    F(s, U32, flags, 0)                /* MKV_WRITE_* */                         \
+    F(s, BLOB, extents, 40u * 4096u)   /* new data, spliced over their ranges */ \
+    F(s, BLOB, data, MKV_INLINE_MAX)   /* MKV_WRITE_INLINE: the whole content */ \
+    F(s, STR, etag, MKV_ETAG_MAX)      /* "" when the writer could not compute it */
 #define MKV_FIELDS_xattr_set_req(F, s) /* [raft] */ \
-    F(s, U64, ino, 0)                              \
-    F(s, STR, name, 255)                           \
-    F(s, BLOB, value, MKV_XATTR_MAX)               \
+    F(s, U64, ino, 0)                               \
+    F(s, STR, name, 255)                            \
+    F(s, BLOB, value, MKV_XATTR_MAX)                \
     F(s, U32, flags, 0) /* MKV_XATTR_CREATE / MKV_XATTR_REPLACE */
 #define MKV_FIELDS_xattr_get_req(F, s) \
     F(s, U64, ino, 0)                  \
@@ -480,16 +501,16 @@ struct mkv_msgdesc
 #define MKV_FIELDS_xattr_get_rep(F, s) F(s, BLOB, value, MKV_XATTR_MAX)
 #define MKV_FIELDS_xattr_list_req(F, s) F(s, U64, ino, 0)
 #define MKV_FIELDS_xattr_list_rep(F, s) F(s, BLOB, names, 1u << 20) /* key_entry records */
-#define MKV_FIELDS_xattr_remove_req(F, s) /* [raft] */ \
-    F(s, U64, ino, 0)                                 \
+#define MKV_FIELDS_xattr_remove_req(F, s)                           /* [raft] */ \
+    F(s, U64, ino, 0)                                                            \
     F(s, STR, name, 255)
 #define MKV_FIELDS_orphan_drop_req(F, s) F(s, U64, ino, 0) /* [raft] */
 /* The MD5 ETag of a file whose content was written out of order, computed
  * by the writer afterwards: it applies only while the content is still
  * that generation. */
 #define MKV_FIELDS_ino_etag_req(F, s) /* [raft] */ \
-    F(s, U64, ino, 0)                            \
-    F(s, U64, generation, 0)                     \
+    F(s, U64, ino, 0)                              \
+    F(s, U64, generation, 0)                       \
     F(s, STR, etag, MKV_ETAG_MAX)
 #define MKV_FIELDS_ino_etag_rep(F, s) F(s, U32, applied, 0) /* 0: the content moved on */
 /* Advisory locks: fcntl record locks and flock, kept in the memory of the
@@ -497,18 +518,18 @@ struct mkv_msgdesc
  * released when that connection closes. Not Raft commands: a new leader
  * starts with no locks. A lock that conflicts is refused with -EAGAIN
  * (the client waits and asks again for F_SETLKW). */
-#define MKV_FIELDS_lock_req(F, s)                                               \
-    F(s, U64, ino, 0)                                                           \
+#define MKV_FIELDS_lock_req(F, s)                                                                \
+    F(s, U64, ino, 0)                                                                            \
     F(s, U64, owner, 0) /* the client's lock owner (fcntl: per process; flock: per open file) */ \
-    F(s, U64, start, 0)                                                         \
-    F(s, U64, end, 0) /* inclusive; UINT64_MAX: to the end of the file */      \
-    F(s, U8, type, 0) /* MKV_LOCK_READ, MKV_LOCK_WRITE, MKV_LOCK_UNLOCK */     \
-    F(s, U8, flags, 0) /* MKV_LOCK_FLOCK, MKV_LOCK_TEST */                    \
-    F(s, U32, pid, 0) /* of the process asking, reported to F_GETLK */
+    F(s, U64, start, 0)                                                                          \
+    F(s, U64, end, 0)             /* inclusive; UINT64_MAX: to the end of the file */            \
+    F(s, U8, type, 0)             /* MKV_LOCK_READ, MKV_LOCK_WRITE, MKV_LOCK_UNLOCK */           \
+    F(s, U8, flags, 0)            /* MKV_LOCK_FLOCK, MKV_LOCK_TEST */                            \
+    F(s, U32, pid, 0)             /* of the process asking, reported to F_GETLK */
 #define MKV_FIELDS_lock_rep(F, s) /* MKV_LOCK_TEST: the first conflicting lock */ \
-    F(s, U8, type, 0) /* MKV_LOCK_UNLOCK: none */                                \
-    F(s, U64, start, 0)                                                          \
-    F(s, U64, end, 0)                                                            \
+    F(s, U8, type, 0)             /* MKV_LOCK_UNLOCK: none */                     \
+    F(s, U64, start, 0)                                                           \
+    F(s, U64, end, 0)                                                             \
     F(s, U32, pid, 0)
 /* Replies that are an inode: the obj_info layout under each request's type
  * code (encode and decode them with mkv_desc_obj_info). */
@@ -583,130 +604,138 @@ struct mkv_msgdesc
 /* A directory entry. Entries list in cookie order; a cookie stays the same
  * while its entry lives (a rename makes a new one), so a listing resumed
  * from one (telldir/seekdir, a new handle) never returns an entry twice. */
-#define MKV_FIELDS_dirent(F, s)          \
-    F(s, STR, name, MKV_NAME_MAX)        \
-    F(s, U64, ino, 0)                    \
-    F(s, U8, type, 0)                    \
+#define MKV_FIELDS_dirent(F, s)                                            \
+    F(s, STR, name, MKV_NAME_MAX)                                          \
+    F(s, U64, ino, 0)                                                      \
+    F(s, U8, type, 0)                                                      \
     F(s, BLOB, attr, 16384) /* MKV_INO_PLUS: an attribute-only obj_info */ \
     F(s, U64, cookie, 0)
 #define MKV_FIELDS_chunk_server_info(F, s) \
-    F(s, U64, id, 0)                  \
-    F(s, STR, address, 256)           \
-    F(s, U32, state, 0)               \
-    F(s, U64, capacity, 0)            \
+    F(s, U64, id, 0)                       \
+    F(s, STR, address, 256)                \
+    F(s, U32, state, 0)                    \
+    F(s, U64, capacity, 0)                 \
     F(s, U64, free, 0)
 
 /* Every layout, with its type code. Requests and their replies share the
  * code; records and the envelope have code 0 (they never head a frame). */
-#define MKV_MESSAGES(M)                                        \
-    M(ERROR, 0x0000, error_rep)                                \
-    M(PING, 0x0001, ping_req)                                  \
-    M(PING, 0x0001, ping_rep)                                  \
-    M(CHUNK_WRITE, 0x0101, chunk_write_req)                    \
-    M(CHUNK_WRITE, 0x0101, chunk_write_rep)                    \
-    M(CHUNK_READ, 0x0102, chunk_read_req)                      \
-    M(CHUNK_READ, 0x0102, chunk_read_rep)                      \
-    M(CHUNK_COMMIT, 0x0103, chunk_commit_req)                  \
-    M(CHUNK_COMMIT, 0x0103, chunk_commit_rep)                  \
-    M(CHUNK_DELETE, 0x0104, chunk_delete_req)                  \
-    M(CHUNK_DELETE, 0x0104, chunk_delete_rep)                  \
-    M(CHUNK_STAT, 0x0105, chunk_stat_req)                      \
-    M(CHUNK_STAT, 0x0105, chunk_stat_rep)                      \
-    M(META_STATUS, 0x0201, meta_status_req)                    \
-    M(META_STATUS, 0x0201, meta_status_rep)                    \
-    M(META_ALLOC, 0x0202, meta_alloc_req)                      \
-    M(META_ALLOC, 0x0202, meta_alloc_rep)                      \
-    M(BUCKET_CREATE, 0x0210, bucket_create_req)                \
-    M(BUCKET_CREATE, 0x0210, bucket_create_rep)                \
-    M(BUCKET_DELETE, 0x0211, bucket_delete_req)                \
-    M(BUCKET_DELETE, 0x0211, bucket_delete_rep)                \
-    M(BUCKET_HEAD, 0x0212, bucket_head_req)                    \
-    M(BUCKET_HEAD, 0x0212, bucket_head_rep)                    \
-    M(BUCKET_LIST, 0x0213, bucket_list_req)                    \
-    M(BUCKET_LIST, 0x0213, bucket_list_rep)                    \
-    M(OBJ_LOOKUP, 0x0220, obj_lookup_req)                      \
-    M(OBJ_LOOKUP, 0x0220, obj_info)                            \
-    M(OBJ_PUT, 0x0221, obj_put_req)                            \
-    M(OBJ_PUT, 0x0221, obj_put_rep)                            \
-    M(OBJ_DELETE, 0x0222, obj_delete_req)                      \
-    M(OBJ_DELETE, 0x0222, obj_delete_rep)                      \
-    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_req)          \
-    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_rep)          \
-    M(OBJ_LIST, 0x0224, obj_list_req)                          \
-    M(OBJ_LIST, 0x0224, obj_list_rep)                          \
-    M(MPU_CREATE, 0x0230, mpu_create_req)                      \
-    M(MPU_CREATE, 0x0230, mpu_create_rep)                      \
-    M(MPU_PART, 0x0231, mpu_part_req)                          \
-    M(MPU_PART, 0x0231, mpu_part_rep)                          \
-    M(MPU_COMPLETE, 0x0232, mpu_complete_req)                  \
-    M(MPU_COMPLETE, 0x0232, mpu_complete_rep)                  \
-    M(MPU_ABORT, 0x0233, mpu_abort_req)                        \
-    M(MPU_ABORT, 0x0233, mpu_abort_rep)                        \
-    M(MPU_GET, 0x0234, mpu_get_req)                            \
-    M(MPU_GET, 0x0234, mpu_get_rep)                            \
-    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_req)              \
-    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_rep)              \
-    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_req)          \
-    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_rep)          \
-    M(GC_LIST, 0x0240, gc_list_req)                            \
-    M(GC_LIST, 0x0240, gc_list_rep)                            \
-    M(GC_DONE, 0x0241, gc_done_req)                            \
-    M(GC_DONE, 0x0241, gc_done_rep)                            \
-    M(REFCHECK, 0x0242, refcheck_req)                          \
-    M(REFCHECK, 0x0242, refcheck_rep)                          \
-    M(KEY_PUT, 0x0250, key_put_req)                            \
-    M(KEY_PUT, 0x0250, key_put_rep)                            \
-    M(KEY_GET, 0x0251, key_get_req)                            \
-    M(KEY_GET, 0x0251, key_get_rep)                            \
-    M(KEY_DELETE, 0x0252, key_delete_req)                      \
-    M(KEY_DELETE, 0x0252, key_delete_rep)                      \
-    M(KEY_LIST, 0x0253, key_list_req)                          \
-    M(KEY_LIST, 0x0253, key_list_rep)                          \
-    M(INO_LOOKUP, 0x0260, ino_lookup_req)                      \
-    M(INO_LOOKUP, 0x0260, ino_lookup_rep)                            \
-    M(INO_GETATTR, 0x0261, ino_getattr_req)                    \
-    M(INO_GETATTR, 0x0261, ino_getattr_rep)                           \
-    M(INO_SETATTR, 0x0262, ino_setattr_req)                    \
-    M(INO_SETATTR, 0x0262, ino_setattr_rep)                           \
-    M(INO_MAKE, 0x0263, ino_make_req)                          \
-    M(INO_MAKE, 0x0263, ino_make_rep)                              \
-    M(INO_UNLINK, 0x0264, ino_unlink_req)                      \
-    M(INO_UNLINK, 0x0264, ino_unlink_rep)                      \
-    M(INO_RENAME, 0x0265, ino_rename_req)                      \
-    M(INO_RENAME, 0x0265, ino_rename_rep)                      \
-    M(INO_LINK, 0x0266, ino_link_req)                          \
-    M(INO_LINK, 0x0266, ino_link_rep)                              \
-    M(INO_READDIR, 0x0267, ino_readdir_req)                    \
-    M(INO_READDIR, 0x0267, ino_readdir_rep)                    \
-    M(INO_WRITE, 0x0268, ino_write_req)                        \
-    M(INO_WRITE, 0x0268, ino_write_rep)                             \
-    M(INO_ETAG, 0x0269, ino_etag_req)                          \
-    M(INO_ETAG, 0x0269, ino_etag_rep)                          \
-    M(XATTR_SET, 0x0270, xattr_set_req)                        \
-    M(XATTR_SET, 0x0270, xattr_set_rep)                      \
-    M(XATTR_GET, 0x0271, xattr_get_req)                        \
-    M(XATTR_GET, 0x0271, xattr_get_rep)                        \
-    M(XATTR_LIST, 0x0272, xattr_list_req)                      \
-    M(XATTR_LIST, 0x0272, xattr_list_rep)                      \
-    M(XATTR_REMOVE, 0x0273, xattr_remove_req)                  \
-    M(XATTR_REMOVE, 0x0273, xattr_remove_rep)                   \
-    M(ORPHAN_DROP, 0x0274, orphan_drop_req)                    \
-    M(ORPHAN_DROP, 0x0274, orphan_drop_rep)                    \
-    M(LOCK, 0x0280, lock_req)                                  \
-    M(LOCK, 0x0280, lock_rep)                                  \
-    M(RECORD, 0x0000, raft_cmd)                                \
-    M(RECORD, 0x0000, chunk_ref)                               \
-    M(RECORD, 0x0000, extent)                                  \
-    M(RECORD, 0x0000, attr)                                    \
-    M(RECORD, 0x0000, key_entry)                               \
-    M(RECORD, 0x0000, status_entry)                            \
-    M(RECORD, 0x0000, list_entry)                              \
-    M(RECORD, 0x0000, bucket_entry)                            \
-    M(RECORD, 0x0000, part_ref)                                \
-    M(RECORD, 0x0000, part_entry)                              \
-    M(RECORD, 0x0000, upload_entry)                            \
-    M(RECORD, 0x0000, key_info)                                \
-    M(RECORD, 0x0000, dirent)                                  \
+#define MKV_MESSAGES(M)                               \
+    M(ERROR, 0x0000, error_rep)                       \
+    M(PING, 0x0001, ping_req)                         \
+    M(PING, 0x0001, ping_rep)                         \
+    M(AUTH_HELLO, 0x0005, auth_hello_req)             \
+    M(AUTH_HELLO, 0x0005, auth_hello_rep)             \
+    M(AUTH, 0x0006, auth_req)                         \
+    M(AUTH, 0x0006, auth_rep)                         \
+    M(TOKEN_GET, 0x0007, token_get_req)               \
+    M(TOKEN_GET, 0x0007, token_get_rep)               \
+    M(AUTH_TOKEN, 0x0008, auth_token_req)             \
+    M(AUTH_TOKEN, 0x0008, auth_token_rep)             \
+    M(CHUNK_WRITE, 0x0101, chunk_write_req)           \
+    M(CHUNK_WRITE, 0x0101, chunk_write_rep)           \
+    M(CHUNK_READ, 0x0102, chunk_read_req)             \
+    M(CHUNK_READ, 0x0102, chunk_read_rep)             \
+    M(CHUNK_COMMIT, 0x0103, chunk_commit_req)         \
+    M(CHUNK_COMMIT, 0x0103, chunk_commit_rep)         \
+    M(CHUNK_DELETE, 0x0104, chunk_delete_req)         \
+    M(CHUNK_DELETE, 0x0104, chunk_delete_rep)         \
+    M(CHUNK_STAT, 0x0105, chunk_stat_req)             \
+    M(CHUNK_STAT, 0x0105, chunk_stat_rep)             \
+    M(META_STATUS, 0x0201, meta_status_req)           \
+    M(META_STATUS, 0x0201, meta_status_rep)           \
+    M(META_ALLOC, 0x0202, meta_alloc_req)             \
+    M(META_ALLOC, 0x0202, meta_alloc_rep)             \
+    M(BUCKET_CREATE, 0x0210, bucket_create_req)       \
+    M(BUCKET_CREATE, 0x0210, bucket_create_rep)       \
+    M(BUCKET_DELETE, 0x0211, bucket_delete_req)       \
+    M(BUCKET_DELETE, 0x0211, bucket_delete_rep)       \
+    M(BUCKET_HEAD, 0x0212, bucket_head_req)           \
+    M(BUCKET_HEAD, 0x0212, bucket_head_rep)           \
+    M(BUCKET_LIST, 0x0213, bucket_list_req)           \
+    M(BUCKET_LIST, 0x0213, bucket_list_rep)           \
+    M(OBJ_LOOKUP, 0x0220, obj_lookup_req)             \
+    M(OBJ_LOOKUP, 0x0220, obj_info)                   \
+    M(OBJ_PUT, 0x0221, obj_put_req)                   \
+    M(OBJ_PUT, 0x0221, obj_put_rep)                   \
+    M(OBJ_DELETE, 0x0222, obj_delete_req)             \
+    M(OBJ_DELETE, 0x0222, obj_delete_rep)             \
+    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_req) \
+    M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_rep) \
+    M(OBJ_LIST, 0x0224, obj_list_req)                 \
+    M(OBJ_LIST, 0x0224, obj_list_rep)                 \
+    M(MPU_CREATE, 0x0230, mpu_create_req)             \
+    M(MPU_CREATE, 0x0230, mpu_create_rep)             \
+    M(MPU_PART, 0x0231, mpu_part_req)                 \
+    M(MPU_PART, 0x0231, mpu_part_rep)                 \
+    M(MPU_COMPLETE, 0x0232, mpu_complete_req)         \
+    M(MPU_COMPLETE, 0x0232, mpu_complete_rep)         \
+    M(MPU_ABORT, 0x0233, mpu_abort_req)               \
+    M(MPU_ABORT, 0x0233, mpu_abort_rep)               \
+    M(MPU_GET, 0x0234, mpu_get_req)                   \
+    M(MPU_GET, 0x0234, mpu_get_rep)                   \
+    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_req)     \
+    M(MPU_LIST_PARTS, 0x0235, mpu_list_parts_rep)     \
+    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_req) \
+    M(MPU_LIST_UPLOADS, 0x0236, mpu_list_uploads_rep) \
+    M(GC_LIST, 0x0240, gc_list_req)                   \
+    M(GC_LIST, 0x0240, gc_list_rep)                   \
+    M(GC_DONE, 0x0241, gc_done_req)                   \
+    M(GC_DONE, 0x0241, gc_done_rep)                   \
+    M(REFCHECK, 0x0242, refcheck_req)                 \
+    M(REFCHECK, 0x0242, refcheck_rep)                 \
+    M(KEY_PUT, 0x0250, key_put_req)                   \
+    M(KEY_PUT, 0x0250, key_put_rep)                   \
+    M(KEY_GET, 0x0251, key_get_req)                   \
+    M(KEY_GET, 0x0251, key_get_rep)                   \
+    M(KEY_DELETE, 0x0252, key_delete_req)             \
+    M(KEY_DELETE, 0x0252, key_delete_rep)             \
+    M(KEY_LIST, 0x0253, key_list_req)                 \
+    M(KEY_LIST, 0x0253, key_list_rep)                 \
+    M(INO_LOOKUP, 0x0260, ino_lookup_req)             \
+    M(INO_LOOKUP, 0x0260, ino_lookup_rep)             \
+    M(INO_GETATTR, 0x0261, ino_getattr_req)           \
+    M(INO_GETATTR, 0x0261, ino_getattr_rep)           \
+    M(INO_SETATTR, 0x0262, ino_setattr_req)           \
+    M(INO_SETATTR, 0x0262, ino_setattr_rep)           \
+    M(INO_MAKE, 0x0263, ino_make_req)                 \
+    M(INO_MAKE, 0x0263, ino_make_rep)                 \
+    M(INO_UNLINK, 0x0264, ino_unlink_req)             \
+    M(INO_UNLINK, 0x0264, ino_unlink_rep)             \
+    M(INO_RENAME, 0x0265, ino_rename_req)             \
+    M(INO_RENAME, 0x0265, ino_rename_rep)             \
+    M(INO_LINK, 0x0266, ino_link_req)                 \
+    M(INO_LINK, 0x0266, ino_link_rep)                 \
+    M(INO_READDIR, 0x0267, ino_readdir_req)           \
+    M(INO_READDIR, 0x0267, ino_readdir_rep)           \
+    M(INO_WRITE, 0x0268, ino_write_req)               \
+    M(INO_WRITE, 0x0268, ino_write_rep)               \
+    M(INO_ETAG, 0x0269, ino_etag_req)                 \
+    M(INO_ETAG, 0x0269, ino_etag_rep)                 \
+    M(XATTR_SET, 0x0270, xattr_set_req)               \
+    M(XATTR_SET, 0x0270, xattr_set_rep)               \
+    M(XATTR_GET, 0x0271, xattr_get_req)               \
+    M(XATTR_GET, 0x0271, xattr_get_rep)               \
+    M(XATTR_LIST, 0x0272, xattr_list_req)             \
+    M(XATTR_LIST, 0x0272, xattr_list_rep)             \
+    M(XATTR_REMOVE, 0x0273, xattr_remove_req)         \
+    M(XATTR_REMOVE, 0x0273, xattr_remove_rep)         \
+    M(ORPHAN_DROP, 0x0274, orphan_drop_req)           \
+    M(ORPHAN_DROP, 0x0274, orphan_drop_rep)           \
+    M(LOCK, 0x0280, lock_req)                         \
+    M(LOCK, 0x0280, lock_rep)                         \
+    M(RECORD, 0x0000, raft_cmd)                       \
+    M(RECORD, 0x0000, chunk_ref)                      \
+    M(RECORD, 0x0000, extent)                         \
+    M(RECORD, 0x0000, attr)                           \
+    M(RECORD, 0x0000, key_entry)                      \
+    M(RECORD, 0x0000, status_entry)                   \
+    M(RECORD, 0x0000, list_entry)                     \
+    M(RECORD, 0x0000, bucket_entry)                   \
+    M(RECORD, 0x0000, part_ref)                       \
+    M(RECORD, 0x0000, part_entry)                     \
+    M(RECORD, 0x0000, upload_entry)                   \
+    M(RECORD, 0x0000, key_info)                       \
+    M(RECORD, 0x0000, dirent)                         \
     M(RECORD, 0x0000, chunk_server_info)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
@@ -715,6 +744,10 @@ struct mkv_msgdesc
 enum mkv_msg_type {
     MKV_MSG_ERROR = 0x0000,
     MKV_MSG_PING = 0x0001,
+    MKV_MSG_AUTH_HELLO = 0x0005,
+    MKV_MSG_AUTH = 0x0006,
+    MKV_MSG_TOKEN_GET = 0x0007,
+    MKV_MSG_AUTH_TOKEN = 0x0008,
     MKV_MSG_CHUNK_WRITE = 0x0101,
     MKV_MSG_CHUNK_READ = 0x0102,
     MKV_MSG_CHUNK_COMMIT = 0x0103,
@@ -820,14 +853,13 @@ MKV_API size_t mkv_msg_size(const struct mkv_msgdesc *d, const void *msg);
 /* Encodes msg into buf[cap]; *out_len gets the size. Returns 0, -ENOSPC
  * when cap is too small, or -EINVAL when a field is over its bound or a
  * STR holds a NUL byte. */
-MKV_API int mkv_msg_encode(const struct mkv_msgdesc *d, const void *msg, uint8_t *buf,
-                           size_t cap, size_t *out_len);
+MKV_API int mkv_msg_encode(const struct mkv_msgdesc *d, const void *msg, uint8_t *buf, size_t cap,
+                           size_t *out_len);
 /* Appends the encoding of msg to b (for building record lists). */
 MKV_API int mkv_msg_append(struct mkv_buf *b, const struct mkv_msgdesc *d, const void *msg);
 /* Decodes buf[len] into msg (zeroed first). Slices point into buf.
  * Returns 0 or -EPROTO (truncated, over a bound, NUL inside a STR). */
-MKV_API int mkv_msg_decode(const struct mkv_msgdesc *d, const uint8_t *buf, size_t len,
-                           void *msg);
+MKV_API int mkv_msg_decode(const struct mkv_msgdesc *d, const uint8_t *buf, size_t len, void *msg);
 /* Decodes the next record of a packed list and advances *cursor. Returns 1
  * when a record was decoded, 0 at the end of the list, -EPROTO on a bad
  * record. */

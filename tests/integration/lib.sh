@@ -37,7 +37,14 @@ mkv_cleanup() {
     [ -n "${WATCHDOG_PID:-}" ] && kill "$WATCHDOG_PID" 2>/dev/null
     for m in $MOUNTS; do
         fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-        # A FUSE daemon that did not exit with its mount.
+    done
+    # The FUSE daemons end with their mounts (and write any sanitizer report
+    # to their log); one that does not within 3 s is killed.
+    for m in $MOUNTS; do
+        for _ in $(seq 30); do
+            pgrep -f "(minikv-fuse|mount\.minikv) .* $m( |\$)" >/dev/null || break
+            sleep 0.1
+        done
         pkill -KILL -f "minikv-fuse .* $m( |\$)" 2>/dev/null
         pkill -KILL -f "mount.minikv .* $m( |\$)" 2>/dev/null
     done
@@ -52,12 +59,15 @@ mkv_cleanup() {
             rc=1
         fi
     fi
-    # A sanitizer report anywhere in the server's life fails the test.
-    if [ "$rc" -eq 0 ] && [ -f "$T/server.log" ] &&
-        grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/server.log"; then
-        log "FAIL: sanitizer report in the server log"
-        grep -E -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/server.log" | head -n 60
-        rc=1
+    # A sanitizer report anywhere in the life of the server or of a FUSE
+    # daemon (their logs are $T/*.log) fails the test.
+    if [ "$rc" -eq 0 ]; then
+        for f in "$T"/*.log; do
+            [ -f "$f" ] && grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f" || continue
+            log "FAIL: sanitizer report in $(basename "$f")"
+            grep -E -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f" | head -n 60
+            rc=1
+        done
     fi
     # Anything else this test started (clients in the background).
     pkill -KILL -P $$ 2>/dev/null
@@ -149,6 +159,9 @@ mkv_start_server() {
         AWS_SECRET_ACCESS_KEY=$MINIKV_SECRET_KEY
     fi
     export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY ENDPOINT S3_PORT META_PORT CHUNK_PORT DATA
+    # The same key for the cluster's own protocol (mount.minikv, minikvctl),
+    # and for the server's next start (it is the key it already has).
+    export MINIKV_ACCESS_KEY=$AWS_ACCESS_KEY_ID MINIKV_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
     export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
     export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER=""
     export MINIKV_META="127.0.0.1:$META_PORT" MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT"
@@ -193,7 +206,8 @@ mkv_mount() {
     shift 2
     mkdir -p "$mnt"
     MOUNTS="$MOUNTS $mnt"
-    "$MOUNT_MINIKV" "$src" "$mnt" "$@" >>"$T/fuse.log" 2>&1 || fail "mount.minikv $src $mnt failed"
+    "$MOUNT_MINIKV" "$src" "$mnt" -o "log=$T/fuse.log" "$@" >>"$T/fuse.log" 2>&1 ||
+        fail "mount.minikv $src $mnt failed"
     for _ in $(seq 50); do
         mountpoint -q "$mnt" && stat "$mnt" >/dev/null 2>&1 && return 0
         sleep 0.1
@@ -237,3 +251,75 @@ rand_file() {
 }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# ---- helpers for the FUSE mount and fault tests ----
+
+# mkv_on_exit 'COMMANDS': extra cleanup, run (eval) at exit before
+# mkv_cleanup, also when the test fails or is stopped by the watchdog; the
+# test's exit status is kept. For what mkv_cleanup does not know about,
+# e.g. a file installed outside $T.
+MKV_EXTRA_CLEANUP=""
+mkv_on_exit() { MKV_EXTRA_CLEANUP="$MKV_EXTRA_CLEANUP$1"$'\n'; }
+mkv_exit_hooks() {
+    local rc=$?
+    eval "$MKV_EXTRA_CLEANUP"
+    (exit "$rc")
+    mkv_cleanup
+}
+trap mkv_exit_hooks EXIT
+
+# mkv_fuse_pid MOUNTPOINT: the PID(s) of the FUSE daemon serving it.
+mkv_fuse_pid() {
+    pgrep -f "(minikv-fuse|mount\.minikv) .* $1( |\$)"
+}
+
+# mkv_try OP PATH: one operation on PATH in a fresh process, bounded by
+# MKV_TRY_LIMIT seconds (default 60, then SIGKILL). Prints the result and
+# the seconds it took: "OK 0.01", "EIO 3.02" (the errno's name), or
+# "HUNG 60" when it had to be killed. OP: stat; read (open and read to the
+# end); create (O_CREAT|O_EXCL, write one byte, close); write (O_TRUNC an
+# existing file, write one byte, close); mkdir; list; unlink.
+mkv_try() {
+    local out limit=${MKV_TRY_LIMIT:-60}
+    out=$(timeout -s KILL "$limit" "$PY" - "$1" "$2" <<'PYEOF'
+import errno, os, sys, time
+op, p = sys.argv[1], sys.argv[2]
+t = time.monotonic()
+res = "OK"
+try:
+    if op == "stat":
+        os.stat(p)
+    elif op == "read":
+        with open(p, "rb") as f:
+            f.read()
+    elif op in ("create", "write"):
+        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if op == "create" else os.O_TRUNC)
+        fd = os.open(p, flags, 0o644)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+    elif op == "mkdir":
+        os.mkdir(p)
+    elif op == "list":
+        os.listdir(p)
+    elif op == "unlink":
+        os.unlink(p)
+    else:
+        res = "BADOP"
+except OSError as e:
+    res = errno.errorcode.get(e.errno, str(e.errno))
+print("%s %.2f" % (res, time.monotonic() - t))
+PYEOF
+    ) || [ -n "$out" ] || out="HUNG $limit"
+    echo "$out"
+}
+
+# expect_try "RESULT SECONDS" RESULT MAX_SECONDS what: mkv_try's answer is
+# RESULT and came within MAX_SECONDS.
+expect_try() {
+    local got=${1%% *} secs=${1##* }
+    [ "$got" = "$2" ] || fail "$4: expected $2, got $1"
+    awk -v s="$secs" -v m="$3" 'BEGIN { exit !(s <= m) }' ||
+        fail "$4: $2 came after ${secs}s (more than $3s)"
+}

@@ -3,7 +3,9 @@
  * meta calls, the chunk id pool, streaming writes across chunk boundaries
  * with back-pressure, ranged and hole-crossing reads, and objects freed from
  * their own callbacks (run under ASan to mean something). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,14 +64,20 @@ static void run_until_flag(const int *flag)
     assert_int_equal(mkv_run_until(&E.loop, flag, 30000), 0);
 }
 
-static int setup(void **state)
+static const uint8_t CLUSTER_KEY[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                        12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                        23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
+/* With a non-NULL key, both services require authentication and E.client
+ * authenticates as the cluster. */
+static int setup_with(const uint8_t *key)
 {
     struct mkv_meta_opts mo = {0};
     struct mkv_chunk_server_opts co = {0};
     struct mkv_client_opts cl = {0};
+    struct mkv_cred cred;
     char err[512], mdir[128], cdir[128];
     int port = port_pair();
-    (void)state;
     assert_true(port > 0);
     snprintf(E.dir, sizeof E.dir, "/tmp/mkv-test-client-XXXXXX");
     assert_non_null(mkdtemp(E.dir));
@@ -81,17 +87,35 @@ static int setup(void **state)
     snprintf(E.meta_addr, sizeof E.meta_addr, "127.0.0.1:%d", port);
     mo.dir = mdir;
     mo.listen = E.meta_addr;
+    mo.cluster_key = key;
     assert_int_equal(mkv_meta_start(&E.loop, &mo, &E.meta, err, sizeof err), 0);
     co.store.dir = cdir;
     co.listen = "127.0.0.1:0";
     co.meta = E.meta_addr;
     co.orphan_age_ms = 50; /* the collector tests run it by hand */
+    co.cluster_key = key;
     assert_int_equal(mkv_chunk_server_start(&E.loop, &co, &E.chunk, err, sizeof err), 0);
     snprintf(E.chunk_addr, sizeof E.chunk_addr, "127.0.0.1:%d", mkv_chunk_server_port(E.chunk));
     cl.meta = E.meta_addr;
     cl.chunk = E.chunk_addr;
+    if (key) {
+        mkv_cred_cluster(&cred, key);
+        cl.cred = &cred;
+    }
     assert_int_equal(mkv_client_new(&E.loop, &cl, &E.client, err, sizeof err), 0);
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return setup_with(NULL);
+}
+
+static int setup_auth(void **state)
+{
+    (void)state;
+    return setup_with(CLUSTER_KEY);
 }
 
 static void flag_cb(void *data)
@@ -237,13 +261,13 @@ static void meta_calls(void **state)
     char err[256];
     (void)state;
     q.name = mkv_slice_str("client-test");
-    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req,
-                                        &q, &reply, err, sizeof err),
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_BUCKET_CREATE,
+                                        &mkv_desc_bucket_create_req, &q, &reply, err, sizeof err),
                      0);
     mkv_frame_unref(reply);
     /* A second create is refused, and the error says so. */
-    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req,
-                                        &q, &reply, err, sizeof err),
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_BUCKET_CREATE,
+                                        &mkv_desc_bucket_create_req, &q, &reply, err, sizeof err),
                      MKV_EBUCKETEXISTS);
     hq.name = mkv_slice_str("client-test");
     assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_BUCKET_HEAD, &mkv_desc_bucket_head_req,
@@ -313,8 +337,12 @@ static void write_read_across_chunks(void **state)
     assert_int_equal(r.got[size - 1], pattern(size - 1));
     free(r.got);
     {
-        uint64_t offs[][2] = {{MKV_CHUNK_SIZE - 10, 20}, {1, 1}, {(1u << 20) - 1, 3},
-                              {size - 5, 5}, {MKV_CHUNK_SIZE * 2 - 100000, 105000}, {7, 0}};
+        uint64_t offs[][2] = {{MKV_CHUNK_SIZE - 10, 20},
+                              {1, 1},
+                              {(1u << 20) - 1, 3},
+                              {size - 5, 5},
+                              {MKV_CHUNK_SIZE * 2 - 100000, 105000},
+                              {7, 0}};
         for (size_t k = 0; k < MKV_ARRAY_SIZE(offs); k++) {
             read_range(mkv_slice_mem(w.extents.p, w.extents.len), size, offs[k][0], offs[k][1], &r);
             for (uint64_t i = 0; i < offs[k][1]; i++)
@@ -362,11 +390,13 @@ static void overlapping_extents_refused(void **state)
     e.file_off = 500; /* overlaps the first */
     mkv_msg_append(&ext, &mkv_desc_extent, &e);
     memset(&t, 0, sizeof t);
-    assert_int_equal(mkv_reader_new(E.client, mkv_slice_mem(ext.p, ext.len), 2000, 0, 2000, &rops, &t, &rd),
-                     -EPROTO);
+    assert_int_equal(
+        mkv_reader_new(E.client, mkv_slice_mem(ext.p, ext.len), 2000, 0, 2000, &rops, &t, &rd),
+        -EPROTO);
     /* A range past the end of the object is refused before any I/O. */
-    assert_int_equal(mkv_reader_new(E.client, mkv_slice_mem(ext.p, 40), 1000, 900, 101, &rops, &t, &rd),
-                     -EINVAL);
+    assert_int_equal(
+        mkv_reader_new(E.client, mkv_slice_mem(ext.p, 40), 1000, 900, 101, &rops, &t, &rd),
+        -EINVAL);
     mkv_buf_free(&ext);
 }
 
@@ -420,8 +450,8 @@ static void put_object(const char *key, struct wtest *w, uint64_t size)
     q.size = size;
     q.etag = mkv_slice_str("\"x\"");
     q.extents = mkv_slice_mem(w->extents.p, w->extents.len);
-    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_PUT, &mkv_desc_obj_put_req, &q, &reply, err,
-                                        sizeof err),
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_PUT, &mkv_desc_obj_put_req, &q,
+                                        &reply, err, sizeof err),
                      0);
     mkv_frame_unref(reply);
 }
@@ -450,8 +480,8 @@ static void collectors_close_the_commit(void **state)
     /* Deleting the object puts its chunk on the garbage list. */
     dq.bucket = mkv_slice_str("client-test");
     dq.key = mkv_slice_str("kept");
-    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_DELETE, &mkv_desc_obj_delete_req, &dq, &reply,
-                                        err, sizeof err),
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_OBJ_DELETE, &mkv_desc_obj_delete_req, &dq,
+                                        &reply, err, sizeof err),
                      0);
     mkv_frame_unref(reply);
     collect_until(ek, 300000, 0);
@@ -475,8 +505,8 @@ static void unreachable_meta_gives_up(void **state)
     o.retry_ms = 400;
     assert_int_equal(mkv_client_new(&E.loop, &o, &c, err, sizeof err), 0);
     t0 = uv_hrtime();
-    assert_int_equal(mkv_meta_call_sync(c, MKV_MSG_BUCKET_LIST, &mkv_desc_bucket_list_req, &q, &reply,
-                                        err, sizeof err),
+    assert_int_equal(mkv_meta_call_sync(c, MKV_MSG_BUCKET_LIST, &mkv_desc_bucket_list_req, &q,
+                                        &reply, err, sizeof err),
                      -ECONNREFUSED);
     /* It retried for about retry_ms, not forever and not not at all. */
     assert_true(uv_hrtime() - t0 >= 300ull * 1000000ull);
@@ -484,8 +514,156 @@ static void unreachable_meta_gives_up(void **state)
     mkv_client_close(c);
 }
 
+/* ---- authentication (minikv/auth.h) ---- */
+
+static struct mkv_client *client_as(const struct mkv_cred *cred)
+{
+    struct mkv_client_opts cl = {0};
+    struct mkv_client *c = NULL;
+    char err[256];
+    cl.meta = E.meta_addr;
+    cl.chunk = E.chunk_addr;
+    cl.cred = cred;
+    cl.retry_ms = 500;
+    assert_int_equal(mkv_client_new(&E.loop, &cl, &c, err, sizeof err), 0);
+    return c;
+}
+
+static int status_of(struct mkv_client *c)
+{
+    struct mkv_meta_status_req q = {0};
+    struct mkv_frame *reply = NULL;
+    char err[256];
+    int rv = mkv_meta_call_sync(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply, err,
+                                sizeof err);
+    if (reply) mkv_frame_unref(reply);
+    return rv;
+}
+
+struct chunk_call
+{
+    struct mkv_call call;
+    int done, status;
+};
+
+static void on_chunk_call(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct chunk_call *cc = MKV_CONTAINER_OF(call, struct chunk_call, call);
+    (void)reply;
+    cc->status = status;
+    cc->done = 1;
+}
+
+static int chunk_stat_of(struct mkv_peer *p)
+{
+    struct chunk_call cc = {0};
+    struct mkv_chunk_stat_req q = {0};
+    assert_int_equal(mkv_peer_call(p, &cc.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &q,
+                                   3000, on_chunk_call),
+                     0);
+    run_until_flag(&cc.done);
+    return cc.status;
+}
+
+static void close_client(struct mkv_client *c)
+{
+    mkv_client_close(c);
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+}
+
+/* Without credentials, or with wrong ones, both services refuse. */
+static void auth_required(void **state)
+{
+    struct mkv_client *anon = client_as(NULL), *wrong;
+    struct mkv_cred bad;
+    uint8_t other[32] = {9};
+    (void)state;
+    assert_int_equal(status_of(anon), -EACCES);
+    assert_int_equal(chunk_stat_of(mkv_client_chunk_peer(anon, 0)), -EACCES);
+    close_client(anon);
+    mkv_cred_cluster(&bad, other); /* the cluster principal with another key */
+    wrong = client_as(&bad);
+    assert_int_equal(status_of(wrong), -EACCES);
+    assert_int_equal(chunk_stat_of(mkv_client_chunk_peer(wrong, 0)), -EACCES);
+    close_client(wrong);
+    /* The cluster principal with the right key: both answer. */
+    assert_int_equal(status_of(E.client), 0);
+    assert_int_equal(chunk_stat_of(mkv_client_chunk_peer(E.client, 0)), 0);
+}
+
+/* An access key of the key store: the meta service checks its MAC, and
+ * hands it a token the chunk server takes. */
+static void auth_with_access_key(void **state)
+{
+    struct mkv_buf sealed = MKV_BUF_INIT;
+    struct mkv_key_put_req kq = {0};
+    struct mkv_frame *reply = NULL;
+    struct mkv_cred good, bad;
+    struct mkv_client *c;
+    char err[256];
+    (void)state;
+    assert_int_equal(mkv_secret_seal(CLUSTER_KEY, "AKTEST", "s3cr3t-s3cr3t", &sealed), 0);
+    kq.access_key = mkv_slice_str("AKTEST");
+    kq.sealed_secret = mkv_slice_mem(sealed.p, sealed.len);
+    assert_int_equal(mkv_meta_call_sync(E.client, MKV_MSG_KEY_PUT, &mkv_desc_key_put_req, &kq,
+                                        &reply, err, sizeof err),
+                     0);
+    mkv_frame_unref(reply);
+    mkv_buf_free(&sealed);
+    assert_int_equal(mkv_cred_key(&good, "AKTEST", "s3cr3t-s3cr3t"), 0);
+    c = client_as(&good);
+    assert_int_equal(status_of(c), 0);
+    assert_int_equal(chunk_stat_of(mkv_client_chunk_peer(c, 0)), 0);
+    close_client(c);
+    assert_int_equal(mkv_cred_key(&bad, "AKTEST", "wrong-secret"), 0);
+    c = client_as(&bad);
+    assert_int_equal(status_of(c), -EACCES);
+    close_client(c);
+    assert_int_equal(mkv_cred_key(&bad, "AKNOBODY", "s3cr3t-s3cr3t"), 0);
+    c = client_as(&bad);
+    assert_int_equal(status_of(c), -EACCES);
+    close_client(c);
+}
+
+/* A token the meta service did not make (or an expired one) is refused. */
+static void auth_forged_token(void **state)
+{
+    struct mkv_peer *p;
+    struct chunk_call cc = {0};
+    struct mkv_auth_token_req q = {0};
+    uint8_t tok[32];
+    (void)state;
+    assert_int_equal(mkv_peer_new(&E.loop, E.chunk_addr, &p), 0);
+    mkv_auth_token((const uint8_t *)"not the cluster key, 32 bytes!!", "AKX",
+                   (uint64_t)mkv_now_ns() + 1000000000ull, tok);
+    q.access_key = mkv_slice_str("AKX");
+    q.expiry_ns = (uint64_t)mkv_now_ns() + 1000000000ull;
+    q.token = mkv_slice_mem(tok, sizeof tok);
+    assert_int_equal(mkv_peer_call(p, &cc.call, MKV_MSG_AUTH_TOKEN, &mkv_desc_auth_token_req, &q,
+                                   3000, on_chunk_call),
+                     0);
+    run_until_flag(&cc.done);
+    assert_int_equal(cc.status, -EACCES);
+    /* The real key, but expired. */
+    q.expiry_ns = (uint64_t)mkv_now_ns() - 1000000000ull;
+    mkv_auth_token(CLUSTER_KEY, "AKX", q.expiry_ns, tok);
+    cc.done = 0;
+    assert_int_equal(mkv_peer_call(p, &cc.call, MKV_MSG_AUTH_TOKEN, &mkv_desc_auth_token_req, &q,
+                                   3000, on_chunk_call),
+                     0);
+    run_until_flag(&cc.done);
+    assert_int_equal(cc.status, -EACCES);
+    assert_int_equal(chunk_stat_of(p), -EACCES);
+    mkv_peer_close(p);
+}
+
 int main(void)
 {
+    const struct CMUnitTest auth_tests[] = {
+        cmocka_unit_test(auth_required), cmocka_unit_test(auth_with_access_key),
+        cmocka_unit_test(auth_forged_token),
+        cmocka_unit_test(write_read_across_chunks), /* the data path, authenticated */
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(meta_calls),
         cmocka_unit_test(chunk_ids_unique),
@@ -496,5 +674,6 @@ int main(void)
         cmocka_unit_test(collectors_close_the_commit),
         cmocka_unit_test(unreachable_meta_gives_up),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    return failed + cmocka_run_group_tests_name("authenticated", auth_tests, setup_auth, teardown);
 }
