@@ -549,9 +549,12 @@ static void wb_start(struct fs *fs, struct fino *fi)
             wb_finish(wb, -ENOMEM);
             return;
         }
-        memset(wb->inl.p, 0, (size_t)wb->size);
         wb->inl.len = (size_t)wb->size;
-        memcpy(wb->inl.p, fi->data.p, MKV_MIN((size_t)fi->data.len, (size_t)wb->size));
+        if (wb->size) {
+            memset(wb->inl.p, 0, (size_t)wb->size);
+            if (fi->data.len)
+                memcpy(wb->inl.p, fi->data.p, MKV_MIN((size_t)fi->data.len, (size_t)wb->size));
+        }
         for (struct dirty *d = wb->list; d; d = d->next)
             if (d->off < wb->size)
                 memcpy(wb->inl.p + d->off, d->p, (size_t)MKV_MIN(d->len, wb->size - d->off));
@@ -804,6 +807,7 @@ static void overlay(const struct dirty *d, uint64_t off, uint8_t *buf, size_t le
 static void rd_finish(struct rd *rd, int status)
 {
     struct fop *op = rd->op;
+    struct fs *fs = op->fs;
     if (status) {
         fop_error(op, status);
     } else {
@@ -814,7 +818,7 @@ static void rd_finish(struct rd *rd, int status)
         fop_free(op);
     }
     rd->fi->opens--;
-    fino_maybe_free(rd->op->fs, rd->fi);
+    fino_maybe_free(fs, rd->fi);
     free(rd->buf);
     free(rd);
 }
@@ -1079,8 +1083,9 @@ static void on_falloc_done(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     if (fi && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0) {
-        if ((oi.extents.len || oi.data.len || oi.size == 0) && content_set(fi, &oi))
-            content_forget(fi);
+        /* The reply is the whole new content: no extents left means the
+         * punch cut them all (the file is one hole now). */
+        if (content_set(fi, &oi)) content_forget(fi);
         fino_set_attr(op->fs, fi, &oi);
     }
     fuse_reply_err(op->req, 0);
@@ -1134,6 +1139,45 @@ static void on_falloc_synced(struct fop *op, int status)
         fop_error(op, rv);
 }
 
+/* Allocation: minikv reserves no space ahead (a later write can still meet
+ * a full cluster), but a request for more than the cluster has free now is
+ * refused with ENOSPC, as a local file system would. What counts is the
+ * part of the range past the end of the file. */
+static void falloc_extend(struct fop *op, struct fino *fi)
+{
+    uint64_t end = (uint64_t)op->off + op->size;
+    int rv;
+    if (!(op->flags & FALLOC_FL_KEEP_SIZE) && end > fi->size) {
+        fi->size = end;
+        fi->size_dirty = 1;
+        if ((rv = wait_round(op->fs, fi, op, on_synced))) fop_error(op, rv);
+        return;
+    }
+    fuse_reply_err(op->req, 0);
+    fop_free(op);
+}
+
+static void on_falloc_space(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct fop *op = call->data;
+    struct fino *fi = file_of(op);
+    struct mkv_chunk_stat_rep rep;
+    uint64_t end = (uint64_t)op->off + op->size, from;
+    free(call);
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    from = MKV_MAX((uint64_t)op->off, fi->size);
+    /* Without an answer the allocation goes ahead: the writes will tell. */
+    if (status == 0 && reply && mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &rep) == 0 &&
+        end > from && end - from > rep.free) {
+        fop_error(op, -ENOSPC);
+        return;
+    }
+    falloc_extend(op, fi);
+}
+
 void op_fallocate(struct fop *op)
 {
     struct fino *fi = file_of(op);
@@ -1160,13 +1204,22 @@ void op_fallocate(struct fop *op)
         if ((rv = wait_round(op->fs, fi, op, on_falloc_synced))) fop_error(op, rv);
         return;
     }
-    /* Space is not reserved ahead in minikv: allocating is extending. */
-    if (!(mode & FALLOC_FL_KEEP_SIZE) && end > fi->size) {
-        fi->size = end;
-        fi->size_dirty = 1;
-        if ((rv = wait_round(op->fs, fi, op, on_synced))) fop_error(op, rv);
+    if (end > fi->size) {
+        struct mkv_chunk_stat_req q = {0};
+        struct mkv_call *call = calloc(1, sizeof *call);
+        struct mkv_peer *p = mkv_client_chunk_peer(op->fs->client, 0);
+        if (!call || !p) {
+            free(call);
+            fop_error(op, p ? -ENOMEM : -EIO);
+            return;
+        }
+        call->data = op;
+        if ((rv = mkv_peer_call(p, call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &q,
+                                op->fs->o.op_timeout_ms, on_falloc_space))) {
+            free(call);
+            fop_error(op, rv);
+        }
         return;
     }
-    fuse_reply_err(op->req, 0);
-    fop_free(op);
+    falloc_extend(op, fi);
 }

@@ -45,6 +45,7 @@ static void job_finish(struct etag_job *j, int status)
     struct fs *fs = j->fs;
     struct fino *fi = j->fi;
     struct etag_wait *w = j->waiters, *next;
+    uint64_t generation = j->generation;
     if (status)
         MKV_WARN("fs", "computing an ETag failed ino=%llu err=\"%s\" (S3 shows a placeholder)",
                  (unsigned long long)fi->ino, mkv_strerror(status));
@@ -58,8 +59,11 @@ static void job_finish(struct etag_job *j, int status)
         w->cb(w->op, 0);
         free(w);
     }
-    /* Written again meanwhile: that generation's turn. */
-    if (fi->etag_gen && !fi->opens && !fi->writing) fs_etag_start(fs, fi);
+    /* Written again meanwhile: that generation's turn. A generation whose
+     * job failed is not tried again (the cluster is unreachable or the
+     * mount is going): it keeps its placeholder ETag. */
+    if (fi->etag_gen && fi->etag_gen != generation && !fi->opens && !fi->writing && !fs->stopping)
+        fs_etag_start(fs, fi);
     else fino_maybe_free(fs, fi);
 }
 

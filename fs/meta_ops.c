@@ -100,6 +100,7 @@ static void reply_attr(struct fop *op, struct fino *fi)
 
 static void on_getattr(struct fop *op, int status, struct mkv_frame *reply)
 {
+    struct fs *fs = op->fs;
     struct mkv_obj_info oi;
     struct fino *fi;
     if (status) {
@@ -118,8 +119,8 @@ static void on_getattr(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     fino_set_attr(op->fs, fi, &oi);
-    reply_attr(op, fi);
-    fino_maybe_free(op->fs, fi);
+    reply_attr(op, fi); /* frees op */
+    fino_maybe_free(fs, fi);
 }
 
 void op_getattr(struct fop *op)
@@ -144,6 +145,7 @@ void op_getattr(struct fop *op)
 
 static void on_setattr(struct fop *op, int status, struct mkv_frame *reply)
 {
+    struct fs *fs = op->fs;
     struct mkv_obj_info oi;
     struct fino *fi;
     if (status) {
@@ -162,8 +164,8 @@ static void on_setattr(struct fop *op, int status, struct mkv_frame *reply)
     }
     fino_set_attr(op->fs, fi, &oi);
     if (fi->etag_gen && !fi->opens && !fi->writing) fs_etag_start(op->fs, fi);
-    reply_attr(op, fi);
-    fino_maybe_free(op->fs, fi);
+    reply_attr(op, fi); /* frees op */
+    fino_maybe_free(fs, fi);
 }
 
 static int64_t ts_ns(const struct timespec *ts)
