@@ -309,6 +309,15 @@ static void wb_finish(struct wb *wb, int status)
         MKV_WARN("fs", "write-back failed ino=%llu err=\"%s\"", (unsigned long long)fi->ino,
                  mkv_strerror(status));
         fi->wb_error = status;
+        /* The round is lost. What was buffered after it would land past a
+         * gap of zeros where the round's bytes should be, and the size it
+         * set would cover that gap: the file falls back to what the
+         * cluster holds (what the last successful fsync or close left),
+         * so that what is stored stays a prefix of what was written. The
+         * writer learns of it at its next fsync or close (EIO). */
+        fino_dirty_drop(fi);
+        fi->size = fi->attr.size;
+        fi->md5_valid = 0;
     }
     dirty_free_list(fi->wb_list);
     fi->wb_list = NULL;

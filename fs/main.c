@@ -206,8 +206,11 @@ static int probe_cluster(struct fs_opts *o, const struct mkv_cred *cred, struct 
     int rv;
     uv_loop_init(&loop);
     co.meta = o->meta;
-    co.timeout_ms = 3000;
-    co.retry_ms = 5000;
+    /* Fail fast when nothing answers (a mount at boot is retried by
+     * systemd's _netdev ordering, not here); 2 s still rides out a
+     * metadata leader change. */
+    co.timeout_ms = 2000;
+    co.retry_ms = 2000;
     co.cred = cred;
     rv = mkv_client_new(&loop, &co, &c, err, sizeof err);
     if (rv) {
