@@ -364,8 +364,19 @@ int main(int argc, char **argv)
     }
 
     /* fsname and subtype make df -T and findmnt show "minikv" and SRC. */
-    snprintf(opts, sizeof opts, "fsname=%s,subtype=minikv,default_permissions%s%s", a.source,
-             a.allow_other ? ",allow_other" : "", fs->o.read_only ? ",ro" : "");
+    {
+        /* libfuse splits options at commas: those of SRC (several
+         * metadata addresses) are escaped. */
+        char esc[512];
+        size_t n = 0;
+        for (const char *p = a.source; *p && n + 2 < sizeof esc; p++) {
+            if (*p == ',' || *p == '\\') esc[n++] = '\\';
+            esc[n++] = *p;
+        }
+        esc[n] = '\0';
+        snprintf(opts, sizeof opts, "fsname=%s,subtype=minikv,default_permissions%s%s", esc,
+                 a.allow_other ? ",allow_other" : "", fs->o.read_only ? ",ro" : "");
+    }
     status = 1;
     if (fuse_opt_add_arg(&fargs, argv[0]) || fuse_opt_add_arg(&fargs, "-o") ||
         fuse_opt_add_arg(&fargs, opts) || (a.debug && fuse_opt_add_arg(&fargs, "-d")))

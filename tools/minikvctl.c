@@ -25,38 +25,52 @@ struct ctl
     uv_loop_t loop;
     struct mkv_client *client;
     const char *meta;
-    const char *chunk;
+    const char *chunk; /* NULL: the one the cluster reports */
     int json;
+    struct mkv_cred cred;
+    int have_cred;
 };
+
+static int open_client(struct ctl *c, const char *chunk, struct mkv_client **out, char *err,
+                       size_t errlen)
+{
+    struct mkv_client_opts co = {0};
+    co.meta = c->meta;
+    co.chunk = chunk;
+    co.retry_ms = 5000;
+    co.timeout_ms = 5000;
+    co.cred = c->have_cred ? &c->cred : NULL;
+    return mkv_client_new(&c->loop, &co, out, err, errlen);
+}
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
-        "Commands:\n"
-        "  status                    metadata group (role, term, indexes, leader),\n"
-        "                            namespace counters and chunk server state\n"
-        "  buckets                   list buckets\n"
-        "  bucket create NAME        create a bucket\n"
-        "  bucket delete NAME        delete an empty bucket\n"
-        "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
-        "  stat BUCKET KEY           show an object's metadata and extents\n"
-        "  uploads BUCKET            list multipart uploads in progress\n"
-        "  keys                      list access keys (secrets are never shown)\n\n"
-        "Options:\n"
-        "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
-        "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK or 127.0.0.1:7100)\n"
-        "  --credentials FILE an access key in AWS credentials format (default:\n"
-        "                     $MINIKV_ACCESS_KEY/$MINIKV_SECRET_KEY, else\n"
-        "                     $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY)\n"
-        "  --cluster-key FILE act as the cluster itself (the key file of the servers,\n"
-        "                     e.g. DATA/cluster.key of minikv server)\n"
-        "  --json             machine-readable output\n"
-        "  -h, --help         show this help\n"
-        "  --version          show the version\n\n"
-        "Exit status: 0 success, 1 the request failed, 2 usage error, 3 cluster unreachable.\n"
-        "A cluster with a cluster key requires credentials (access denied otherwise).\n");
+    fprintf(out,
+            "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
+            "Commands:\n"
+            "  status                    metadata group (role, term, indexes, leader),\n"
+            "                            namespace counters and chunk server state\n"
+            "  buckets                   list buckets\n"
+            "  bucket create NAME        create a bucket\n"
+            "  bucket delete NAME        delete an empty bucket\n"
+            "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
+            "  stat BUCKET KEY           show an object's metadata and extents\n"
+            "  uploads BUCKET            list multipart uploads in progress\n"
+            "  keys                      list access keys (secrets are never shown)\n\n"
+            "Options:\n"
+            "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
+            "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK, else the\n"
+            "                     one the cluster has registered)\n"
+            "  --credentials FILE an access key in AWS credentials format (default:\n"
+            "                     $MINIKV_ACCESS_KEY/$MINIKV_SECRET_KEY, else\n"
+            "                     $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY)\n"
+            "  --cluster-key FILE act as the cluster itself (the key file of the servers,\n"
+            "                     e.g. DATA/cluster.key of minikv server)\n"
+            "  --json             machine-readable output\n"
+            "  -h, --help         show this help\n"
+            "  --version          show the version\n\n"
+            "Exit status: 0 success, 1 the request failed, 2 usage error, 3 cluster unreachable.\n"
+            "A cluster with a cluster key requires credentials (access denied otherwise).\n");
 }
 
 static int exit_for(int status)
@@ -138,6 +152,9 @@ static int cmd_status(struct ctl *c)
     struct mkv_peer *peer = NULL;
     struct chunk_probe cp;
     struct mkv_chunk_stat_req cq = {0};
+    struct mkv_client *cc = NULL;
+    char chunk[256] = "", err[256];
+    int issued = 0;
     int rv = call(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply);
     if (rv) return exit_for(rv);
     if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &s)) {
@@ -145,12 +162,32 @@ static int cmd_status(struct ctl *c)
         fprintf(stderr, "minikvctl: malformed status reply\n");
         return EXIT_FAILED;
     }
+    /* The chunk server: --chunk / MINIKV_CHUNK, else the one the cluster
+     * has registered. */
+    if (c->chunk) {
+        snprintf(chunk, sizeof chunk, "%s", c->chunk);
+    } else {
+        struct mkv_chunk_server_info ci;
+        struct mkv_slice cur = s.chunk_servers;
+        if (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1)
+            snprintf(chunk, sizeof chunk, "%.*s", (int)ci.address.len, (const char *)ci.address.p);
+    }
     memset(&cp, 0, sizeof cp);
-    cp.status = -ECONNREFUSED;
-    if ((peer = mkv_client_chunk_peer(c->client, 0)) &&
-        mkv_peer_call(peer, &cp.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &cq, 3000,
-                      on_chunk_stat) == 0)
-        mkv_run_until(&c->loop, &cp.done, 5000);
+    cp.status = -ENOENT; /* none registered */
+    if (chunk[0]) {
+        cp.status = -ECONNREFUSED;
+        if (open_client(c, chunk, &cc, err, sizeof err) == 0 &&
+            (peer = mkv_client_chunk_peer(cc, 0)) &&
+            mkv_peer_call(peer, &cp.call, MKV_MSG_CHUNK_STAT, &mkv_desc_chunk_stat_req, &cq, 3000,
+                          on_chunk_stat) == 0) {
+            issued = 1;
+            mkv_run_until(&c->loop, &cp.done, 5000);
+        }
+        if (cc) mkv_client_close(cc); /* a call still out is cancelled: wait for it */
+        if (issued && !cp.done) mkv_run_until(&c->loop, &cp.done, 5000);
+    } else {
+        snprintf(chunk, sizeof chunk, "(none registered)");
+    }
     if (c->json) {
         printf("{\"meta\":{\"id\":%" PRIu64 ",\"role\":\"%s\",\"ready\":%s,\"term\":%" PRIu64
                ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64 ",\"last_index\":%" PRIu64
@@ -166,13 +203,13 @@ static int cmd_status(struct ctl *c)
                s.voters, s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
         if (cp.status) {
             printf("{\"address\":");
-            json_str(c->chunk, strlen(c->chunk));
+            json_str(chunk, strlen(chunk));
             printf(",\"error\":");
             json_str(mkv_strerror(cp.status), strlen(mkv_strerror(cp.status)));
             printf("}}\n");
         } else {
             printf("{\"address\":");
-            json_str(c->chunk, strlen(c->chunk));
+            json_str(chunk, strlen(chunk));
             printf(",\"state\":\"up\",\"io_backend\":\"%s\",\"capacity\":%" PRIu64
                    ",\"free\":%" PRIu64 ",\"used\":%" PRIu64 ",\"live\":%" PRIu64
                    ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"fsyncs\":%" PRIu64
@@ -197,7 +234,7 @@ static int cmd_status(struct ctl *c)
                "\n  bytes           %" PRIu64 "\n  uploads         %" PRIu64
                "\n  gc pending      %" PRIu64 "\n",
                s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
-        printf("chunk server %s\n", c->chunk);
+        printf("chunk server %s\n", chunk);
         if (cp.status) {
             printf("  state           down (%s)\n", mkv_strerror(cp.status));
         } else {
@@ -484,16 +521,14 @@ static int cmd_keys(struct ctl *c)
 int main(int argc, char **argv)
 {
     struct ctl c;
-    struct mkv_client_opts co = {0};
-    struct mkv_cred cred;
     const char *cred_file = NULL, *key_file = NULL;
     char err[512];
-    int i, rv, have_cred = 0;
+    int i, rv;
     memset(&c, 0, sizeof c);
     mkv_log_init();
     if (mkv_log_threshold == MKV_LOG_INFO) mkv_log_threshold = MKV_LOG_ERROR; /* tools are quiet */
     c.meta = getenv("MINIKV_META") ? getenv("MINIKV_META") : "127.0.0.1:7000";
-    c.chunk = getenv("MINIKV_CHUNK") ? getenv("MINIKV_CHUNK") : "127.0.0.1:7100";
+    c.chunk = getenv("MINIKV_CHUNK");
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -530,30 +565,25 @@ int main(int argc, char **argv)
             fprintf(stderr, "minikvctl: %s\n", err[0] ? err : "cannot read the cluster key");
             return EXIT_USAGE;
         }
-        mkv_cred_cluster(&cred, key);
+        mkv_cred_cluster(&c.cred, key);
         memset(key, 0, sizeof key);
-        have_cred = 1;
+        c.have_cred = 1;
     } else if (cred_file) {
-        if (mkv_cred_from_file(&cred, cred_file, NULL, err, sizeof err)) {
+        if (mkv_cred_from_file(&c.cred, cred_file, NULL, err, sizeof err)) {
             fprintf(stderr, "minikvctl: %s\n", err);
             return EXIT_USAGE;
         }
-        have_cred = 1;
-    } else if (mkv_cred_from_env(&cred)) {
-        have_cred = 1;
+        c.have_cred = 1;
+    } else if (mkv_cred_from_env(&c.cred)) {
+        c.have_cred = 1;
     } else if (getenv("AWS_ACCESS_KEY_ID") && getenv("AWS_SECRET_ACCESS_KEY")) {
-        have_cred =
-            mkv_cred_key(&cred, getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")) == 0;
+        c.have_cred = mkv_cred_key(&c.cred, getenv("AWS_ACCESS_KEY_ID"),
+                                   getenv("AWS_SECRET_ACCESS_KEY")) == 0;
     }
     uv_loop_init(&c.loop);
-    co.meta = c.meta;
-    co.chunk = c.chunk;
-    co.retry_ms = 5000;
-    co.timeout_ms = 5000;
-    co.cred = have_cred ? &cred : NULL;
-    rv = mkv_client_new(&c.loop, &co, &c.client, err, sizeof err);
-    memset(&cred, 0, sizeof cred);
+    rv = open_client(&c, c.chunk, &c.client, err, sizeof err);
     if (rv) {
+        memset(&c.cred, 0, sizeof c.cred);
         fprintf(stderr, "minikvctl: %s\n", err);
         return EXIT_USAGE;
     }
@@ -571,5 +601,6 @@ int main(int argc, char **argv)
     mkv_client_close(c.client);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     uv_loop_close(&c.loop);
+    memset(&c.cred, 0, sizeof c.cred);
     return rv;
 }

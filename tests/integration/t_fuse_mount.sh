@@ -78,6 +78,16 @@ expect_eq "$(aws_v2 s3 cp s3://newbucket/k.txt -)" "in the new bucket" "S3 GET f
 expect_eq "$(ls "$N" | tr '\n' ' ')" "mnt newbucket " "top-level directories after mkdir"
 mkv_umount "$N"
 
+log "several metadata addresses in SRC (the first one dead)"
+V=$T/multi
+mkdir -p "$V"
+MOUNTS="$MOUNTS $V"
+VSRC="127.0.0.1:$(free_ports 1),127.0.0.1:$META_PORT/mnt"
+"$MOUNT_MINIKV" "$VSRC" "$V" >"$T/mount-v.out" 2>&1 || fail "mount of $VSRC: $(cat "$T/mount-v.out")"
+expect_eq "$(findmnt -no SOURCE,FSTYPE "$V" | tr -s ' ')" "$VSRC fuse.minikv" "findmnt of a mount with two addresses"
+expect_eq "$(cat "$V/first.txt")" "written through m1" "a file through a mount with two addresses"
+mkv_umount "$V"
+
 log "mount -t minikv: mount(8) runs /sbin/mount.minikv"
 HELPER=/sbin/mount.minikv
 OURS=$(readlink -f "$top_builddir/fs/minikv-fuse")
