@@ -112,7 +112,7 @@ int mkv_cred_from_file(struct mkv_cred *a, const char *path, const char *profile
     FILE *f = fopen(path, "r");
     char line[1024], ak[MKV_ACCESS_KEY_MAX + 1] = "", sk[257] = "";
     int in = profile == NULL; /* without a profile: the first pair */
-    if (!f) return mkv_errf(err, errlen, -errno, "credentials %s: %s", path, strerror(errno));
+    if (!f) return mkv_errf(err, errlen, -errno, "credentials %s", path);
     while (fgets(line, sizeof line, f)) {
         char *k = line, *v;
         while (*k == ' ' || *k == '\t') k++;

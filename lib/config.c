@@ -20,10 +20,22 @@ int mkv_parse_size(const char *s, uint64_t *out)
     if (errno || end == s) return -EINVAL;
     switch (toupper((unsigned char)*end)) {
     case '\0': break;
-    case 'K': mul = 1ull << 10; end++; break;
-    case 'M': mul = 1ull << 20; end++; break;
-    case 'G': mul = 1ull << 30; end++; break;
-    case 'T': mul = 1ull << 40; end++; break;
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    case 'T':
+        mul = 1ull << 40;
+        end++;
+        break;
     default: return -EINVAL;
     }
     if (*end == 'i' || *end == 'I') end++;
@@ -137,8 +149,7 @@ static int set_value(const struct mkv_option *o, void *settings, const char *val
         else if (!strcmp(value, "0") || !strcasecmp(value, "no") || !strcasecmp(value, "false") ||
                  !strcasecmp(value, "off"))
             v = 0;
-        else
-            return mkv_errf(err, errlen, -EINVAL, "--%s: '%s' is not yes/no", o->name, value);
+        else return mkv_errf(err, errlen, -EINVAL, "--%s: '%s' is not yes/no", o->name, value);
         memcpy(field, &v, sizeof v);
         return 0;
     }
@@ -229,8 +240,19 @@ int mkv_config_file(const struct mkv_option *opts, size_t n, void *settings, con
     return rv;
 }
 
+static int config_load(const struct mkv_option *opts, size_t n, void *settings, const char *section,
+                       int argc, char **argv, int *first_arg, char *err, size_t errlen);
+
 int mkv_config_load(const struct mkv_option *opts, size_t n, void *settings, const char *section,
                     int argc, char **argv, int *first_arg, char *err, size_t errlen)
+{
+    int rv = config_load(opts, n, settings, section, argc, argv, first_arg, err, errlen);
+    if (rv) mkv_config_free(opts, n, settings); /* what was set before the error */
+    return rv;
+}
+
+static int config_load(const struct mkv_option *opts, size_t n, void *settings, const char *section,
+                       int argc, char **argv, int *first_arg, char *err, size_t errlen)
 {
     int i, rv;
     for (size_t k = 0; k < n; k++) {
@@ -312,17 +334,16 @@ void mkv_config_usage(FILE *out, const struct mkv_option *opts, size_t n)
     for (size_t k = 0; k < n; k++) {
         char flag[128];
         const struct mkv_option *o = &opts[k];
-        if (o->type == MKV_OPT_BOOL)
-            snprintf(flag, sizeof flag, "--%s, --no-%s", o->name, o->name);
-        else
-            snprintf(flag, sizeof flag, "--%s %s", o->name, o->arg ? o->arg : "VALUE");
+        if (o->type == MKV_OPT_BOOL) snprintf(flag, sizeof flag, "--%s, --no-%s", o->name, o->name);
+        else snprintf(flag, sizeof flag, "--%s %s", o->name, o->arg ? o->arg : "VALUE");
         fprintf(out, "  %-30s %s", flag, o->help);
         if (o->def && *o->def)
             fprintf(out, " (default: %s)",
                     o->type == MKV_OPT_BOOL ? (strcmp(o->def, "1") ? "no" : "yes") : o->def);
         fputc('\n', out);
     }
-    fprintf(out, "  %-30s %s\n", "--config FILE", "read options from FILE (\"name = value\" lines)");
+    fprintf(out, "  %-30s %s\n", "--config FILE",
+            "read options from FILE (\"name = value\" lines)");
     fprintf(out, "  %-30s %s\n", "-h, --help", "show this help and exit");
     fprintf(out, "  %-30s %s\n", "--version", "show the version and exit");
 }
