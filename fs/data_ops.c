@@ -526,11 +526,225 @@ static int inline_etag(const uint8_t *p, size_t n, char *out, size_t len)
 }
 
 /* Starts a round with what the buffer holds now. */
+/* ---- compaction ----
+ *
+ * Each write-back range becomes an extent, and an inode holds at most
+ * MKV_EXTENTS_MAX of them: random small writes into a large file would
+ * reach that and fail. When a round could take the file past COMPACT_AT
+ * extents, it first reads the most fragmented COMPACT_WIN windows of the
+ * committed content and puts their bytes under its own ranges, so that it
+ * writes each such window whole, as one extent: the file goes back under
+ * COMPACT_AT / 2 (at most COMPACT_MAX_WINS windows per round). */
+#define COMPACT_AT 16384u
+#define COMPACT_WIN (1ull << 20)
+#define COMPACT_MAX_WINS 512u
+
+static void wb_stream(struct wb *wb);
+
+struct compact
+{
+    struct wb *wb;
+    uint8_t *extents; /* a copy of the committed extents, read from */
+    size_t extents_len;
+    uint64_t content_size;
+    uint64_t *wins; /* window indexes to rewrite, ascending */
+    size_t nwins, next;
+    uint8_t *buf; /* the window being read */
+    uint64_t off;
+    size_t len, got;
+};
+
+static size_t count_extents(struct mkv_slice ext)
+{
+    struct mkv_extent e;
+    size_t n = 0;
+    while (mkv_msg_next(&mkv_desc_extent, &ext, &e) == 1) n++;
+    return n;
+}
+
+/* Worst case after the round: each range may add an extent and split one
+ * in two. */
+static int compact_needed(struct fino *fi)
+{
+    size_t ranges = 0;
+    if (fi->extents.len < COMPACT_AT * 4) return 0; /* an encoded extent takes more */
+    for (struct dirty *d = fi->wb_list; d; d = d->next) ranges++;
+    return count_extents(fi->extents) + 2 * ranges > COMPACT_AT;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_count_desc(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b; /* {window, count} */
+    return x[1] < y[1] ? 1 : x[1] > y[1] ? -1 : 0;
+}
+
+/* The windows holding the most extents and ranges, enough of them to get
+ * under COMPACT_AT / 2. */
+static int compact_pick(struct compact *c, struct fino *fi)
+{
+    struct mkv_slice cur = mkv_slice_mem(c->extents, c->extents_len);
+    struct mkv_extent e;
+    size_t n = 0, cap = count_extents(cur), runs = 0, total;
+    uint64_t *w, *pairs;
+    for (struct dirty *d = fi->wb_list; d; d = d->next) cap++;
+    if (!(w = malloc((cap ? cap : 1) * sizeof *w))) return -ENOMEM;
+    while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1 && n < cap)
+        w[n++] = e.file_off / COMPACT_WIN;
+    for (struct dirty *d = fi->wb_list; d && n < cap; d = d->next) w[n++] = d->off / COMPACT_WIN;
+    total = n;
+    qsort(w, n, sizeof *w, cmp_u64);
+    if (!(pairs = malloc((n ? n : 1) * 2 * sizeof *pairs))) {
+        free(w);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && w[j] == w[i]) j++;
+        pairs[2 * runs] = w[i];
+        pairs[2 * runs + 1] = j - i;
+        runs++;
+        i = j;
+    }
+    qsort(pairs, runs, 2 * sizeof *pairs, cmp_count_desc);
+    c->nwins = 0;
+    for (size_t i = 0; i < runs && c->nwins < COMPACT_MAX_WINS && total > COMPACT_AT / 2; i++) {
+        if (pairs[2 * i + 1] < 2) break; /* one extent there already */
+        w[c->nwins++] = pairs[2 * i];
+        total -= pairs[2 * i + 1] - 1;
+    }
+    free(pairs);
+    qsort(w, c->nwins, sizeof *w, cmp_u64);
+    c->wins = w;
+    return 0;
+}
+
+/* Puts base[0, n) at off under the ranges of list (they win). */
+static int dirty_under_at(struct dirty **list, uint64_t off, const uint8_t *base, size_t n)
+{
+    uint64_t pos = off, end = off + n, junk = 0, (*gaps)[2] = NULL;
+    size_t ng = 0, cap = 0;
+    int rv = 0;
+    /* The gaps first: inserting merges ranges under our feet. */
+    for (struct dirty *d = *list; pos < end; d = d ? d->next : NULL) {
+        uint64_t lo = pos, hi = d ? MKV_MIN(end, d->off) : end;
+        if (d && d->off + d->len <= pos) continue;
+        if (hi > lo) {
+            if (ng == cap) {
+                void *g = realloc(gaps, (cap = cap ? 2 * cap : 16) * sizeof *gaps);
+                if (!g) {
+                    free(gaps);
+                    return -ENOMEM;
+                }
+                gaps = g;
+            }
+            gaps[ng][0] = lo;
+            gaps[ng++][1] = hi;
+        }
+        if (!d) break;
+        pos = MKV_MAX(pos, d->off + d->len);
+    }
+    for (size_t i = 0; i < ng && !rv; i++)
+        rv = dirty_insert(list, &junk, gaps[i][0], base + (gaps[i][0] - off),
+                          (size_t)(gaps[i][1] - gaps[i][0]));
+    free(gaps);
+    return rv;
+}
+
+static void compact_next(struct compact *c);
+
+static void compact_done(struct compact *c)
+{
+    struct wb *wb = c->wb;
+    free(c->extents);
+    free(c->wins);
+    free(c->buf);
+    free(c);
+    wb->list = wb->fi->wb_list;
+    wb_stream(wb);
+}
+
+static void on_compact_data(struct mkv_reader *r, void *data, struct mkv_frame *frame,
+                            const uint8_t *p, size_t n)
+{
+    struct compact *c = data;
+    (void)frame;
+    n = MKV_MIN(n, c->len - c->got);
+    if (p) memcpy(c->buf + c->got, p, n); /* a hole's zeros are there already */
+    c->got += n;
+    mkv_reader_release(r);
+}
+
+static void on_compact_end(struct mkv_reader *r, void *data, int status)
+{
+    struct compact *c = data;
+    struct fino *fi = c->wb->fi;
+    mkv_reader_free(r);
+    /* A window that could not be read is left as it is: the round goes on
+     * (and may fail, fragmented, with EFBIG). */
+    if (status || dirty_under_at(&fi->wb_list, c->off, c->buf, c->len)) {
+        MKV_WARN("fs", "compaction stopped ino=%llu err=\"%s\"", (unsigned long long)fi->ino,
+                 mkv_strerror(status ? status : -ENOMEM));
+        compact_done(c);
+        return;
+    }
+    compact_next(c);
+}
+
+static const struct mkv_reader_ops compact_ops = {on_compact_data, on_compact_end};
+
+static void compact_next(struct compact *c)
+{
+    struct mkv_reader *r;
+    uint64_t limit = MKV_MIN(c->content_size, c->wb->size);
+    while (c->next < c->nwins) {
+        uint64_t off = c->wins[c->next++] * COMPACT_WIN;
+        if (off >= limit) continue;
+        c->off = off;
+        c->len = (size_t)MKV_MIN(COMPACT_WIN, limit - off);
+        c->got = 0;
+        memset(c->buf, 0, c->len);
+        if (mkv_reader_new(c->wb->fs->client, mkv_slice_mem(c->extents, c->extents_len),
+                           c->content_size, c->off, c->len, &compact_ops, c, &r))
+            break;
+        return;
+    }
+    compact_done(c);
+}
+
+static void compact_start(struct wb *wb)
+{
+    struct fino *fi = wb->fi;
+    struct compact *c = calloc(1, sizeof *c);
+    if (!c || !(c->extents = malloc(fi->extents.len)) || !(c->buf = malloc(COMPACT_WIN))) {
+        if (c) free(c->extents);
+        free(c);
+        wb_stream(wb); /* without: it may fail with EFBIG */
+        return;
+    }
+    c->wb = wb;
+    memcpy(c->extents, fi->extents.p, fi->extents.len);
+    c->extents_len = fi->extents.len;
+    c->content_size = fi->content_size;
+    if (compact_pick(c, fi)) {
+        free(c->extents);
+        free(c->buf);
+        free(c);
+        wb_stream(wb);
+        return;
+    }
+    MKV_INFO("fs", "compacting ino=%llu windows=%zu", (unsigned long long)fi->ino, c->nwins);
+    compact_next(c);
+}
+
 static void wb_start(struct fs *fs, struct fino *fi)
 {
     struct wb *wb;
-    size_t n = 0;
-    uint64_t s = 0;
     int rv, inl;
     if (fi->writing) return;
     if (!(wb = calloc(1, sizeof *wb))) {
@@ -585,7 +799,20 @@ static void wb_start(struct fs *fs, struct fino *fi)
         }
         wb->list = fi->wb_list;
         wb->flags = MKV_WRITE_REPLACE;
+    } else if (compact_needed(fi)) {
+        compact_start(wb);
+        return;
     }
+    wb_stream(wb);
+}
+
+/* The round's ranges, back to back, to the chunk writer. */
+static void wb_stream(struct wb *wb)
+{
+    struct fs *fs = wb->fs;
+    size_t n = 0;
+    uint64_t s = 0;
+    int rv;
     for (struct dirty *d = wb->list; d; d = d->next) n++;
     if (n == 0) {
         wb_commit(wb); /* a size change alone */

@@ -73,7 +73,8 @@ INTEGRATION_TESTS = \
 	tests/integration/t_fuse_multi.sh \
 	tests/integration/t_fuse_faults.sh \
 	tests/integration/t_fuse_s3.sh \
-	tests/integration/t_fuse_full.sh
+	tests/integration/t_fuse_full.sh \
+	tests/integration/t_fuse_fragment.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

@@ -215,7 +215,15 @@ mkv_mount() {
     fail "mount of $src on $mnt did not become ready"
 }
 mkv_umount() {
-    fusermount3 -u "$1" || fail "fusermount3 -u $1"
+    # EBUSY can outlive a process that just ended by a moment (its last
+    # file references go after it is reaped): a few tries, then who holds it.
+    local i
+    for i in $(seq 20); do
+        fusermount3 -u "$1" 2>"$T/umount.err" && break
+        grep -q "busy" "$T/umount.err" || { cat "$T/umount.err"; fail "fusermount3 -u $1"; }
+        [ "$i" = 20 ] && { cat "$T/umount.err"; fuser -vm "$1" 2>&1 | head; fail "fusermount3 -u $1: busy for 5 s"; }
+        sleep 0.25
+    done
     for _ in $(seq 100); do
         pgrep -f "minikv-fuse .* $1( |\$)" >/dev/null || pgrep -f "mount.minikv .* $1( |\$)" >/dev/null || return 0
         sleep 0.1
