@@ -19,9 +19,9 @@
 #define MKV_FS_INT_H
 
 #define FUSE_USE_VERSION 312
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <openssl/evp.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
@@ -32,16 +32,16 @@
 
 struct fs_opts
 {
-    char *source;      /* "h1:7000,h2:7000/bucket" as given */
-    char *meta;        /* the metadata addresses part */
-    char *bucket;      /* NULL: the whole namespace */
-    char *chunk;       /* chunk server address (default: from the meta service) */
+    char *source; /* "h1:7000,h2:7000/bucket" as given */
+    char *meta;   /* the metadata addresses part */
+    char *bucket; /* NULL: the whole namespace */
+    char *chunk;  /* chunk server address (default: from the meta service) */
     double attr_timeout;
     double entry_timeout;
-    uint64_t op_timeout_ms;    /* how long a request may wait for the cluster */
-    uint64_t dirty_max;        /* buffered write bytes per file before writing back */
-    uint64_t inline_max;       /* files up to this size are stored inline */
-    uint64_t etag_max;         /* out-of-order written files up to this size get their MD5 at close */
+    uint64_t op_timeout_ms; /* how long a request may wait for the cluster */
+    uint64_t dirty_max;     /* buffered write bytes per file before writing back */
+    uint64_t inline_max;    /* files up to this size are stored inline */
+    uint64_t etag_max;      /* out-of-order written files up to this size get their MD5 at close */
     int read_only;
 };
 
@@ -62,8 +62,9 @@ struct fino
     uint64_t ino; /* the namespace's */
     uint64_t nlookup;
     unsigned opens;
-    int orphan;            /* unlinked while open: ORPHAN_DROP at the last release */
-    struct mkv_obj_info attr;  /* attribute fields only (slices not kept) */
+    int orphan;               /* unlinked while open: ORPHAN_DROP at the last release */
+    int dir_gone;             /* a directory removed (rmdir, replaced by a rename): nlink 0 */
+    struct mkv_obj_info attr; /* attribute fields only (slices not kept) */
     char etag[MKV_ETAG_MAX + 1];
     int have_attr;
     /* Until when (loop time, ms) attr may answer GETATTR without asking the
@@ -86,15 +87,15 @@ struct fino
     /* Writes not yet committed. */
     struct dirty *dirty;
     uint64_t dirty_bytes;
-    uint64_t size;      /* the size this mount sees (>= committed when written) */
-    int size_dirty;     /* size changed by writes, not yet committed */
-    int whole;          /* the buffer holds the whole content (new or truncated file) */
-    int writing;        /* a write-back is running */
-    int wb_error;       /* a write-back failed: reported by the next flush/fsync */
+    uint64_t size;                /* the size this mount sees (>= committed when written) */
+    int size_dirty;               /* size changed by writes, not yet committed */
+    int whole;                    /* the buffer holds the whole content (new or truncated file) */
+    int writing;                  /* a write-back is running */
+    int wb_error;                 /* a write-back failed: reported by the next flush/fsync */
     uint64_t wb_started, wb_done; /* write-back rounds */
-    struct dirty *wb_list;     /* the round being written (still read through) */
-    uint64_t content_size;     /* size of the committed content loaded */
-    struct fs_waiter *waiters; /* requests waiting for a write-back round */
+    struct dirty *wb_list;        /* the round being written (still read through) */
+    uint64_t content_size;        /* size of the committed content loaded */
+    struct fs_waiter *waiters;    /* requests waiting for a write-back round */
     /* The generation committed without an ETag (written out of order), to
      * compute (etag.c); 0: none due. */
     uint64_t etag_gen;
@@ -110,14 +111,14 @@ struct fs
 {
     struct fs_opts o;
     uv_loop_t loop;
-    uv_async_t wake;   /* requests queued */
-    uv_async_t stop;   /* unmounted: drain and close */
+    uv_async_t wake; /* requests queued */
+    uv_async_t stop; /* unmounted: drain and close */
     uv_timer_t drain;
     int64_t drain_deadline;
     uv_thread_t thread;
     struct mkv_client *client;
     struct fuse_session *se;
-    uint64_t root;  /* namespace inode of the mount's root */
+    uint64_t root;      /* namespace inode of the mount's root */
     int64_t mounted_ns; /* the times of the namespace root, which keeps none */
     char *mountpoint;
     /* hand-off queue from libfuse threads */
@@ -140,11 +141,38 @@ struct fs
 
 /* A request handed from a libfuse thread to the client thread. */
 enum fop_kind {
-    FOP_LOOKUP = 1, FOP_FORGET, FOP_GETATTR, FOP_SETATTR, FOP_READLINK, FOP_MKNOD, FOP_MKDIR,
-    FOP_SYMLINK, FOP_UNLINK, FOP_RMDIR, FOP_RENAME, FOP_LINK, FOP_OPEN, FOP_CREATE, FOP_READ,
-    FOP_WRITE, FOP_FLUSH, FOP_RELEASE, FOP_FSYNC, FOP_OPENDIR, FOP_READDIR, FOP_RELEASEDIR,
-    FOP_STATFS, FOP_SETXATTR, FOP_GETXATTR, FOP_LISTXATTR, FOP_REMOVEXATTR, FOP_FALLOCATE,
-    FOP_FORGET_MULTI, FOP_GETLK, FOP_SETLK, FOP_FLOCK,
+    FOP_LOOKUP = 1,
+    FOP_FORGET,
+    FOP_GETATTR,
+    FOP_SETATTR,
+    FOP_READLINK,
+    FOP_MKNOD,
+    FOP_MKDIR,
+    FOP_SYMLINK,
+    FOP_UNLINK,
+    FOP_RMDIR,
+    FOP_RENAME,
+    FOP_LINK,
+    FOP_OPEN,
+    FOP_CREATE,
+    FOP_READ,
+    FOP_WRITE,
+    FOP_FLUSH,
+    FOP_RELEASE,
+    FOP_FSYNC,
+    FOP_OPENDIR,
+    FOP_READDIR,
+    FOP_RELEASEDIR,
+    FOP_STATFS,
+    FOP_SETXATTR,
+    FOP_GETXATTR,
+    FOP_LISTXATTR,
+    FOP_REMOVEXATTR,
+    FOP_FALLOCATE,
+    FOP_FORGET_MULTI,
+    FOP_GETLK,
+    FOP_SETLK,
+    FOP_FLOCK,
 };
 
 struct fop
@@ -178,8 +206,8 @@ struct fop
     struct fs *fs;
     struct mkv_meta_req m;
     struct fino *fi;
-    void *ctx;  /* fs_meta's callback */
-    void *ctx2; /* the operation's own state */
+    void *ctx;                     /* fs_meta's callback */
+    void *ctx2;                    /* the operation's own state */
     void (*after)(struct fop *op); /* a step that runs before the operation itself */
     int status;                    /* carried from one step to the next */
 };

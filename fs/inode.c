@@ -137,7 +137,9 @@ void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st)
         default: st->st_mode |= S_IFREG; break;
         }
     }
-    st->st_nlink = a->type == MKV_T_DIR ? 1 : a->nlink;
+    /* Directories say 1 (the number of subdirectories is not kept: find
+     * and others read 1 as "unknown"), 0 once removed. */
+    st->st_nlink = a->type == MKV_T_DIR ? (fi->dir_gone ? 0 : 1) : a->nlink;
     st->st_uid = a->uid;
     st->st_gid = a->gid;
     st->st_size = (off_t)(a->type == MKV_T_FILE ? fi->size : a->size);
@@ -149,7 +151,8 @@ void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st)
         fi->generation == fi->attr.generation && !fi->size_dirty)
         st->st_blocks = (blkcnt_t)((fi->stored + 511) / 512);
     if (fi->ino == 1 && !a->mtime) { /* the namespace root */
-        st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = fs->mounted_ns / 1000000000LL;
+        st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec =
+            fs->mounted_ns / 1000000000LL;
         return;
     }
     st->st_atim.tv_sec = a->atime / 1000000000LL;

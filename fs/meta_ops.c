@@ -132,7 +132,9 @@ void op_getattr(struct fop *op)
     /* Within attr_timeout of the cluster's answer, and kept exact by this
      * mount's own changes since: what the kernel would have cached had it
      * not dropped its copy after those changes. */
-    if ((fi = fino_find(op->fs, q.ino)) && fino_attr_fresh(op->fs, fi)) {
+    /* A removed directory is gone from the cluster: what a descriptor
+     * still open on it sees is what this mount knows (nlink 0). */
+    if ((fi = fino_find(op->fs, q.ino)) && (fi->dir_gone || fino_attr_fresh(op->fs, fi))) {
         reply_attr(op, fi);
         return;
     }
@@ -190,6 +192,10 @@ void op_setattr(struct fop *op)
     else if (s & FUSE_SET_ATTR_ATIME) q.valid |= MKV_SET_ATIME, q.atime = ts_ns(&op->st.st_atim);
     if (s & FUSE_SET_ATTR_MTIME_NOW) q.valid |= MKV_SET_MTIME_NOW;
     else if (s & FUSE_SET_ATTR_MTIME) q.valid |= MKV_SET_MTIME, q.mtime = ts_ns(&op->st.st_mtim);
+    /* truncate and ftruncate change mtime (and ctime) as Linux does, even to
+     * the size the cluster has (writes still buffered here were cut). */
+    if ((s & FUSE_SET_ATTR_SIZE) && !(s & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+        q.valid |= MKV_SET_MTIME_NOW;
     /* A truncation must not be undone by buffered writes committed after
      * it: those past the new size are dropped first, the rest written. */
     if (s & FUSE_SET_ATTR_SIZE) {
@@ -343,6 +349,7 @@ static void mark_orphan(struct fop *op, uint64_t ino, uint32_t nlink, int64_t no
     struct fino *fi = fino_find(op->fs, ino);
     if (fi && nlink == 0 && fi->opens) fi->orphan = 1;
     if (fi) {
+        if (fi->attr.type == MKV_T_DIR && nlink == 0) fi->dir_gone = 1;
         fi->attr.nlink = nlink;
         if (now > fi->attr.ctime) fi->attr.ctime = now;
         if (nlink == 0 && !fi->opens) fino_dirty_drop(fi); /* nobody will read it */
@@ -363,6 +370,7 @@ static void on_unlink(struct fop *op, int status, struct mkv_frame *reply)
     if (reply && mkv_frame_decode(reply, &mkv_desc_ino_unlink_rep, &rep) == 0) {
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), rep.now);
         if (op->kind == FOP_UNLINK) mark_orphan(op, rep.ino, rep.nlink, rep.now);
+        else if (rep.ino) mark_orphan(op, rep.ino, 0, rep.now); /* rmdir */
     }
     fuse_reply_err(op->req, 0);
     fop_free(op);

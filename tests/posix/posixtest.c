@@ -761,6 +761,18 @@ static void case_setattr_ctime(struct pt *t)
     STAT(t, "f", &b);
     PT_CHECK(t, ts_cmp(b.st_mtim, a.st_mtim) > 0, "mtime did not move on truncate");
     PT_CHECK(t, ts_cmp(b.st_ctim, a.st_ctim) > 0, "ctime did not move on truncate");
+    /* ftruncate to 0 of a file whose write is still buffered (Linux moves
+     * both times on any truncate; fstests generic/313). */
+    fd = (int)PT_OK(t, open("g", O_RDWR | O_CREAT | O_TRUNC, 0644));
+    PT_EQ(t, write(fd, "buffered", 8), 8);
+    PT_OK(t, fstat(fd, &a));
+    wait_past(a.st_mtim);
+    PT_OK(t, ftruncate(fd, 0));
+    PT_OK(t, fstat(fd, &b));
+    PT_CHECK(t, ts_cmp(b.st_mtim, a.st_mtim) > 0, "mtime did not move on ftruncate to 0");
+    PT_CHECK(t, ts_cmp(b.st_ctim, a.st_ctim) > 0, "ctime did not move on ftruncate to 0");
+    PT_EQ(t, b.st_size, 0);
+    PT_OK(t, close(fd));
 }
 
 static void case_setattr_chown_root(struct pt *t)
@@ -1651,9 +1663,17 @@ static void case_rename_dir_notempty(struct pt *t)
     PT_ERR2(t, renameat2_("a", "b", 0), ENOTEMPTY, EEXIST);
     EXPECT_STR(t, "a/keep", "a");
     EXPECT_STR(t, "b/x", "b");
-    /* Onto an empty directory it replaces it. */
+    /* Onto an empty directory it replaces it; a descriptor open on the
+     * replaced one sees it gone (nlink 0; fstests generic/035). */
     PT_OK(t, mkdir("c", 0755));
-    PT_OK(t, rename("a", "c"));
+    {
+        struct stat s;
+        int fd = (int)PT_OK(t, open("c", O_RDONLY | O_DIRECTORY));
+        PT_OK(t, rename("a", "c"));
+        PT_OK(t, fstat(fd, &s));
+        PT_EQ(t, s.st_nlink, 0);
+        PT_OK(t, close(fd));
+    }
     EXPECT_STR(t, "c/keep", "a");
     EXPECT_NAMES(t, ".", "b", "c");
 }
