@@ -499,6 +499,7 @@ void op_link(struct fop *op)
 struct dirh
 {
     uint64_t ino;
+    uint64_t until; /* the largest cookie when the listing began (0: none) */
 };
 
 void op_opendir(struct fop *op)
@@ -580,6 +581,10 @@ static void on_readdir(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -EIO);
         return;
     }
+    if (op->off <= 2) {
+        struct dirh *d = (struct dirh *)(uintptr_t)op->fh;
+        d->until = rep.last; /* 0 (empty then): nothing to bound */
+    }
     /* "." and ".." first (offsets 1 and 2). ".." names the parent, which
      * a handle does not know; glibc hides inode 0, so the root stands in. */
     for (off_t i = op->off; i < 2; i++) {
@@ -623,6 +628,9 @@ void op_readdir(struct fop *op)
     }
     q.ino = d->ino;
     q.cookie = op->off > 2 ? (uint64_t)op->off : 0;
+    /* Entries made after the listing began are left out (as POSIX allows):
+     * a program renaming each entry it reads still gets to the end. */
+    q.until = q.cookie ? d->until : 0;
     /* About as many as the kernel's buffer holds. */
     q.max = (uint32_t)MKV_MAX((size_t)8, MKV_MIN((size_t)512, op->size / (op->plus ? 160 : 32)));
     q.flags = op->plus ? MKV_INO_PLUS : 0;

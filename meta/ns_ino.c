@@ -254,6 +254,7 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
         struct mkv_dirent d;
         MDB_val dv;
         if (key.mv_size != 16 || mkv_get_be64(kp) != req.ino) break;
+        if (req.until && mkv_get_be64(kp + 8) > req.until) break; /* made since */
         if (v.mv_size < 1 || v.mv_size > MKV_NAME_MAX + 1) {
             rc = MDB_CORRUPTED;
             break;
@@ -293,6 +294,20 @@ int ns_ino_readdir(struct ns_op *op, const uint8_t *p, size_t len)
             break;
         }
         n++;
+    }
+    /* From the start: the largest cookie, where the listing ends. */
+    if ((rc == 0 || rc == MDB_NOTFOUND) && req.cookie == 0) {
+        int lc;
+        mkv_put_be64(k, req.ino);
+        mkv_put_be64(k + 8, UINT64_MAX);
+        key.mv_size = 16;
+        key.mv_data = k;
+        lc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+        lc =
+            lc == 0 ? mdb_cursor_get(c, &key, &v, MDB_PREV) : mdb_cursor_get(c, &key, &v, MDB_LAST);
+        if (lc == 0 && key.mv_size == 16 && mkv_get_be64(key.mv_data) == req.ino)
+            rep.last = mkv_get_be64((const uint8_t *)key.mv_data + 8);
+        else if (lc && lc != MDB_NOTFOUND) rc = lc;
     }
     mdb_cursor_close(c);
     mkv_buf_free(&attr);

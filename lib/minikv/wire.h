@@ -478,10 +478,14 @@ struct mkv_msgdesc
     F(s, U64, ino, 0)                                                      \
     F(s, U64, cookie, 0) /* the last entry's cookie (0: from the start) */ \
     F(s, U32, max, 0)                                                      \
-    F(s, U32, flags, 0) /* MKV_INO_PLUS: with attributes */
+    F(s, U32, flags, 0) /* MKV_INO_PLUS: with attributes */                \
+    F(s, U64, until, 0) /* not 0: entries made later (a larger cookie) are \
+                           left out: a listing ends even while entries     \
+                           are renamed within the directory */
 #define MKV_FIELDS_ino_readdir_rep(F, s)               \
     F(s, BLOB, entries, 1u << 20) /* dirent records */ \
-    F(s, U8, eof, 0)
+    F(s, U8, eof, 0)                                   \
+    F(s, U64, last, 0)                 /* from the start: the directory's largest cookie now */
 #define MKV_FIELDS_ino_write_req(F, s) /* [raft] */                              \
     F(s, U64, ino, 0)                                                            \
     F(s, U64, size, 0)                 /* the size afterwards */                 \

@@ -1467,6 +1467,34 @@ static void case_readdir_concurrent(struct pt *t)
     free(nm.v);
 }
 
+/* Renaming each entry as it is read, within the same directory: the
+ * listing ends (a renamed entry may be seen again under its new name, as
+ * POSIX allows, but not for ever; fstests generic/736). */
+static void case_readdir_rename_each(struct pt *t)
+{
+    enum { N = 300 };
+    DIR *dir;
+    struct dirent *de;
+    char name[64], to[80];
+    long seen = 0, renamed = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "f%04d", i);
+        close((int)PT_OK(t, open(name, O_WRONLY | O_CREAT | O_EXCL, 0644)));
+    }
+    dir = opendir(".");
+    PT_CHECK(t, dir != NULL, "opendir: %s", strerror(errno));
+    if (!dir) return;
+    while ((de = readdir(dir)) && seen < 10 * N) {
+        if (de->d_name[0] == '.') continue;
+        seen++;
+        snprintf(to, sizeof to, "r%ld-%.40s", renamed++, de->d_name);
+        PT_OK(t, rename(de->d_name, to));
+    }
+    closedir(dir);
+    PT_CHECK(t, seen >= N && seen < 3 * N, "%ld entries read while renaming %d (want %d to %d)", seen,
+             N, N, 3 * N - 1);
+}
+
 static void case_readdir_seekdir(struct pt *t)
 {
     enum { N = 150 };
@@ -2787,6 +2815,7 @@ static const struct pt_case cases[] = {
     C(sync_calls, 0, "fsync, fdatasync, close (flush), fsync of a directory return 0"),
     C(readdir_basic, 0, "every entry once, d_type and d_ino match lstat"),
     C(readdir_concurrent, 0, "2,000 entries listed with small reads/resumes during churn"),
+    C(readdir_rename_each, 0, "renaming each entry as it is read: the listing ends"),
     C(readdir_seekdir, 0, "seekdir to saved telldir positions resumes there"),
     C(unlink_open_file, 0, "unlinked open file: readable, writable, nlink 0, name gone"),
     C(rename_replace_atomic, 0, "rename over a file while a reader reopens it: never ENOENT"),
