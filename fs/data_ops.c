@@ -1414,7 +1414,48 @@ static void on_falloc_space(struct mkv_call *call, int status, struct mkv_frame 
     falloc_extend(op, fi);
 }
 
+static void falloc_go(struct fop *op);
+
+static void on_falloc_killpriv(struct fop *op, int status, struct mkv_frame *reply)
+{
+    struct fino *fi = file_of(op);
+    struct mkv_obj_info oi;
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    if (fi && reply && mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0)
+        fino_set_attr(op->fs, fi, &oi);
+    /* The kernel keeps the mode it saw: its attributes (not its pages)
+     * are dropped so that the next stat asks. */
+    if (fi) fuse_lowlevel_notify_inval_inode(op->fs->se, fs_fuse_ino(op->fs, fi->ino), -1, 0);
+    falloc_go(op);
+}
+
+/* As a write does (the kernel asks for it there), fallocate by a user
+ * other than root clears the setuid and setgid bits first. */
 void op_fallocate(struct fop *op)
+{
+    struct fino *fi = file_of(op);
+    struct mkv_ino_setattr_req q = {0};
+    int rv;
+    if (!fi) {
+        fop_error(op, -EBADF);
+        return;
+    }
+    if (op->uid == 0 || !(fi->attr.mode & (S_ISUID | S_ISGID)) ||
+        (op->flags & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))) {
+        falloc_go(op);
+        return;
+    }
+    q.ino = fi->ino;
+    q.valid = MKV_SET_MODE;
+    q.mode = fi->attr.mode & 07777 & ~(uint32_t)(S_ISUID | S_ISGID);
+    if ((rv = fs_meta(op, MKV_MSG_INO_SETATTR, &mkv_desc_ino_setattr_req, &q, on_falloc_killpriv)))
+        fop_error(op, rv);
+}
+
+static void falloc_go(struct fop *op)
 {
     struct fino *fi = file_of(op);
     int mode = op->flags, rv;
