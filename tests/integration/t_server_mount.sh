@@ -17,7 +17,8 @@ grep -q "mounted         $M" "$T/server.log" || fail "the server did not report 
 
 log "mkdir makes a bucket; files are objects"
 mkdir "$M/photos" || fail "mkdir of a bucket"
-aws_v2 s3 ls | grep -qw photos || fail "the bucket made by mkdir is not listed by S3"
+out=$(aws_v2 s3 ls) || fail "S3 list of buckets"
+grep -qw photos <<<"$out" || fail "the bucket made by mkdir is not listed by S3"
 rand_file "$T/big" 3000000
 mkdir -p "$M/photos/2024" && cp "$T/big" "$M/photos/2024/big.bin" || fail "cp into the mount"
 aws_v2 s3 cp s3://photos/2024/big.bin "$T/big.s3" >/dev/null || fail "S3 GET of a file the mount wrote"
