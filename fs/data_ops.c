@@ -130,34 +130,36 @@ static int dirty_put(struct fino *fi, uint64_t off, const uint8_t *data, size_t 
     return dirty_insert(&fi->dirty, &fi->dirty_bytes, off, data, len);
 }
 
-/* Adds the parts of base [0, n) that no range of *list covers. */
-static int dirty_under(struct dirty **list, const uint8_t *base, size_t n)
+/* Puts base[0, n) at off under the ranges of list (they win). */
+static int dirty_under_at(struct dirty **list, uint64_t off, const uint8_t *base, size_t n)
 {
-    uint64_t pos = 0, junk = 0;
-    struct dirty *d;
-    uint64_t gaps[64][2];
-    int ng = 0, rv;
-    /* Collect the gaps first: inserting merges ranges under our feet. */
-    for (d = *list; d && pos < n; d = d->next) {
-        if (d->off > pos) {
-            if (ng == 64) break;
-            gaps[ng][0] = pos;
-            gaps[ng++][1] = MKV_MIN((uint64_t)n, d->off);
+    uint64_t pos = off, end = off + n, junk = 0, (*gaps)[2] = NULL;
+    size_t ng = 0, cap = 0;
+    int rv = 0;
+    /* The gaps first: inserting merges ranges under our feet. */
+    for (struct dirty *d = *list; pos < end; d = d ? d->next : NULL) {
+        uint64_t lo = pos, hi = d ? MKV_MIN(end, d->off) : end;
+        if (d && d->off + d->len <= pos) continue;
+        if (hi > lo) {
+            if (ng == cap) {
+                void *g = realloc(gaps, (cap = cap ? 2 * cap : 16) * sizeof *gaps);
+                if (!g) {
+                    free(gaps);
+                    return -ENOMEM;
+                }
+                gaps = g;
+            }
+            gaps[ng][0] = lo;
+            gaps[ng++][1] = hi;
         }
-        if (d->off + d->len > pos) pos = d->off + d->len;
+        if (!d) break;
+        pos = MKV_MAX(pos, d->off + d->len);
     }
-    if (pos < n && ng < 64) {
-        gaps[ng][0] = pos;
-        gaps[ng++][1] = n;
-    }
-    for (int i = 0; i < ng; i++) {
-        struct dirty *saved = *list;
-        (void)saved;
-        if ((rv = dirty_insert(list, &junk, gaps[i][0], base + gaps[i][0],
-                               (size_t)(gaps[i][1] - gaps[i][0]))))
-            return rv;
-    }
-    return pos < n && ng == 64 ? -EFBIG : 0;
+    for (size_t i = 0; i < ng && !rv; i++)
+        rv = dirty_insert(list, &junk, gaps[i][0], base + (gaps[i][0] - off),
+                          (size_t)(gaps[i][1] - gaps[i][0]));
+    free(gaps);
+    return rv;
 }
 
 void fino_truncated(struct fino *fi, uint64_t size)
@@ -624,38 +626,6 @@ static int compact_pick(struct compact *c, struct fino *fi)
     return 0;
 }
 
-/* Puts base[0, n) at off under the ranges of list (they win). */
-static int dirty_under_at(struct dirty **list, uint64_t off, const uint8_t *base, size_t n)
-{
-    uint64_t pos = off, end = off + n, junk = 0, (*gaps)[2] = NULL;
-    size_t ng = 0, cap = 0;
-    int rv = 0;
-    /* The gaps first: inserting merges ranges under our feet. */
-    for (struct dirty *d = *list; pos < end; d = d ? d->next : NULL) {
-        uint64_t lo = pos, hi = d ? MKV_MIN(end, d->off) : end;
-        if (d && d->off + d->len <= pos) continue;
-        if (hi > lo) {
-            if (ng == cap) {
-                void *g = realloc(gaps, (cap = cap ? 2 * cap : 16) * sizeof *gaps);
-                if (!g) {
-                    free(gaps);
-                    return -ENOMEM;
-                }
-                gaps = g;
-            }
-            gaps[ng][0] = lo;
-            gaps[ng++][1] = hi;
-        }
-        if (!d) break;
-        pos = MKV_MAX(pos, d->off + d->len);
-    }
-    for (size_t i = 0; i < ng && !rv; i++)
-        rv = dirty_insert(list, &junk, gaps[i][0], base + (gaps[i][0] - off),
-                          (size_t)(gaps[i][1] - gaps[i][0]));
-    free(gaps);
-    return rv;
-}
-
 static void compact_next(struct compact *c);
 
 static void compact_done(struct compact *c)
@@ -792,8 +762,8 @@ static void wb_start(struct fs *fs, struct fino *fi)
     if (fi->data.len) {
         /* Inline bytes cannot stay beside chunks: they are written again
          * (under the ranges, which win) and the content replaced. */
-        if ((rv = dirty_under(&fi->wb_list, fi->data.p,
-                              MKV_MIN((size_t)fi->data.len, (size_t)wb->size)))) {
+        if ((rv = dirty_under_at(&fi->wb_list, 0, fi->data.p,
+                                 MKV_MIN((size_t)fi->data.len, (size_t)wb->size)))) {
             wb_finish(wb, rv);
             return;
         }
