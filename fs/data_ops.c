@@ -1167,6 +1167,23 @@ static void flush_done(struct fop *op)
     reply_ok(op, 0);
 }
 
+static void on_durable(struct fop *op, int status, struct mkv_frame *reply)
+{
+    (void)reply;
+    if (status) {
+        MKV_WARN("fs", "fsync failed err=\"%s\"", op->m.errmsg);
+        fop_error(op, status);
+        return;
+    }
+    reply_ok(op, 0);
+}
+
+void op_fsyncdir(struct fop *op)
+{
+    int rv = fs_meta_sync(op, on_durable);
+    if (rv) fop_error(op, rv);
+}
+
 static void on_synced(struct fop *op, int status)
 {
     struct fino *fi = file_of(op);
@@ -1182,7 +1199,9 @@ static void on_synced(struct fop *op, int status)
         fop_error(op, status);
         return;
     }
-    reply_ok(op, 0);
+    /* fsync: the data is committed (answered early); make it, and every
+     * namespace change before it, durable. */
+    if ((status = fs_meta_sync(op, on_durable))) fop_error(op, status);
 }
 
 int fs_sync_then(struct fop *op, void (*cb)(struct fop *op, int status))

@@ -87,6 +87,13 @@ int fs_meta(struct fop *op, uint16_t type, const struct mkv_msgdesc *d, const vo
     return mkv_meta_call(op->fs->client, &op->m, type, d, msg, on_meta);
 }
 
+int fs_meta_sync(struct fop *op, void (*cb)(struct fop *op, int status, struct mkv_frame *reply))
+{
+    op->m.data = op;
+    op->ctx = (void *)cb;
+    return mkv_client_sync(op->fs->client, &op->m, on_meta);
+}
+
 /* ---- kernel cache invalidation ---- */
 
 static void *inval_main(void *arg)
@@ -167,6 +174,7 @@ static void dispatch(struct fop *op)
     case FOP_FLUSH: op_flush(op); break;
     case FOP_RELEASE: op_release(op); break;
     case FOP_FSYNC: op_fsync(op); break;
+    case FOP_FSYNCDIR: op_fsyncdir(op); break;
     case FOP_OPENDIR: op_opendir(op); break;
     case FOP_READDIR: op_readdir(op); break;
     case FOP_RELEASEDIR: op_releasedir(op); break;
@@ -523,11 +531,13 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    /* Every namespace change is durable (in the Raft log) once answered. */
-    (void)ino;
+    /* Namespace changes are answered before they are durable (early
+     * replies): this waits until every one so far is. */
+    struct fop *op = fop_new(req, FOP_FSYNCDIR, ino);
     (void)datasync;
     (void)fi;
-    fuse_reply_err(req, 0);
+    if (!op) return;
+    submit(fs_of(req), op);
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino)

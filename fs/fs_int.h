@@ -14,7 +14,13 @@
  * metadata; writes go to a per-inode buffer of dirty ranges, written to
  * new chunks and committed (INO_WRITE, one Raft command) on flush, fsync,
  * release, or when the buffer passes its limit. Reads overlay the dirty
- * ranges on the committed content, so a mount reads its own writes. */
+ * ranges on the committed content, so a mount reads its own writes.
+ *
+ * Durability: the mount takes early replies (mkv_client_opts.early_replies):
+ * a namespace change or INO_WRITE is answered once the leader has applied
+ * it, visible to every client at once, and made durable by the next
+ * META_SYNC, which fsync and fsyncdir send. As on a local file system, what
+ * was not fsynced may be lost in a crash; what fsync answered is not. */
 #ifndef MKV_FS_INT_H
 #define MKV_FS_INT_H
 
@@ -173,6 +179,7 @@ enum fop_kind {
     FOP_GETLK,
     FOP_SETLK,
     FOP_FLOCK,
+    FOP_FSYNCDIR,
 };
 
 struct fop
@@ -244,6 +251,9 @@ int fs_errno(int status);
 /* A meta call for op; cb gets op back. Returns 0 or a negative code. */
 int fs_meta(struct fop *op, uint16_t type, const struct mkv_msgdesc *d, const void *msg,
             void (*cb)(struct fop *op, int status, struct mkv_frame *reply));
+/* cb once every namespace change this mount was answered is durable
+ * (mkv_client_sync: -EIO when some may have been lost). */
+int fs_meta_sync(struct fop *op, void (*cb)(struct fop *op, int status, struct mkv_frame *reply));
 
 /* inode.c */
 struct fino *fino_get(struct fs *fs, uint64_t ino);
@@ -290,6 +300,7 @@ void op_read(struct fop *op);
 void op_write(struct fop *op);
 void op_flush(struct fop *op);
 void op_fsync(struct fop *op);
+void op_fsyncdir(struct fop *op);
 void op_release(struct fop *op);
 void op_fallocate(struct fop *op);
 void op_create_existing(struct fop *op, struct mkv_frame *reply);

@@ -406,6 +406,7 @@ int main(int argc, char **argv)
     co.chunk = fs->o.chunk;
     co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
     co.retry_ms = fs->o.op_timeout_ms;
+    co.early_replies = 1; /* fsync and fsyncdir are the durability points */
     co.cred = have_cred ? &cred : NULL;
     rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err);
     memset(&cred, 0, sizeof cred);

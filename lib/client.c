@@ -122,6 +122,7 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     uv_idle_init(loop, &c->local_idle);
     c->retry_timer.data = c->local_idle.data = c;
     c->handles = 2;
+    c->early = o->early_replies;
     c->local_meta_read = o->local_meta_read;
     c->local_meta_ctx = o->local_meta_ctx;
     c->local_chunk_read = o->local_chunk_read;
@@ -218,6 +219,40 @@ static int find_or_add_meta(struct mkv_client *c, const char *addr)
     return add_meta_node(c, addr);
 }
 
+/* A command answered (maybe early) over the current connection to
+ * meta[req->peer]: remember the connection of the oldest one no sync has
+ * covered yet; one over a different connection makes the next sync unable
+ * to vouch for them all. */
+static void early_seen(struct mkv_client *c, const struct mkv_meta_req *req)
+{
+    uint64_t conn = mkv_peer_connects(c->meta[req->peer].peer);
+    if (c->early_seen == c->early_synced) {
+        c->early_peer = req->peer;
+        c->early_connects = conn;
+    } else if (req->peer != c->early_peer || conn != c->early_connects) {
+        c->early_broken = 1;
+    }
+    c->early_seen++;
+}
+
+/* META_SYNC answered on meta[req->peer]: the early replies it covers are
+ * durable if they all came over the connection it was answered on (a
+ * reconnect in between may hide a restart that lost them). */
+static int early_synced(struct mkv_client *c, struct mkv_meta_req *req)
+{
+    int lost;
+    if (c->early_synced >= req->sync_upto) return 0;
+    lost = c->early_broken || req->peer != c->early_peer ||
+           mkv_peer_connects(c->meta[req->peer].peer) != c->early_connects;
+    c->early_synced = req->sync_upto;
+    if (c->early_seen == c->early_synced) c->early_broken = 0;
+    if (!lost) return 0;
+    snprintf(req->errmsg, sizeof req->errmsg,
+             "the metadata service was reconnected before changes it had answered were "
+             "durable: they may be lost");
+    return -EIO;
+}
+
 static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_meta_req *req = MKV_CONTAINER_OF(call, struct mkv_meta_req, call);
@@ -225,6 +260,12 @@ static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *r
     char leader[256] = "";
     if (status < 0 && reply)
         mkv_reply_error(reply, req->errmsg, sizeof req->errmsg, leader, sizeof leader);
+    if (status == 0 && c->early && req->slot >= 0 && req->type != MKV_MSG_META_ALLOC)
+        early_seen(c, req);
+    if (status == 0 && req->type == MKV_MSG_META_SYNC && (status = early_synced(c, req))) {
+        meta_finish(req, status, NULL);
+        return;
+    }
     if (status == 0 || c->closing || !is_retryable(status) || status == -ECANCELED) {
         meta_finish(req, status, reply);
         return;
@@ -308,7 +349,11 @@ static void meta_send(struct mkv_meta_req *req)
         mkv_put_le64(req->payload.p, c->client_base | (uint64_t)req->slot);
         mkv_put_le64(req->payload.p + 8, req->seq);
         flags = MKV_FRAME_SESSION;
+        /* Never chunk ids: ids answered early and lost in a crash would be
+         * given out again. */
+        if (c->early && req->type != MKV_MSG_META_ALLOC) flags |= MKV_FRAME_EARLY;
     }
+    req->peer = c->leader;
     of = mkv_outframe_new(req->payload.len);
     if (!of) {
         meta_finish(req, -ENOMEM, NULL);
@@ -344,6 +389,13 @@ static void slot_release(struct mkv_client *c, int slot)
         req->seq = c->slot_seq[req->slot]++;
         meta_send(req);
     }
+}
+
+int mkv_client_sync(struct mkv_client *c, struct mkv_meta_req *req, mkv_meta_cb cb)
+{
+    struct mkv_meta_sync_req q = {0};
+    req->sync_upto = c->early_seen;
+    return mkv_meta_call(c, req, MKV_MSG_META_SYNC, &mkv_desc_meta_sync_req, &q, cb);
 }
 
 int mkv_meta_call(struct mkv_client *c, struct mkv_meta_req *req, uint16_t type,
@@ -422,7 +474,7 @@ static void id_serve(struct mkv_client *c, int status)
         else r->cb(r, 0, c->id_next++);
     }
     if (c->id_wait_head && !c->id_inflight && !c->closing) {
-        struct mkv_meta_alloc_req q = {ID_BATCH};
+        struct mkv_meta_alloc_req q = {.count = ID_BATCH, .flags = 0};
         int rv;
         c->id_inflight = 1;
         c->id_req.data = c;

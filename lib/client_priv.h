@@ -43,6 +43,14 @@ struct mkv_client
     struct mkv_meta_req id_req;
     int closing;
     unsigned inflight;
+    /* Early replies (opts.early_replies): how many came, how many a
+     * META_SYNC has covered, and the connection the oldest uncovered one
+     * came over (meta[] index, that peer's connection count). */
+    int early;
+    uint64_t early_seen, early_synced;
+    unsigned early_peer;
+    uint64_t early_connects;
+    int early_broken; /* one came over another connection: cannot tell */
     /* Shortcuts to services in this process (mkv_client_opts). */
     int (*local_meta_read)(void *ctx, uint16_t type, const void *req, size_t len, int *status,
                            struct mkv_buf *reply);

@@ -123,6 +123,7 @@ struct mkv_peer
     size_t queued_bytes;
     const struct mkv_peer_hello *hello;
     void *hello_data;
+    uint64_t connects; /* connections made so far */
 };
 
 /* The per-thread read buffer; freed by the key's destructor when the
@@ -877,6 +878,11 @@ const char *mkv_peer_address(const struct mkv_peer *p)
     return p->address;
 }
 
+uint64_t mkv_peer_connects(const struct mkv_peer *p)
+{
+    return p->connects;
+}
+
 size_t mkv_peer_queued_bytes(const struct mkv_peer *p)
 {
     return p->queued_bytes;
@@ -1030,6 +1036,7 @@ static void peer_connect_addr(struct mkv_peer *p, const struct sockaddr *sa)
     }
     c->peer = p;
     p->conn = c;
+    p->connects++;
     p->connect_req.data = p;
     rv = uv_tcp_connect(&p->connect_req, &c->tcp, sa, on_peer_connected);
     if (rv) {

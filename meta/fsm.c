@@ -69,6 +69,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     uint64_t applied;
     if (n->fatal) return RAFT_IOERR;
     if (n->snap_busy) return RAFT_BUSY;
+    /* The batch holds entries applied ahead and not committed: it cannot
+     * be committed yet. raft tries again after its next commit. */
+    if (mkv_node_holding(n)) return RAFT_BUSY;
     /* Everything applied so far must be in the copy: commit the batch. */
     if (mkv_ns_snapshot_prepare(n->ns, &applied)) {
         mkv_node_fail(n, "snapshot commit");
@@ -129,8 +132,7 @@ static void snapshot_release(struct mkv_node *n)
     n->snap_busy = 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                                 unsigned *n_bufs)
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct mkv_node *n = fsm->data;
     if (*n_bufs == 2) {

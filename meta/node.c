@@ -29,15 +29,13 @@ int mkv_node_shift_port(const char *addr, int delta, char *out, size_t outlen)
     if (mkv_parse_hostport(addr, host, sizeof host, &port)) return -EINVAL;
     port += delta;
     if (port <= 0 || port > 65535) return -EINVAL;
-    if (strchr(host, ':'))
-        n = snprintf(out, outlen, "[%s]:%d", host, port);
-    else
-        n = snprintf(out, outlen, "%s:%d", host, port);
+    if (strchr(host, ':')) n = snprintf(out, outlen, "[%s]:%d", host, port);
+    else n = snprintf(out, outlen, "%s:%d", host, port);
     return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
-int mkv_node_parse_peers(const char *peers, char *buf, size_t buflen, uint64_t *ids,
-                         char **addrs, int max)
+int mkv_node_parse_peers(const char *peers, char *buf, size_t buflen, uint64_t *ids, char **addrs,
+                         int max)
 {
     char *save = NULL, *tok;
     int n = 0;
@@ -83,18 +81,43 @@ void mkv_node_kick(struct mkv_node *n)
 static void enqueue(struct mkv_node *n, struct mkv_node_req *req)
 {
     req->next = NULL;
-    if (n->q_tail)
-        n->q_tail->next = req;
-    else
-        n->q_head = req;
+    if (n->q_tail) n->q_tail->next = req;
+    else n->q_head = req;
     n->q_tail = req;
 }
 
-/* Commits the batch, then answers every queued command. */
+/* Answers the mkv_node_sync waiters whose index is applied (every one of
+ * them when the node stops or failed). */
+static void release_syncs(struct mkv_node *n)
+{
+    struct mkv_node_req **pp = &n->sync_head, *r;
+    raft_index applied = raft_last_applied(&n->raft);
+    while ((r = *pp)) {
+        if (n->fatal || n->stopping || n->ahead_lost) {
+            r->status = MKV_EUNAVAILABLE;
+        } else if (r->sync_index <= applied) {
+            struct mkv_meta_sync_rep rep = {.index = applied};
+            r->status = mkv_msg_append(&r->reply, &mkv_desc_meta_sync_rep, &rep);
+        } else {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        enqueue(n, r);
+    }
+}
+
+/* Commits the batch (unless it holds entries applied ahead that are not
+ * committed yet), then answers every queued command. */
 static void deliver(struct mkv_node *n)
 {
     struct mkv_node_req *req, *next;
-    if (!n->fatal && mkv_ns_dirty(n->ns) && mkv_ns_flush(n->ns)) mkv_node_fail(n, "commit");
+    int hold = mkv_node_holding(n);
+    if (n->ahead_lost) mkv_ns_discard(n->ns);
+    else if (!n->fatal && !hold && mkv_ns_dirty(n->ns) && mkv_ns_flush(n->ns))
+        mkv_node_fail(n, "commit");
+    if (!hold) n->hold_count = 0;
+    release_syncs(n);
     req = n->q_head;
     n->q_head = n->q_tail = NULL;
     for (; req; req = next) {
@@ -110,6 +133,41 @@ static void deliver(struct mkv_node *n)
     }
 }
 
+static unsigned count_voters(struct raft *r)
+{
+    unsigned voters = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
+    return voters;
+}
+
+static void bump_cb(struct mkv_node_req *req, int status, const uint8_t *reply, size_t len)
+{
+    struct mkv_node *n = req->node;
+    (void)reply;
+    (void)len;
+    n->bump_inflight = 0;
+    if (status) MKV_WARN("meta", "inode skip at start failed err=\"%s\"", mkv_strerror(status));
+}
+
+/* A leader that may apply ahead first skips inode numbers (a committed
+ * META_ALLOC): a crash may have lost creates it had answered early, and
+ * their numbers, which a mount may still hold in its kernel's inode cache,
+ * must not name new files. Submitted before any command can be applied
+ * ahead in this term, so it is in the log before any of them. Chunk ids
+ * need no such skip: META_ALLOC is never answered early. */
+static void skip_inodes(struct mkv_node *n)
+{
+    struct mkv_meta_alloc_req q = {.count = 1u << 16, .flags = MKV_ALLOC_INODES};
+    uint8_t pl[16];
+    size_t len;
+    if (n->bump_inflight || count_voters(&n->raft) != 1) return;
+    if (mkv_msg_encode(&mkv_desc_meta_alloc_req, &q, pl, sizeof pl, &len)) return;
+    if (mkv_node_submit(n, &n->bump_req, MKV_MSG_META_ALLOC, 0, 0, mkv_now_ns(), pl, len, 0,
+                        bump_cb) == 0)
+        n->bump_inflight = 1;
+}
+
 static void barrier_cb(struct raft_barrier *b, int status)
 {
     struct mkv_node *n = b->data;
@@ -118,9 +176,10 @@ static void barrier_cb(struct raft_barrier *b, int status)
         n->raft.current_term == n->barrier_term) {
         n->ready = 1;
         n->ready_term = n->barrier_term;
-        MKV_INFO("meta", "leader ready id=%llu term=%llu applied=%llu",
-                 (unsigned long long)n->id, (unsigned long long)n->raft.current_term,
+        MKV_INFO("meta", "leader ready id=%llu term=%llu applied=%llu", (unsigned long long)n->id,
+                 (unsigned long long)n->raft.current_term,
                  (unsigned long long)raft_last_applied(&n->raft));
+        skip_inodes(n);
     }
     mkv_node_kick(n);
 }
@@ -144,10 +203,8 @@ static void track_leadership(struct mkv_node *n)
     if (n->barrier_inflight) return;
     n->barrier.data = n;
     n->barrier_term = r->current_term;
-    if (raft_barrier(r, &n->barrier, barrier_cb) == 0)
-        n->barrier_inflight = 1;
-    else
-        mkv_node_kick(n); /* try again next iteration */
+    if (raft_barrier(r, &n->barrier, barrier_cb) == 0) n->barrier_inflight = 1;
+    else mkv_node_kick(n); /* try again next iteration */
 }
 
 static void log_replay(struct mkv_node *n)
@@ -155,12 +212,11 @@ static void log_replay(struct mkv_node *n)
     if (n->replay_logged) return;
     if (raft_last_applied(&n->raft) < n->stats.start_last_index && !n->ready) return;
     n->replay_logged = 1;
-    MKV_INFO("meta",
-             "replay done snapshot=%llu log_last=%llu replayed=%llu skipped=%llu applied=%llu",
-             (unsigned long long)n->stats.start_snapshot,
-             (unsigned long long)n->stats.start_last_index,
-             (unsigned long long)n->stats.replayed, (unsigned long long)n->stats.replay_skipped,
-             (unsigned long long)raft_last_applied(&n->raft));
+    MKV_INFO(
+        "meta", "replay done snapshot=%llu log_last=%llu replayed=%llu skipped=%llu applied=%llu",
+        (unsigned long long)n->stats.start_snapshot, (unsigned long long)n->stats.start_last_index,
+        (unsigned long long)n->stats.replayed, (unsigned long long)n->stats.replay_skipped,
+        (unsigned long long)raft_last_applied(&n->raft));
 }
 
 static void update_local_reads(struct mkv_node *n);
@@ -176,7 +232,9 @@ static void check_cb(uv_check_t *h)
     track_leadership(n);
     update_local_reads(n);
     log_replay(n);
-    if (!n->q_head && !mkv_ns_dirty(n->ns)) uv_idle_stop(&n->idle);
+    /* While the batch is held, nothing is due before raft's next write
+     * completes (its own I/O wakes the loop): do not spin. */
+    if (!n->q_head && (!mkv_ns_dirty(n->ns) || mkv_node_holding(n))) uv_idle_stop(&n->idle);
 }
 
 /* ---- periodic namespace sync ---- */
@@ -232,9 +290,144 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
     mkv_node_kick(n);
 }
 
-int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
-                    uint64_t client_id, uint64_t seq, int64_t now_ns, const void *payload,
-                    size_t len, mkv_node_cb cb)
+/* ---- applying ahead ----
+ *
+ * A command's reply normally waits for its commit: one fdatasync of the
+ * Raft log (a few hundred microseconds here), during which a client that
+ * works one request at a time (a FUSE mount under cp, tar, rm) waits.
+ *
+ * The leader of a group of one can instead apply the command to its
+ * uncommitted batch as it submits it, because the log order is known: the
+ * entry goes right after the last one, and every earlier entry is already
+ * applied (ahead_ok). Raft later applies the same entry, which the state
+ * machine skips (its index is already applied) and only then counts as
+ * committed.
+ *
+ * What keeps this safe:
+ * - The batch holding an entry applied ahead is not committed to LMDB
+ *   until raft has committed that entry (deliver, "hold"). LMDB therefore
+ *   never holds state the log would not rebuild after kill -9 or a power
+ *   loss, and snapshots wait for the hold to end (fsm_snapshot).
+ * - Readers see the batch meanwhile: queries on the loop read it
+ *   (mkv_ns_query), and reads from other threads (mkv_node_read_local)
+ *   are turned off for the hold, so no reader sees older state after a
+ *   reply announced newer.
+ * - If raft fails to commit such an entry (I/O error, shutdown), the batch
+ *   is dropped and the node stops serving: a restart rebuilds from the log.
+ * - A hold is bounded (HOLD_MAX_*): past it, commands wait for their commit
+ *   as usual until the batch has been committed.
+ *
+ * The reply goes out at the end of the iteration when the client asked
+ * for it early (MKV_NODE_EARLY: what it announces may be lost if the
+ * leader dies before the commit; mkv_node_sync tells when it is durable),
+ * and after the commit otherwise. With more than one voter nothing is
+ * applied ahead: a new leader could truncate the entry. */
+#define HOLD_MAX_NS (5 * 1000 * 1000)
+#define HOLD_MAX_ENTRIES 512
+
+struct ahead
+{
+    struct raft_apply apply;
+    struct mkv_node *n;
+    struct mkv_node_req *req; /* answered at the commit (NULL: answered early) */
+    int status;
+    struct mkv_buf reply;
+};
+
+static int ahead_ok(struct mkv_node *n)
+{
+    struct raft *r = &n->raft;
+    raft_index last = raft_last_index(r);
+    if (n->starting || n->snap_busy || n->ahead_lost || !mkv_node_ready(n)) return 0;
+    if (count_voters(r) != 1) return 0;
+    /* Every entry in the log is applied, by raft or ahead. */
+    if (last != raft_last_applied(r) && last != n->ahead_last) return 0;
+    if (mkv_node_holding(n) &&
+        (n->hold_count >= HOLD_MAX_ENTRIES || mkv_now_ns() - n->hold_since_ns > HOLD_MAX_NS))
+        return 0;
+    return 1;
+}
+
+static void ahead_cb(struct raft_apply *a, int status, void *result)
+{
+    struct ahead *h = a->data;
+    struct mkv_node *n = h->n;
+    (void)result; /* raft's apply of it was skipped: the result is ours */
+    if (status != 0) {
+        n->ahead_lost = 1;
+        if (!n->stopping) mkv_node_fail(n, "an entry applied ahead was not committed");
+    }
+    if (h->req) {
+        h->req->status = status ? MKV_EUNAVAILABLE : h->status;
+        h->req->reply = h->reply;
+        enqueue(n, h->req);
+    } else {
+        mkv_buf_free(&h->reply);
+    }
+    free(h);
+    mkv_node_kick(n);
+}
+
+/* Applies b ahead and appends it. Returns 0 (b is raft's), 1 when it
+ * cannot (b is still the caller's, nothing done), or an error (b still the
+ * caller's, nothing appended). An early reply goes out before the append:
+ * raft starts the log write inside raft_apply, and the client need not
+ * wait for that system call. */
+static int submit_ahead(struct mkv_node *n, struct mkv_node_req *req, struct raft_buffer *b,
+                        unsigned flags)
+{
+    raft_index idx = raft_last_index(&n->raft) + 1;
+    struct ahead *h;
+    int rv, hold = mkv_node_holding(n);
+    if (mkv_ns_applied(n->ns) >= idx) return 1;
+    h = calloc(1, sizeof *h);
+    if (!h) return 1;
+    h->n = n;
+    h->apply.data = h;
+    if (mkv_ns_apply(n->ns, idx, b->base, b->len, &h->status, &h->reply)) {
+        /* The state machine failed (it dropped its batch): nothing is
+         * appended, the node stops. */
+        mkv_buf_free(&h->reply);
+        free(h);
+        mkv_node_fail(n, "apply ahead");
+        return MKV_EUNAVAILABLE;
+    }
+    if (!hold) n->hold_since_ns = mkv_now_ns();
+    n->hold_count++;
+    n->ahead_last = idx;
+    n->stats.applied_ahead++;
+    __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
+    req->apply.data = NULL;
+    if (flags & MKV_NODE_EARLY) {
+        struct mkv_buf r = h->reply;
+        memset(&h->reply, 0, sizeof h->reply);
+        req->cb(req, h->status, h->status ? NULL : r.p, h->status ? 0 : r.len);
+        mkv_buf_free(&r);
+    } else {
+        h->req = req;
+    }
+    rv = raft_apply(&n->raft, &h->apply, b, 1, ahead_cb);
+    if (rv || raft_last_index(&n->raft) != idx) {
+        /* Applied but not in the log: the batch must go. */
+        n->ahead_lost = 1;
+        mkv_node_fail(n, "append after applying ahead");
+        if (rv) {
+            if (h->req) {
+                h->req->status = MKV_EUNAVAILABLE;
+                enqueue(n, h->req);
+            }
+            mkv_buf_free(&h->reply);
+            free(h);
+            raft_free(b->base);
+        }
+    }
+    mkv_node_kick(n);
+    return 0;
+}
+
+int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type, uint64_t client_id,
+                    uint64_t seq, int64_t now_ns, const void *payload, size_t len, unsigned flags,
+                    mkv_node_cb cb)
 {
     struct mkv_raft_cmd cmd;
     struct raft_buffer b;
@@ -264,8 +457,11 @@ int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
     req->status = 0;
     req->next = NULL;
     memset(&req->reply, 0, sizeof req->reply);
-    req->apply.data = req;
-    rv = raft_apply(&n->raft, &req->apply, &b, 1, apply_cb);
+    rv = ahead_ok(n) ? submit_ahead(n, req, &b, flags) : 1;
+    if (rv == 1) {
+        req->apply.data = req;
+        rv = raft_apply(&n->raft, &req->apply, &b, 1, apply_cb);
+    }
     if (rv) {
         raft_free(b.base);
         if (rv == RAFT_NOTLEADER) return MKV_ENOTLEADER;
@@ -273,6 +469,21 @@ int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
         MKV_WARN("meta", "raft_apply failed err=\"%s\"", raft_strerror(rv));
         return MKV_EUNAVAILABLE;
     }
+    return 0;
+}
+
+int mkv_node_sync(struct mkv_node *n, struct mkv_node_req *req, mkv_node_cb cb)
+{
+    if (n->fatal || n->stopping || n->ahead_lost) return MKV_EUNAVAILABLE;
+    if (!mkv_node_ready(n)) return MKV_ENOTLEADER;
+    req->node = n;
+    req->cb = cb;
+    req->status = 0;
+    memset(&req->reply, 0, sizeof req->reply);
+    req->sync_index = raft_last_index(&n->raft);
+    req->next = n->sync_head;
+    n->sync_head = req;
+    mkv_node_kick(n);
     return 0;
 }
 
@@ -288,7 +499,10 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
         *status = MKV_ENOTLEADER;
         return 0;
     }
-    if (mkv_ns_read(n->ns, type, req, len, status, reply)) {
+    /* The batch is uncommitted only while held (deliver commits it every
+     * iteration otherwise): then it holds what replies announced. */
+    if (mkv_ns_dirty(n->ns) ? mkv_ns_query(n->ns, type, req, len, status, reply)
+                            : mkv_ns_read(n->ns, type, req, len, status, reply)) {
         mkv_node_fail(n, "query");
         *status = MKV_EUNAVAILABLE;
         return -EIO;
@@ -309,14 +523,14 @@ static void update_local_reads(struct mkv_node *n)
     if (mkv_node_ready(n)) {
         for (unsigned i = 0; i < r->configuration.n; i++)
             if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
-        ok = voters == 1;
+        ok = voters == 1 && !mkv_node_holding(n);
     }
     if (ok != __atomic_load_n(&n->local_reads, __ATOMIC_RELAXED))
         __atomic_store_n(&n->local_reads, ok, __ATOMIC_RELEASE);
 }
 
-int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len,
-                        int *status, struct mkv_buf *reply)
+int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply)
 {
     if (!__atomic_load_n(&n->local_reads, __ATOMIC_ACQUIRE)) return -EAGAIN;
     if (mkv_ns_read(n->ns, type, req, len, status, reply)) return -EAGAIN;
@@ -459,7 +673,10 @@ static void raft_closed(struct raft *r)
 {
     struct mkv_node *n = r->data;
     /* Pending commands failed with RAFT_LEADERSHIPLOST and are queued with
-     * the applied ones: commit, then answer them all. */
+     * the applied ones: commit, then answer them all. A batch holding
+     * entries applied ahead that raft did not commit is dropped instead
+     * (the log has whatever was committed). */
+    if (mkv_node_holding(n)) n->ahead_lost = 1;
     deliver(n);
     uv_close((uv_handle_t *)&n->check, handle_closed);
     uv_close((uv_handle_t *)&n->idle, handle_closed);
@@ -513,8 +730,9 @@ static int build_config(struct mkv_node *n, const struct mkv_node_opts *o,
     }
     for (int i = 0; i < np; i++)
         if (ids[i] == o->id) self = i;
-    if (self < 0) return mkv_errf(err, errlen, -EINVAL, "id %llu is not in the peers",
-                                  (unsigned long long)o->id);
+    if (self < 0)
+        return mkv_errf(err, errlen, -EINVAL, "id %llu is not in the peers",
+                        (unsigned long long)o->id);
     if (mkv_node_shift_port(addrs[self], 1, n->raft_address, sizeof n->raft_address) ||
         mkv_node_shift_port(addrs[self], 0, n->self_address, sizeof n->self_address))
         return mkv_errf(err, errlen, -EINVAL, "bad address \"%s\"", addrs[self]);
@@ -532,8 +750,8 @@ static int build_config(struct mkv_node *n, const struct mkv_node_opts *o,
     return 0;
 }
 
-int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_node **out,
-                   char *err, size_t errlen)
+int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_node **out, char *err,
+                   size_t errlen)
 {
     struct mkv_ns_opts nso = {0};
     struct raft_configuration conf;
@@ -585,8 +803,7 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     }
     snprintf(path, sizeof path, "%s/raft", o->dir);
     if ((rv = raft_uv_init(&n->io, loop, path, &n->transport))) {
-        mkv_errf(err, errlen, -EIO, "raft io %s: %s (%s)", path, raft_strerror(rv),
-                 n->io.errmsg);
+        mkv_errf(err, errlen, -EIO, "raft io %s: %s (%s)", path, raft_strerror(rv), n->io.errmsg);
         rv = -EIO;
         goto err_after_transport;
     }
@@ -641,12 +858,12 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     }
     n->stats.start_last_index = raft_last_index(&n->raft);
     n->stats.start_snapshot = n->raft.log.snapshot.last_index;
-    MKV_INFO("meta",
-             "raft started id=%llu address=%s raft=%s snapshot=%llu log_last=%llu state_applied=%llu",
-             (unsigned long long)o->id, n->address, n->raft_address,
-             (unsigned long long)n->stats.start_snapshot,
-             (unsigned long long)n->stats.start_last_index,
-             (unsigned long long)mkv_ns_applied(n->ns));
+    MKV_INFO(
+        "meta",
+        "raft started id=%llu address=%s raft=%s snapshot=%llu log_last=%llu state_applied=%llu",
+        (unsigned long long)o->id, n->address, n->raft_address,
+        (unsigned long long)n->stats.start_snapshot, (unsigned long long)n->stats.start_last_index,
+        (unsigned long long)mkv_ns_applied(n->ns));
     mkv_node_kick(n);
     *out = n;
     return 0;

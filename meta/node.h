@@ -50,8 +50,7 @@ struct mkv_node_opts
     void *data;
 };
 
-typedef void (*mkv_node_cb)(struct mkv_node_req *req, int status, const uint8_t *reply,
-                            size_t len);
+typedef void (*mkv_node_cb)(struct mkv_node_req *req, int status, const uint8_t *reply, size_t len);
 
 /* A submitted command. The struct must stay valid until cb. */
 struct mkv_node_req
@@ -63,18 +62,20 @@ struct mkv_node_req
     mkv_node_cb cb;
     int status;
     struct mkv_buf reply;
+    uint64_t sync_index; /* mkv_node_sync: answered once this is applied */
     struct mkv_node_req *next;
 };
 
 struct mkv_node_stats
 {
-    uint64_t start_last_index; /* last log index found at start */
-    uint64_t start_snapshot;   /* snapshot index found at start (0: none) */
-    uint64_t replayed;         /* entries of the start log applied again */
-    uint64_t replay_skipped;   /* of those, already in LMDB (skipped) */
-    uint64_t applied;          /* entries given to the state machine since start */
-    uint64_t snapshots;        /* snapshots taken since start */
-    uint64_t restores;         /* snapshots restored (install or start) */
+    uint64_t start_last_index;  /* last log index found at start */
+    uint64_t start_snapshot;    /* snapshot index found at start (0: none) */
+    uint64_t replayed;          /* entries of the start log applied again */
+    uint64_t replay_skipped;    /* of those, already in LMDB (skipped) */
+    uint64_t applied;           /* entries given to the state machine since start */
+    uint64_t applied_ahead;     /* of the commands submitted, applied at submit */
+    uint64_t snapshots;         /* snapshots taken since start */
+    uint64_t restores;          /* snapshots restored (install or start) */
     uint64_t restores_replaced; /* of those, replacing the local state */
 };
 
@@ -92,14 +93,31 @@ void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data);
  * and that writer refers to memory held here. */
 void mkv_node_free(struct mkv_node *n);
 
+/* Flags of mkv_node_submit. */
+enum {
+    /* The caller takes the reply once the command is applied, before it is
+     * durable (MKV_FRAME_EARLY): mkv_node_sync makes it durable. */
+    MKV_NODE_EARLY = 0x01,
+};
+
 /* Submits a [raft] request (payload without session prefix). Returns 0 and
  * later calls cb with the command's status and reply payload, or returns
  * MKV_ENOTLEADER, MKV_EUNAVAILABLE, -ENOMEM without calling cb. A status of
  * MKV_EUNAVAILABLE in cb means the outcome is unknown (leadership lost):
- * retry with the same session. */
-int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type,
-                    uint64_t client_id, uint64_t seq, int64_t now_ns, const void *payload,
-                    size_t len, mkv_node_cb cb);
+ * retry with the same session.
+ *
+ * Apply ahead: the leader of a group of one applies a command to its
+ * uncommitted batch when it submits it, if everything before it in the log
+ * is applied (node.c, "Applying ahead"). With MKV_NODE_EARLY cb then runs
+ * inside this call (and must not submit from there); without, once the
+ * command is committed. */
+int mkv_node_submit(struct mkv_node *n, struct mkv_node_req *req, uint16_t type, uint64_t client_id,
+                    uint64_t seq, int64_t now_ns, const void *payload, size_t len, unsigned flags,
+                    mkv_node_cb cb);
+/* Calls cb (status 0, reply an encoded meta_sync_rep) once every command
+ * submitted so far is committed and durable; returns MKV_ENOTLEADER or
+ * MKV_EUNAVAILABLE without calling it. */
+int mkv_node_sync(struct mkv_node *n, struct mkv_node_req *req, mkv_node_cb cb);
 /* Answers a read-only request if this node is the ready leader, else
  * *status = MKV_ENOTLEADER (or MKV_EUNAVAILABLE). Returns non-zero only on
  * a state machine failure. */
@@ -109,8 +127,8 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
 /* Any thread, until mkv_node_stop: answers a read-only request from the
  * committed state when that is linearizable without a round trip (this
  * member is the ready leader of a group of one), else -EAGAIN. */
-int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len,
-                        int *status, struct mkv_buf *reply);
+int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply);
 
 /* 1 when leader and ready for reads. */
 int mkv_node_ready(const struct mkv_node *n);
@@ -129,8 +147,8 @@ struct mkv_ns *mkv_node_ns(struct mkv_node *n);
 
 /* Parses "1=H:P,2=H:P" into ids/addresses (at most max); returns the count
  * or -EINVAL. addrs[i] point into buf (a copy of the text). */
-int mkv_node_parse_peers(const char *peers, char *buf, size_t buflen, uint64_t *ids,
-                         char **addrs, int max);
+int mkv_node_parse_peers(const char *peers, char *buf, size_t buflen, uint64_t *ids, char **addrs,
+                         int max);
 /* "HOST:PORT" -> "HOST:PORT+delta" into out. */
 int mkv_node_shift_port(const char *addr, int delta, char *out, size_t outlen);
 

@@ -15,7 +15,7 @@ struct mkv_node
 {
     uv_loop_t *loop;
     char *dir;
-    char *address;     /* meta client address of this member */
+    char *address; /* meta client address of this member */
     char raft_address[288];
     char self_address[288]; /* advertised meta address (raft_address, port - 1) */
     char leader_buf[288];
@@ -29,8 +29,8 @@ struct mkv_node
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
 
-    uv_check_t check; /* end of each loop iteration: commit, then reply */
-    uv_idle_t idle;   /* keeps the loop from blocking while work is queued */
+    uv_check_t check;      /* end of each loop iteration: commit, then reply */
+    uv_idle_t idle;        /* keeps the loop from blocking while work is queued */
     uv_timer_t sync_timer; /* makes the namespace durable every few seconds */
     int open_handles;      /* of the three above, until they are closed */
 
@@ -54,8 +54,8 @@ struct mkv_node
     void (*raft_io_close)(struct raft_io *io, raft_io_close_cb cb);
     raft_io_close_cb raft_io_closed_cb;
     int io_close_fired;
-    int closed;          /* stop finished: mkv_node_free may run after the loop drains */
-    int free_on_close;   /* start failed: nobody will call mkv_node_free */
+    int closed;        /* stop finished: mkv_node_free may run after the loop drains */
+    int free_on_close; /* start failed: nobody will call mkv_node_free */
     void *stop_data;
 
     /* Result of the last fsm apply, picked up by the apply callback. */
@@ -64,6 +64,17 @@ struct mkv_node
 
     /* Applied commands waiting for the batch commit before their reply. */
     struct mkv_node_req *q_head, *q_tail;
+
+    /* Applying ahead (node.c): the last entry applied at submit time, and
+     * the hold it started (the batch is not committed while an entry
+     * applied ahead is not yet committed itself). */
+    uint64_t ahead_last;
+    int64_t hold_since_ns;
+    unsigned hold_count;
+    int ahead_lost;                 /* one never committed: the batch must be dropped */
+    struct mkv_node_req *sync_head; /* mkv_node_sync waiters */
+    struct mkv_node_req bump_req;   /* the inode skip at leader start */
+    int bump_inflight;
 
     /* The snapshot being taken (snapshot -> snapshot_async -> finalize). */
     int snap_busy;
@@ -78,6 +89,13 @@ struct mkv_node
     int starting; /* inside raft_start: everything applied is a replay */
     int replay_logged;
 };
+
+/* An entry applied ahead (at submit) is not committed yet: the batch
+ * holding it must not be committed (node.c, "Applying ahead"). */
+static inline int mkv_node_holding(struct mkv_node *n)
+{
+    return n->ahead_last > raft_last_applied(&n->raft);
+}
 
 /* fsm.c */
 void mkv_node_fsm_init(struct mkv_node *n);

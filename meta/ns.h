@@ -73,12 +73,16 @@ int mkv_ns_sync_to(struct mkv_ns *ns, uint64_t txn);
  * 0, empty reply). Returns 0, or a negative code when the state machine
  * itself failed (LMDB error): the pending batch is then discarded and the
  * node must stop. */
-int mkv_ns_apply(struct mkv_ns *ns, uint64_t raft_index, const void *env, size_t len,
-                 int *status, struct mkv_buf *reply);
+int mkv_ns_apply(struct mkv_ns *ns, uint64_t raft_index, const void *env, size_t len, int *status,
+                 struct mkv_buf *reply);
 /* Commits the pending batch, if any. Returns 0 or a negative code (fatal). */
 int mkv_ns_flush(struct mkv_ns *ns);
 /* 1 when applied entries wait in an uncommitted batch. */
 int mkv_ns_dirty(const struct mkv_ns *ns);
+/* Drops the uncommitted batch: the state goes back to the last commit.
+ * Raft applies the dropped entries again after a restart (the node stops
+ * serving; see "Applying ahead" in node.c). */
+void mkv_ns_discard(struct mkv_ns *ns);
 
 /* Answers a read-only request: BUCKET_HEAD, BUCKET_LIST, OBJ_LOOKUP,
  * OBJ_LIST, MPU_GET, MPU_LIST_PARTS, MPU_LIST_UPLOADS, GC_LIST, REFCHECK,

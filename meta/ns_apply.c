@@ -95,8 +95,8 @@ static int sweep_sessions(struct ns_op *op)
     return 0;
 }
 
-int mkv_ns_apply(struct mkv_ns *ns, uint64_t raft_index, const void *env, size_t len,
-                 int *status, struct mkv_buf *reply)
+int mkv_ns_apply(struct mkv_ns *ns, uint64_t raft_index, const void *env, size_t len, int *status,
+                 struct mkv_buf *reply)
 {
     struct mkv_raft_cmd cmd;
     struct ns_op op;
@@ -186,24 +186,19 @@ done:
         ns_fail(&op, rc, "state");
         goto fatal;
     }
-    mkv_buf_free(&op.scratch);
+    ns_op_done(&op);
     *status = st;
     return 0;
 
 fatal:
     /* The batch cannot be trusted any more: drop it and stop. Raft will
      * replay the dropped entries after a restart. */
-    mkv_buf_free(&op.scratch);
-    mdb_txn_abort(ns->batch);
-    ns->batch = NULL;
-    ns->applied = ns->applied_c;
-    ns->next_ino = ns->next_ino_c;
-    ns->next_chunk = ns->next_chunk_c;
-    ns->cnt = ns->cnt_c;
+    ns_op_done(&op);
+    mkv_ns_discard(ns);
     ns->failed = 1;
     mkv_buf_reset(reply);
-    MKV_ERROR("meta", "state machine failed index=%llu type=0x%04x",
-              (unsigned long long)raft_index, cmd.type);
+    MKV_ERROR("meta", "state machine failed index=%llu type=0x%04x", (unsigned long long)raft_index,
+              cmd.type);
     return -EIO;
 }
 
@@ -225,7 +220,7 @@ static int run_query(struct mkv_ns *ns, MDB_txn *txn, ns_handler h, const void *
     op.reply = reply;
     st = h(&op, req, len);
     if (own) mdb_txn_abort(own);
-    mkv_buf_free(&op.scratch);
+    ns_op_done(&op);
     if (op.fatal) {
         mkv_buf_reset(reply);
         /* A read failing is not a reason to stop the node unless it is

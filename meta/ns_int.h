@@ -45,12 +45,12 @@ enum { NS_OWNER_INODE = 1, NS_OWNER_PART = 2 };
     F(s, I64, ctime, 0)            \
     F(s, U32, replicas, 0)         \
     F(s, U32, flags, 0)
-#define MKV_FIELDS_ns_part(F, s)      \
-    F(s, U32, part_no, 0)             \
-    F(s, U64, size, 0)                \
-    F(s, STR, etag, MKV_ETAG_MAX)     \
-    F(s, I64, mtime, 0)               \
-    F(s, BLOB, attrs, MKV_ATTR_MAX)   \
+#define MKV_FIELDS_ns_part(F, s)    \
+    F(s, U32, part_no, 0)           \
+    F(s, U64, size, 0)              \
+    F(s, STR, etag, MKV_ETAG_MAX)   \
+    F(s, I64, mtime, 0)             \
+    F(s, BLOB, attrs, MKV_ATTR_MAX) \
     F(s, BLOB, extents, 40u * 1024u)
 #define MKV_FIELDS_ns_session(F, s) \
     F(s, U64, seq, 0)               \
@@ -77,9 +77,8 @@ NS_RECORDS(NS_DESC)
 struct mkv_ns
 {
     MDB_env *env;
-    MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts,
-        db_refs, db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans,
-        db_dirseq;
+    MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts, db_refs,
+        db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans, db_dirseq;
     MDB_txn *batch; /* pending write transaction, or NULL */
     /* State mirrored in memory: the *_c copies are what is committed. */
     uint64_t applied, applied_c;
@@ -88,7 +87,7 @@ struct mkv_ns
     struct mkv_ns_counters cnt, cnt_c;
     uint64_t skipped;
     uint64_t partial; /* commands that failed after writing (bugs) */
-    int failed; /* a fatal error happened: every call fails */
+    int failed;       /* a fatal error happened: every call fails */
     char *dir;
     uint64_t map_size;
     int no_sync;
@@ -116,7 +115,14 @@ struct ns_op
     struct mkv_buf *reply;
     struct mkv_buf scratch; /* encode area for puts */
     uint32_t dent_seq;      /* entries this command made (their cookies) */
+    /* Records ns_get_msg read in a command, copied: LMDB's pointers into a
+     * page this write transaction already changed move with the next put,
+     * and the batch holds many commands. Freed by ns_op_done. */
+    struct ns_copy *copies;
 };
+
+/* Frees what op allocated (scratch, copies). */
+void ns_op_done(struct ns_op *op);
 
 /* Status a helper returns after recording a fatal LMDB error in op->fatal. */
 #define NS_EFATAL (-EIO)
@@ -141,8 +147,8 @@ struct ns_path
 {
     const uint8_t *p;
     size_t len;
-    int dir;      /* the key ends with '/' */
-    unsigned n;   /* components */
+    int dir;    /* the key ends with '/' */
+    unsigned n; /* components */
     uint16_t off[MKV_KEY_MAX / 2 + 1];
     uint16_t clen[MKV_KEY_MAX / 2 + 1];
 };
@@ -153,8 +159,8 @@ int ns_bucket_get(struct ns_op *op, struct mkv_slice name, struct mkv_ns_bucket 
 
 size_t ns_dent_key(uint8_t *k, uint64_t dir, const uint8_t *name, size_t nlen, int is_dir);
 /* Looks a child up as file or directory: 0 with *ino and *type, -ENOENT. */
-int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen,
-                 uint64_t *ino, int *type);
+int ns_dent_find(struct ns_op *op, uint64_t dir, const uint8_t *name, size_t nlen, uint64_t *ino,
+                 int *type);
 /* Puts an entry of type MKV_T_*; a directory's entry also records its
  * parent (dirparent), and deleting it removes that. A new entry gets a
  * cookie (its position in readdir order, table dirseq: stable while the

@@ -17,6 +17,13 @@ int ns_meta_alloc(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_meta_alloc_rep rep;
     DECODE(mkv_desc_meta_alloc_req, p, len, &req);
     if (req.count == 0 || req.count > NS_ALLOC_MAX) return -EINVAL;
+    if (req.flags & MKV_ALLOC_INODES) {
+        if (op->ns->next_ino > UINT64_MAX - req.count) return -EOVERFLOW;
+        rep.first = op->ns->next_ino;
+        rep.count = req.count;
+        op->ns->next_ino += req.count;
+        return ns_reply(op, &mkv_desc_meta_alloc_rep, &rep);
+    }
     if (op->ns->next_chunk > UINT64_MAX - req.count) return -EOVERFLOW;
     rep.first = op->ns->next_chunk;
     rep.count = req.count;

@@ -18,12 +18,10 @@
 
 /* Descriptors of the private records. */
 #define NS_DESC_FIELD(s, t, n, max) {MKV_F_##t, offsetof(struct mkv_##s, n), (max), #n},
-#define NS_DEFINE_DESC(name)                                                            \
-    static const struct mkv_field ns_fields_##name[] = {                                \
-        MKV_FIELDS_##name(NS_DESC_FIELD, name)};                                        \
-    const struct mkv_msgdesc ns_desc_##name = {0, #name, ns_fields_##name,              \
-                                               MKV_ARRAY_SIZE(ns_fields_##name),        \
-                                               sizeof(struct mkv_##name)};
+#define NS_DEFINE_DESC(name)                                                                     \
+    static const struct mkv_field ns_fields_##name[] = {MKV_FIELDS_##name(NS_DESC_FIELD, name)}; \
+    const struct mkv_msgdesc ns_desc_##name = {                                                  \
+        0, #name, ns_fields_##name, MKV_ARRAY_SIZE(ns_fields_##name), sizeof(struct mkv_##name)};
 NS_RECORDS(NS_DEFINE_DESC)
 #undef NS_DEFINE_DESC
 
@@ -75,13 +73,40 @@ int ns_put_msg(struct ns_op *op, MDB_dbi db, const void *k, size_t klen,
     return ns_put(op, db, k, klen, op->scratch.p, op->scratch.len);
 }
 
+struct ns_copy
+{
+    struct ns_copy *next;
+    uint8_t data[];
+};
+
+void ns_op_done(struct ns_op *op)
+{
+    struct ns_copy *c, *next;
+    mkv_buf_free(&op->scratch);
+    for (c = op->copies; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    op->copies = NULL;
+}
+
 int ns_get_msg(struct ns_op *op, MDB_dbi db, const void *k, size_t klen,
                const struct mkv_msgdesc *d, void *msg)
 {
     MDB_val v;
+    const void *p;
     int rv = ns_get(op, db, k, klen, &v);
     if (rv) return rv;
-    if (mkv_msg_decode(d, v.mv_data, v.mv_size, msg)) return ns_fail(op, MDB_CORRUPTED, d->name);
+    p = v.mv_data;
+    if (op->index) { /* a command: its own writes may move the bytes */
+        struct ns_copy *c = malloc(sizeof *c + v.mv_size);
+        if (!c) return ns_fail(op, ENOMEM, "copy");
+        memcpy(c->data, v.mv_data, v.mv_size);
+        c->next = op->copies;
+        op->copies = c;
+        p = c->data;
+    }
+    if (mkv_msg_decode(d, p, v.mv_size, msg)) return ns_fail(op, MDB_CORRUPTED, d->name);
     return 0;
 }
 
@@ -286,7 +311,7 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         ns->next_ino = NS_ROOT_INO + 1;
         ns->next_chunk = 1;
         rc = ns_ino_put(&op, &root);
-        mkv_buf_free(&op.scratch);
+        ns_op_done(&op);
         if (rc) return op.fatal ? op.fatal : EIO;
         if ((rc = put_u64(txn, ns->db_meta, NS_K_SCHEMA, NS_SCHEMA_VERSION))) return rc;
         return ns_store_state(ns, txn);
@@ -388,10 +413,11 @@ static int check_trust(struct mkv_ns *ns, char *err, size_t errlen)
     if (!st.ok && access(ns->state_path, F_OK) != 0) return 0;
     rc = peek_last_txn(ns, &last);
     if (rc == 0 && mkv_trust_ok(&st, ns->boot_id, last)) return 0;
-    MKV_WARN("meta",
-             "namespace state may have lost writes (the system stopped without syncing it): "
-             "rebuilding it from the last Raft snapshot and log dir=%s last_txn=%llu synced_txn=%llu",
-             ns->dir, (unsigned long long)last, (unsigned long long)st.txn);
+    MKV_WARN(
+        "meta",
+        "namespace state may have lost writes (the system stopped without syncing it): "
+        "rebuilding it from the last Raft snapshot and log dir=%s last_txn=%llu synced_txn=%llu",
+        ns->dir, (unsigned long long)last, (unsigned long long)st.txn);
     if (unlink(data) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", data);
     if (unlink(lock) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", lock);
     rc = mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, 0, 0);
@@ -492,6 +518,17 @@ int mkv_ns_flush(struct mkv_ns *ns)
     ns->next_chunk_c = ns->next_chunk;
     ns->cnt_c = ns->cnt;
     return 0;
+}
+
+void mkv_ns_discard(struct mkv_ns *ns)
+{
+    if (!ns->batch) return;
+    mdb_txn_abort(ns->batch);
+    ns->batch = NULL;
+    ns->applied = ns->applied_c;
+    ns->next_ino = ns->next_ino_c;
+    ns->next_chunk = ns->next_chunk_c;
+    ns->cnt = ns->cnt_c;
 }
 
 int mkv_ns_dirty(const struct mkv_ns *ns)
@@ -645,8 +682,7 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
         ns->failed = 1;
         return -EINVAL;
     }
-    MKV_INFO("meta", "namespace restored from snapshot applied=%llu",
-             (unsigned long long)applied);
+    MKV_INFO("meta", "namespace restored from snapshot applied=%llu", (unsigned long long)applied);
     *replaced = 1;
     return 0;
 }

@@ -4,7 +4,9 @@
  * requests go to the state machine on the ready leader; [raft] requests are
  * checked (they must decode), wrapped in an envelope with the session prefix
  * and the leader's clock, appended to the Raft log, and answered from the
- * state machine's result once applied and committed. LOCK is answered by
+ * state machine's result once applied and committed (or, with
+ * MKV_FRAME_EARLY, once applied: META_SYNC then waits for the commit; see
+ * "Applying ahead" in node.c). LOCK is answered by
  * the ready leader from its lock table (locks.h), which forgets a
  * connection's locks when it closes. With a cluster key, a connection must
  * authenticate first (AUTH_HELLO, AUTH: minikv/auth.h); until then only
@@ -88,6 +90,30 @@ static void command_done(struct mkv_node_req *req, int status, const uint8_t *re
     free(p);
 }
 
+/* A request waiting for the node (command_done frees it), or NULL after
+ * answering ENOMEM. */
+static struct pending *pending_new(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+        return NULL;
+    }
+    p->m = m;
+    p->conn = c;
+    p->hdr = f->hdr;
+    mkv_conn_ref(c);
+    return p;
+}
+
+/* The node refused p before taking it: answer rv, free p. */
+static void pending_fail(struct pending *p, struct mkv_frame *f, int rv)
+{
+    reply_error(p->m, p->conn, &f->hdr, rv, NULL);
+    mkv_conn_unref(p->conn);
+    free(p);
+}
+
 /* Commands that make the state bigger; the others (deletes, aborts, gc,
  * completing an upload) must go on when the disk is full so that space can
  * be freed. */
@@ -156,22 +182,25 @@ static void handle_command(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fr
         reply_error(m, c, &f->hdr, -ENOSPC, "the metadata disk is under its free-space reserve");
         return;
     }
-    p = calloc(1, sizeof *p);
-    if (!p) {
-        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+    if (!(p = pending_new(m, c, f))) return;
+    rv = mkv_node_submit(m->node, &p->req, f->hdr.type, client_id, seq, mkv_now_ns(), payload, len,
+                         (f->hdr.flags & MKV_FRAME_EARLY) ? MKV_NODE_EARLY : 0, command_done);
+    if (rv) pending_fail(p, f, rv);
+}
+
+/* META_SYNC: the reply waits until every command answered so far is
+ * durable (commands answered early included). */
+static void handle_sync(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_meta_sync_req req;
+    struct pending *p;
+    int rv;
+    if (mkv_frame_decode(f, &mkv_desc_meta_sync_req, &req)) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed sync request");
         return;
     }
-    p->m = m;
-    p->conn = c;
-    p->hdr = f->hdr;
-    mkv_conn_ref(c);
-    rv = mkv_node_submit(m->node, &p->req, f->hdr.type, client_id, seq, mkv_now_ns(), payload, len,
-                         command_done);
-    if (rv) {
-        reply_error(m, c, &f->hdr, rv, NULL);
-        mkv_conn_unref(c);
-        free(p);
-    }
+    if (!(p = pending_new(m, c, f))) return;
+    if ((rv = mkv_node_sync(m->node, &p->req, command_done))) pending_fail(p, f, rv);
 }
 
 static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
@@ -403,6 +432,8 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
                               m->chunk_servers.len);
             mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
         }
+    } else if (type == MKV_MSG_META_SYNC) {
+        handle_sync(m, c, f);
     } else if (type == MKV_MSG_LOCK) {
         handle_lock(m, c, f);
     } else if (mkv_ns_is_command(type)) {

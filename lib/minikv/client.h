@@ -66,6 +66,12 @@ struct mkv_client_opts
      * first (minikv/auth.h). Without them, a service that requires
      * authentication refuses every request with -EACCES. */
     const struct mkv_cred *cred;
+    /* Take the reply of a [raft] request as soon as the leader has applied
+     * it, before it is durable (MKV_FRAME_EARLY): one round trip instead of
+     * a Raft log fsync. mkv_client_sync then makes everything answered so
+     * far durable. For fronts whose durability point is an explicit sync
+     * (the FUSE mount's fsync); the S3 gateway answers after the commit. */
+    int early_replies;
 };
 
 MKV_API int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o,
@@ -101,6 +107,8 @@ struct mkv_meta_req
     uint64_t deadline_ns;
     uint64_t due_ns;
     unsigned attempts;
+    unsigned peer;                 /* meta[] index it was last sent to */
+    uint64_t sync_upto;            /* mkv_client_sync: early replies it covers */
     struct mkv_frame *local_reply; /* answered locally, delivered on the next loop turn */
     int local_status;
     struct mkv_meta_req *next;
@@ -110,6 +118,12 @@ struct mkv_meta_req
  * leader, retrying as described above. req must stay valid until cb. */
 MKV_API int mkv_meta_call(struct mkv_client *c, struct mkv_meta_req *req, uint16_t type,
                           const struct mkv_msgdesc *d, const void *msg, mkv_meta_cb cb);
+
+/* Makes every command answered so far durable (META_SYNC), then cb. With
+ * early_replies, cb gets -EIO (once, and req->errmsg says why) when a
+ * command was answered early over a connection that has since been lost:
+ * the service may have restarted without it. req must stay valid until cb. */
+MKV_API int mkv_client_sync(struct mkv_client *c, struct mkv_meta_req *req, mkv_meta_cb cb);
 
 /* ---- chunk servers ---- */
 

@@ -158,6 +158,9 @@ MKV_API int mkv_peer_call_frame(struct mkv_peer *p, struct mkv_call *call, uint1
                                 uint64_t timeout_ms, mkv_call_cb cb);
 /* Bytes queued to this peer and not yet written (for back-pressure). */
 MKV_API size_t mkv_peer_queued_bytes(const struct mkv_peer *p);
+/* Connections this peer has opened so far (a reply on the same count came
+ * over the same connection as another). */
+MKV_API uint64_t mkv_peer_connects(const struct mkv_peer *p);
 
 /* Extracts the message of an error reply ("" when none). */
 MKV_API void mkv_reply_error(const struct mkv_frame *reply, char *msg, size_t msglen, char *leader,

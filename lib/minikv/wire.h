@@ -64,6 +64,15 @@
  * once: the state machine remembers the last seq per client_id. */
 #define MKV_FRAME_SESSION 0x04
 #define MKV_SESSION_PREFIX 16
+/* On a [raft] request: the sender takes the reply as soon as the leader has
+ * applied the command, before it is durable (see "Early replies" in
+ * docs/design.md). What the reply announces is visible to every reader at
+ * once; it is durable once a later META_SYNC (or a request sent without
+ * this flag) has been answered. The FUSE mount uses it: its durability
+ * point is fsync, as on a local file system. A leader that cannot apply
+ * early (more than one voter, a snapshot being copied) replies after the
+ * commit, as without the flag. */
+#define MKV_FRAME_EARLY 0x08
 
 /* Sizes that shape data layout. */
 #define MKV_BLOCK_SIZE (64u * 1024u) /* CRC32C unit on chunk servers */
@@ -232,6 +241,10 @@ struct mkv_msgdesc
 
 /* Meta service: clients -> meta leader. */
 #define MKV_FIELDS_meta_status_req(F, s) F(s, U32, flags, 0)
+/* META_SYNC: answered once every command the leader has answered early
+ * (MKV_FRAME_EARLY) is committed and durable. */
+#define MKV_FIELDS_meta_sync_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_meta_sync_rep(F, s) F(s, U64, index, 0) /* last index now durable */
 #define MKV_FIELDS_meta_status_rep(F, s)                                     \
     F(s, U64, id, 0)                                                         \
     F(s, U8, role, 0) /* 0 unavailable, 1 follower, 2 candidate, 3 leader */ \
@@ -250,8 +263,10 @@ struct mkv_msgdesc
     F(s, U64, bytes, 0)                                                      \
     F(s, U64, uploads, 0)                                                    \
     F(s, U64, garbage, 0)                                                    \
-    F(s, BLOB, chunk_servers, 65536)                        /* chunk_server_info records */
-#define MKV_FIELDS_meta_alloc_req(F, s) F(s, U32, count, 0) /* [raft] */
+    F(s, BLOB, chunk_servers, 65536)    /* chunk_server_info records */
+#define MKV_FIELDS_meta_alloc_req(F, s) /* [raft] */ \
+    F(s, U32, count, 0)                              \
+    F(s, U32, flags, 0) /* MKV_ALLOC_INODES: skip inode numbers instead */
 #define MKV_FIELDS_meta_alloc_rep(F, s) \
     F(s, U64, first, 0)                 \
     F(s, U32, count, 0)
@@ -647,6 +662,8 @@ struct mkv_msgdesc
     M(CHUNK_STAT, 0x0105, chunk_stat_rep)             \
     M(META_STATUS, 0x0201, meta_status_req)           \
     M(META_STATUS, 0x0201, meta_status_rep)           \
+    M(META_SYNC, 0x0203, meta_sync_req)               \
+    M(META_SYNC, 0x0203, meta_sync_rep)               \
     M(META_ALLOC, 0x0202, meta_alloc_req)             \
     M(META_ALLOC, 0x0202, meta_alloc_rep)             \
     M(BUCKET_CREATE, 0x0210, bucket_create_req)       \
@@ -759,6 +776,7 @@ enum mkv_msg_type {
     MKV_MSG_CHUNK_STAT = 0x0105,
     MKV_MSG_META_STATUS = 0x0201,
     MKV_MSG_META_ALLOC = 0x0202,
+    MKV_MSG_META_SYNC = 0x0203,
     MKV_MSG_BUCKET_CREATE = 0x0210,
     MKV_MSG_BUCKET_DELETE = 0x0211,
     MKV_MSG_BUCKET_HEAD = 0x0212,
@@ -834,6 +852,10 @@ enum {
     MKV_LOCK_TEST = 0x02,  /* F_GETLK: report a conflict, change nothing */
 };
 enum { MKV_LIST_V2 = 0x01, MKV_LIST_NO_DIRS = 0x02 };
+/* meta_alloc flags. MKV_ALLOC_INODES: skip count inode numbers (the
+ * leader of a group of one does so when it starts, so that numbers it had
+ * answered early before a crash are never given out again). */
+enum { MKV_ALLOC_INODES = 0x01 };
 enum { MKV_CHUNK_SYNC = 0x01 }; /* chunk_write flags: reply after fsync (default) */
 
 /* C structs for every layout: struct mkv_<name>. */

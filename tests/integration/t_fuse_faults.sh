@@ -16,6 +16,12 @@
 #    as the last fsync that returned. (The file's old content is not a
 #    valid outcome here: the kill comes after at least two fsyncs of the new
 #    content returned.) Two rounds, killing at different offsets.
+# 3. Namespace changes answered early (docs/design.md, "Applying ahead"):
+#    300 files created, then fsync of their directory, then kill -9 of the
+#    server at once: after the restart all 300 are there. Then 50 more
+#    created without a sync, kill -9 again: after the restart the first
+#    fsync on the mount answers EIO (those changes may be lost), the next
+#    one succeeds.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
 MIB=$((1 << 20))
@@ -245,5 +251,50 @@ for kill_at in 16 96; do
     mkv_mount /faults "$W" -o timeout=$TOUT
     cmp "$T/stream.s3" "$W/stream.bin" || fail "round $kill_at MiB: a new mount reads other bytes than S3"
 done
+mkv_umount "$W"
+
+log "namespace changes answered early: fsyncdir, then kill -9 of the server"
+mkv_mount /faults "$W" -o timeout=$TOUT
+mkdir "$W/ns" || fail "mkdir ns"
+cat >"$T/mk.py" <<'EOF'
+import os, sys
+d, first, n, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+for i in range(first, first + n):
+    os.close(os.open(os.path.join(d, "f%04d" % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+if sync == "sync":
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(fd)
+    os.close(fd)
+EOF
+"$PY" "$T/mk.py" "$W/ns" 0 300 sync || fail "creating 300 files and fsyncing their directory"
+mkv_kill_server
+mkv_start_server
+n=$(aws_v2 s3api list-objects-v2 --bucket faults --prefix ns/ --query 'length(Contents)' --output text) ||
+    fail "listing ns/ after the restart"
+# (ns/ itself is a key too: the directory's marker, made by mkdir.)
+expect_eq "$n" 301 "keys under ns/ after kill -9 of the server (fsyncdir returned before)"
+"$PY" "$T/mk.py" "$W/ns" 300 50 nosync || fail "creating 50 more files"
+mkv_kill_server
+mkv_start_server
+cat >"$T/fsyncdir.py" <<'EOF'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+try:
+    os.fsync(fd)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+EOF
+first=""
+for _ in $(seq 100); do
+    first=$(timeout 60 "$PY" "$T/fsyncdir.py" "$W/ns")
+    [ "$first" = EIO ] || [ "$first" = OK ] && break
+    sleep 0.1 # the mount still reconnecting
+done
+expect_eq "$first" EIO "the first fsync after a restart that may have lost changes answered early"
+expect_eq "$(timeout 60 "$PY" "$T/fsyncdir.py" "$W/ns")" OK "the fsync after that"
+n=$(ls "$W/ns" | wc -l)
+[ "$n" -ge 300 ] && [ "$n" -le 350 ] || fail "$n files under ns/ after the second kill (300 to 350 expected)"
+log "ns/: $n files after the second kill (300 fsynced, 50 not)"
 mkv_umount "$W"
 log "ok"

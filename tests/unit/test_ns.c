@@ -1283,7 +1283,7 @@ static void sessions(void **state)
 {
     struct t *t = *state;
     struct mkv_meta_alloc_rep ar;
-    struct mkv_meta_alloc_req req = {5};
+    struct mkv_meta_alloc_req req = {.count = 5, .flags = 0};
     uint64_t first;
     int st;
 

@@ -99,8 +99,8 @@ static struct cluster *cluster_new(int n, unsigned threshold, unsigned trailing)
     for (int i = 0; i < n; i++) {
         snprintf(c->addr[i], sizeof c->addr[i], "127.0.0.1:%d", pick_port_pair());
         if (n > 1)
-            len += snprintf(c->peers + len, sizeof c->peers - (size_t)len, "%s%d=%s",
-                            i ? "," : "", i + 1, c->addr[i]);
+            len += snprintf(c->peers + len, sizeof c->peers - (size_t)len, "%s%d=%s", i ? "," : "",
+                            i + 1, c->addr[i]);
     }
     return c;
 }
@@ -220,7 +220,7 @@ static int submit(struct cluster *c, int i, uint16_t type, const struct mkv_msgd
     int rv;
     memset(&s, 0, sizeof s);
     assert_int_equal(mkv_msg_append(&pl, d, msg), 0);
-    rv = mkv_node_submit(c->node[i], &s.req, type, 0, 0, mkv_now_ns(), pl.p, pl.len, sync_cb);
+    rv = mkv_node_submit(c->node[i], &s.req, type, 0, 0, mkv_now_ns(), pl.p, pl.len, 0, sync_cb);
     mkv_buf_free(&pl);
     if (rv) return rv;
     run_until(c, sync_done, &s, WAIT_MS, "a command");
@@ -272,6 +272,37 @@ static int node_query(struct cluster *c, int i, const char *bucket, const char *
     return st;
 }
 
+/* mkv_node_sync on node i, waited for: it must succeed. */
+static void node_sync(struct cluster *c, int i)
+{
+    struct sync_req y;
+    memset(&y, 0, sizeof y);
+    assert_int_equal(mkv_node_sync(c->node[i], &y.req, sync_cb), 0);
+    run_until(c, sync_done, &y, WAIT_MS, "the sync");
+    assert_int_equal(y.status, 0);
+    mkv_buf_free(&y.reply);
+}
+
+static int not_dirty(struct cluster *c, void *arg)
+{
+    (void)arg;
+    return !mkv_ns_dirty(mkv_node_ns(c->node[0]));
+}
+
+/* Submits without waiting; s must stay valid until its callback. */
+static int submit_nowait(struct cluster *c, int i, struct sync_req *s, unsigned flags,
+                         uint16_t type, const struct mkv_msgdesc *d, const void *msg)
+{
+    struct mkv_buf pl = MKV_BUF_INIT;
+    int rv;
+    memset(s, 0, sizeof *s);
+    assert_int_equal(mkv_msg_append(&pl, d, msg), 0);
+    rv = mkv_node_submit(c->node[i], &s->req, type, 0, 0, mkv_now_ns(), pl.p, pl.len, flags,
+                         sync_cb);
+    mkv_buf_free(&pl);
+    return rv;
+}
+
 /* ---- tests ---- */
 
 static void helpers(void **state)
@@ -279,13 +310,11 @@ static void helpers(void **state)
     char buf[256], out[64], *addrs[4];
     uint64_t ids[4];
     (void)state;
-    assert_int_equal(mkv_node_parse_peers("1=a:1,2=b:2,3=127.0.0.1:7000", buf, sizeof buf, ids,
-                                          addrs, 4),
-                     3);
+    assert_int_equal(
+        mkv_node_parse_peers("1=a:1,2=b:2,3=127.0.0.1:7000", buf, sizeof buf, ids, addrs, 4), 3);
     assert_int_equal(ids[2], 3);
     assert_string_equal(addrs[2], "127.0.0.1:7000");
-    assert_int_equal(mkv_node_parse_peers("1=a:1,1=b:2", buf, sizeof buf, ids, addrs, 4),
-                     -EINVAL);
+    assert_int_equal(mkv_node_parse_peers("1=a:1,1=b:2", buf, sizeof buf, ids, addrs, 4), -EINVAL);
     assert_int_equal(mkv_node_parse_peers("0=a:1", buf, sizeof buf, ids, addrs, 4), -EINVAL);
     assert_int_equal(mkv_node_parse_peers("x", buf, sizeof buf, ids, addrs, 4), -EINVAL);
     assert_int_equal(mkv_node_shift_port("127.0.0.1:7000", 1, out, sizeof out), 0);
@@ -293,6 +322,96 @@ static void helpers(void **state)
     assert_int_equal(mkv_node_shift_port("[::1]:7001", -1, out, sizeof out), 0);
     assert_string_equal(out, "[::1]:7000");
     assert_int_equal(mkv_node_shift_port("h:65535", 1, out, sizeof out), -EINVAL);
+}
+
+/* A group of one applies commands as it submits them: early replies come
+ * inside the submit, readers see them at once, LMDB commits them only once
+ * raft has, mkv_node_sync waits for that, and a restart finds them all. */
+static void apply_ahead(void **state)
+{
+    enum { N = 200 };
+    struct cluster *c = cluster_new(1, 0, 0);
+    struct sync_req *s = calloc(N + 2, sizeof *s);
+    struct mkv_node_stats ns;
+    struct mkv_extent e = {0, 100, 5000, 1, 0, 0};
+    struct mkv_buf ext = MKV_BUF_INIT;
+    char key[32];
+    (void)state;
+    mkv_msg_append(&ext, &mkv_desc_extent, &e);
+    node_start(c, 0);
+    assert_int_equal(wait_leader(c), 0);
+    assert_int_equal(
+        SUBMIT(c, 0, BUCKET_CREATE, bucket_create_req, .name = S("ahead"), .replicas = 1), 0);
+    int inline_replies = 0;
+    for (int k = 0; k < N; k++) {
+        snprintf(key, sizeof key, "k/%d", k);
+        struct mkv_obj_put_req q = {.bucket = S("ahead"),
+                                    .key = S(key),
+                                    .size = 100,
+                                    .etag = S("e"),
+                                    .extents = mkv_slice_mem(ext.p, ext.len)};
+        assert_int_equal(
+            submit_nowait(c, 0, &s[k], MKV_NODE_EARLY, MKV_MSG_OBJ_PUT, &mkv_desc_obj_put_req, &q),
+            0);
+        /* Answered inside the submit, before the log write even started
+         * (unless the hold's bound made it wait for a commit). */
+        inline_replies += s[k].done;
+    }
+    assert_true(inline_replies >= 1);
+    assert_int_equal(s[0].done, 1);
+    /* Seen by reads on the loop at once (the uncommitted batch). */
+    assert_int_equal(node_query(c, 0, "ahead", "k/0"), 0);
+    assert_int_equal(mkv_ns_dirty(mkv_node_ns(c->node[0])), 1);
+    node_sync(c, 0);
+    for (int k = 0; k < N; k++) {
+        assert_int_equal(s[k].done, 1);
+        assert_int_equal(s[k].status, 0);
+    }
+    /* Everything is committed: the batch went to LMDB. */
+    run_until(c, not_dirty, NULL, WAIT_MS, "the batch commit");
+    assert_int_equal(ns_lookup(c->node[0], "ahead", "k/199"), 0);
+    /* A failing command answers early with its error. */
+    {
+        struct mkv_bucket_create_req q = {.name = S("ahead"), .replicas = 1};
+        assert_int_equal(submit_nowait(c, 0, &s[N], MKV_NODE_EARLY, MKV_MSG_BUCKET_CREATE,
+                                       &mkv_desc_bucket_create_req, &q),
+                         0);
+        assert_int_equal(s[N].done, 1);
+        assert_int_equal(s[N].status, MKV_EBUCKETEXISTS);
+    }
+    /* Without the flag the reply waits for the commit, though readers on
+     * the loop see the command at once. */
+    {
+        struct mkv_obj_put_req q = {.bucket = S("ahead"),
+                                    .key = S("late"),
+                                    .size = 100,
+                                    .etag = S("e"),
+                                    .extents = mkv_slice_mem(ext.p, ext.len)};
+        assert_int_equal(
+            submit_nowait(c, 0, &s[N + 1], 0, MKV_MSG_OBJ_PUT, &mkv_desc_obj_put_req, &q), 0);
+        assert_int_equal(s[N + 1].done, 0);
+        assert_int_equal(node_query(c, 0, "ahead", "late"), 0);
+    }
+    node_sync(c, 0);
+    assert_int_equal(s[N + 1].done, 1);
+    assert_int_equal(s[N + 1].status, 0);
+    mkv_node_get_stats(c->node[0], &ns);
+    print_message("ahead: applied_ahead=%llu of %d\n", (unsigned long long)ns.applied_ahead, N + 2);
+    assert_true(ns.applied_ahead >= N);
+    node_stop(c, 0);
+    for (int k = 0; k < N + 2; k++) mkv_buf_free(&s[k].reply);
+    free(s);
+    mkv_buf_free(&ext);
+
+    /* Restart: every command answered is there. */
+    node_start(c, 0);
+    assert_int_equal(wait_leader(c), 0);
+    for (int k = 0; k < N; k++) {
+        snprintf(key, sizeof key, "k/%d", k);
+        assert_int_equal(node_query(c, 0, "ahead", key), 0);
+    }
+    assert_int_equal(node_query(c, 0, "ahead", "late"), 0);
+    cluster_free(c);
 }
 
 static void single_node(void **state)
@@ -303,9 +422,8 @@ static void single_node(void **state)
     (void)state;
     node_start(c, 0);
     assert_int_equal(wait_leader(c), 0);
-    assert_int_equal(SUBMIT(c, 0, BUCKET_CREATE, bucket_create_req, .name = S("one"),
-                            .replicas = 1),
-                     0);
+    assert_int_equal(
+        SUBMIT(c, 0, BUCKET_CREATE, bucket_create_req, .name = S("one"), .replicas = 1), 0);
     assert_int_equal(SUBMIT(c, 0, BUCKET_CREATE, bucket_create_req, .name = S("one")),
                      MKV_EBUCKETEXISTS);
     assert_int_equal(put_key(c, 0, "one", "a/b"), 0);
@@ -370,15 +488,14 @@ static void flood_send(struct flood *f, struct sync_req *s)
         struct mkv_buf pl = MKV_BUF_INIT;
         char key[32];
         snprintf(key, sizeof key, "k/%llu", (unsigned long long)i);
-        struct mkv_obj_put_req p = {.bucket = S("flood"), .key = S(key), .size = 1,
-                                    .etag = S("e")};
+        struct mkv_obj_put_req p = {.bucket = S("flood"), .key = S(key), .size = 1, .etag = S("e")};
         mkv_msg_append(&pl, &mkv_desc_obj_put_req, &p);
         rv = mkv_node_submit(f->c->node[0], &s->req, MKV_MSG_OBJ_PUT, 0, 0, mkv_now_ns(), pl.p,
-                             pl.len, flood_cb);
+                             pl.len, 0, flood_cb);
         mkv_buf_free(&pl);
     } else {
         rv = mkv_node_submit(f->c->node[0], &s->req, MKV_MSG_META_ALLOC, 0, 0, mkv_now_ns(),
-                             f->alloc_pl, f->alloc_len, flood_cb);
+                             f->alloc_pl, f->alloc_len, 0, flood_cb);
     }
     if (rv) fail_msg("submit %d", rv);
 }
@@ -393,7 +510,7 @@ static int flood_finished(struct cluster *c, void *arg)
 static void snapshot_compaction(void **state)
 {
     struct cluster *c = cluster_new(1, 1000, 100);
-    struct mkv_meta_alloc_req ar = {1};
+    struct mkv_meta_alloc_req ar = {.count = 1, .flags = 0};
     struct mkv_meta_alloc_rep arep;
     struct mkv_node_stats ns;
     struct mkv_buf reply = MKV_BUF_INIT;
@@ -500,8 +617,8 @@ static void three_nodes(void **state)
     node_start(c, follower);
     run_until(c, applied_equal, pair, WAIT_MS, "catch-up");
     mkv_node_get_stats(c->node[follower], &ns);
-    print_message("three: follower restores=%llu replaced=%llu\n",
-                  (unsigned long long)ns.restores, (unsigned long long)ns.restores_replaced);
+    print_message("three: follower restores=%llu replaced=%llu\n", (unsigned long long)ns.restores,
+                  (unsigned long long)ns.restores_replaced);
     assert_true(ns.restores_replaced >= 1);
     assert_int_equal(ns_lookup(c->node[follower], "trio", "second/299"), 0);
     assert_int_equal(ns_lookup(c->node[follower], "trio", "first/0"), 0);
@@ -530,9 +647,8 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* libuv writes to sockets peers may close */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(helpers),
-        cmocka_unit_test(single_node),
-        cmocka_unit_test(snapshot_compaction),
+        cmocka_unit_test(helpers),     cmocka_unit_test(single_node),
+        cmocka_unit_test(apply_ahead), cmocka_unit_test(snapshot_compaction),
         cmocka_unit_test(three_nodes),
     };
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
