@@ -340,6 +340,10 @@ static int ahead_ok(struct mkv_node *n)
     raft_index last = raft_last_index(r);
     if (n->starting || n->snap_busy || n->ahead_lost || !mkv_node_ready(n)) return 0;
     if (count_voters(r) != 1) return 0;
+    /* A snapshot is due: let the hold drain so that raft can take it at its
+     * next commit (fsm_snapshot refuses while the batch is held), or a
+     * steady stream of commands would keep the log growing. */
+    if (raft_last_applied(r) - r->log.snapshot.last_index >= r->snapshot.threshold) return 0;
     /* Every entry in the log is applied, by raft or ahead. */
     if (last != raft_last_applied(r) && last != n->ahead_last) return 0;
     if (mkv_node_holding(n) &&
