@@ -4,7 +4,10 @@
  * for index last_applied + 1 and only then sets last_applied = index, so the
  * entry's index is raft_last_applied() + 1. The state machine writes into
  * its batch transaction; node.c commits the batch at the end of the loop
- * iteration (uv_check) and only then releases the replies.
+ * iteration (uv_check) and only then releases the replies. An entry the
+ * leader applied ahead (node.c, "Applying ahead") is already in the batch:
+ * its apply here is skipped, and the batch is not committed while it holds
+ * such an entry raft has not committed yet.
  *
  * Why this is safe under kill -9: apply only ever sees committed entries.
  * LMDB holds, in one transaction, the state and the index it reflects (X).

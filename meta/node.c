@@ -86,6 +86,16 @@ static void enqueue(struct mkv_node *n, struct mkv_node_req *req)
     n->q_tail = req;
 }
 
+/* Calls req's callback with status and the reply in *reply (taken out
+ * first: the callback may reuse req, submit again), then frees it. */
+static void answer(struct mkv_node_req *req, int status, struct mkv_buf *reply)
+{
+    struct mkv_buf r = *reply;
+    memset(reply, 0, sizeof *reply);
+    req->cb(req, status, status ? NULL : r.p, status ? 0 : r.len);
+    mkv_buf_free(&r);
+}
+
 /* Answers the mkv_node_sync waiters whose index is applied (every one of
  * them when the node stops or failed). */
 static void release_syncs(struct mkv_node *n)
@@ -124,12 +134,7 @@ static void deliver(struct mkv_node *n)
         next = req->next;
         /* After a failure the batch holding the result is gone: the
          * outcome is unknown to the client. */
-        struct mkv_buf r = req->reply;
-        if (n->fatal) req->status = MKV_EUNAVAILABLE;
-        /* The callback may reuse req (submit again): take the reply out. */
-        memset(&req->reply, 0, sizeof req->reply);
-        req->cb(req, req->status, req->status ? NULL : r.p, req->status ? 0 : r.len);
-        mkv_buf_free(&r);
+        answer(req, n->fatal ? MKV_EUNAVAILABLE : req->status, &req->reply);
     }
 }
 
@@ -401,15 +406,8 @@ static int submit_ahead(struct mkv_node *n, struct mkv_node_req *req, struct raf
     n->ahead_last = idx;
     n->stats.applied_ahead++;
     __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
-    req->apply.data = NULL;
-    if (flags & MKV_NODE_EARLY) {
-        struct mkv_buf r = h->reply;
-        memset(&h->reply, 0, sizeof h->reply);
-        req->cb(req, h->status, h->status ? NULL : r.p, h->status ? 0 : r.len);
-        mkv_buf_free(&r);
-    } else {
-        h->req = req;
-    }
+    if (flags & MKV_NODE_EARLY) answer(req, h->status, &h->reply);
+    else h->req = req;
     rv = raft_apply(&n->raft, &h->apply, b, 1, ahead_cb);
     if (rv || raft_last_index(&n->raft) != idx) {
         /* Applied but not in the log: the batch must go. */
@@ -521,14 +519,7 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
  * lease) first: they go through the loop. Updated on the loop. */
 static void update_local_reads(struct mkv_node *n)
 {
-    struct raft *r = &n->raft;
-    unsigned voters = 0;
-    int ok = 0;
-    if (mkv_node_ready(n)) {
-        for (unsigned i = 0; i < r->configuration.n; i++)
-            if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
-        ok = voters == 1 && !mkv_node_holding(n);
-    }
+    int ok = mkv_node_ready(n) && count_voters(&n->raft) == 1 && !mkv_node_holding(n);
     if (ok != __atomic_load_n(&n->local_reads, __ATOMIC_RELAXED))
         __atomic_store_n(&n->local_reads, ok, __ATOMIC_RELEASE);
 }
@@ -570,10 +561,7 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     struct mkv_ns_counters c;
     uint64_t lid;
     const char *leader = mkv_node_leader(n, &lid);
-    unsigned voters = 0;
     memset(st, 0, sizeof *st);
-    for (unsigned i = 0; i < r->configuration.n; i++)
-        if (r->configuration.servers[i].role == RAFT_VOTER) voters++;
     mkv_ns_counters(n->ns, &c);
     st->id = n->id;
     st->role = (uint8_t)raft_state(r);
@@ -586,7 +574,7 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     st->leader_id = lid;
     st->leader = mkv_slice_str(leader);
     st->address = mkv_slice_str(n->self_address);
-    st->voters = voters;
+    st->voters = count_voters(r);
     st->buckets = c.buckets;
     st->objects = c.objects;
     st->bytes = c.bytes;

@@ -129,7 +129,10 @@ int mkv_ns_restore(struct mkv_ns *ns, const void *snap, size_t len, int *replace
  * never the pending batch), callable from any thread. Every state a command
  * reply has announced is committed before the reply goes out, so this
  * sees every acknowledged command; and because the service and in-process
- * readers both use it, no reader sees state another could then miss. */
+ * readers both use it, no reader sees state another could then miss. The
+ * exception is a batch held with entries applied ahead (node.c), whose
+ * replies may precede the commit: the node then reads with mkv_ns_query
+ * and turns the other threads' reads off until the batch is committed. */
 int mkv_ns_read(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, int *status,
                 struct mkv_buf *reply);
 
