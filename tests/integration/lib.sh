@@ -194,6 +194,26 @@ mkv_kill_server() {
     SERVER_PID=""
 }
 
+# mkv_bucket_mount BUCKET: starts the server, makes BUCKET through S3 and
+# mounts it at M=$T/mnt.
+mkv_bucket_mount() {
+    mkv_start_server
+    aws_v2 s3 mb "s3://$1" >/dev/null || fail "mb"
+    M=$T/mnt
+    mkv_mount "/$1" "$M"
+}
+
+# mkv_tmpfs_data SIZE: DATA=$T/data on a tmpfs of SIZE (skips where tmpfs
+# cannot be mounted), holding a 40 MiB filler the operator can delete to
+# free space.
+mkv_tmpfs_data() {
+    DATA=$T/data
+    mkdir -p "$DATA"
+    mount -t tmpfs -o "size=$1" tmpfs "$DATA" || skip "cannot mount tmpfs here"
+    MOUNTS="$DATA"
+    head -c $((40 * 1024 * 1024)) /dev/zero >"$DATA/filler"
+}
+
 # mkv_mount SRC_SUFFIX MOUNTPOINT [mount options]: mounts /BUCKET (or "")
 # of the running server with mount.minikv, registers it for cleanup, and
 # waits until it answers. FUSE tests skip where /dev/fuse is unusable.

@@ -5,12 +5,7 @@
 # operator frees space and when objects are deleted through S3.
 . "$top_srcdir/tests/integration/lib.sh"
 [ "$(id -u)" = 0 ] || skip "needs root to mount a tmpfs"
-DATA=$T/data
-mkdir -p "$DATA"
-mount -t tmpfs -o size=192m tmpfs "$DATA" || skip "cannot mount tmpfs here"
-MOUNTS="$DATA"
-# Filler the operator can delete later.
-head -c $((40 * 1024 * 1024)) /dev/zero >"$DATA/filler"
+mkv_tmpfs_data 192m
 mkv_start_server --reserve 16M --segment-size 16M
 aws_v2 s3 mb s3://full >/dev/null || fail "mb"
 rand_file "$T/keep" 100000

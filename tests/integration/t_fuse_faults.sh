@@ -25,10 +25,7 @@
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
 MIB=$((1 << 20))
-mkv_start_server
-aws_v2 s3 mb s3://faults >/dev/null || fail "mb"
-M=$T/mnt
-mkv_mount /faults "$M"
+mkv_bucket_mount faults
 mkdir -p "$T/src"
 
 log "files written and fsynced, closed, and left open; then kill -9 of the FUSE daemon"

@@ -8,10 +8,7 @@
 # (ETag: the MD5 of the bytes).
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
-mkv_start_server
-aws_v2 s3 mb s3://frag >/dev/null || fail "mb"
-M=$T/mnt
-mkv_mount /frag "$M"
+mkv_bucket_mount frag
 log "70,000 scattered writes"
 "$PY" - "$M/frag.bin" "$T/shadow" <<'EOF' || fail "the scattered writes failed"
 import os, random, sys

@@ -6,11 +6,7 @@
 # working; once space is freed, writes work again.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
-DATA=$T/data
-mkdir -p "$DATA"
-mount -t tmpfs -o size=160m tmpfs "$DATA" || skip "cannot mount tmpfs here"
-MOUNTS="$DATA"
-head -c $((40 * 1024 * 1024)) /dev/zero >"$DATA/filler"
+mkv_tmpfs_data 160m
 mkv_start_server --reserve 16M --segment-size 16M
 aws_v2 s3 mb s3://full >/dev/null || fail "mb"
 M=$T/mnt

@@ -11,10 +11,7 @@
 #   (the Raft applied index moves by one) and S3 sees every key moved.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
-mkv_start_server
-aws_v2 s3 mb s3://two >/dev/null || fail "mb"
-M=$T/mnt
-mkv_mount /two "$M"
+mkv_bucket_mount two
 mkdir -p "$T/src"
 
 log "S3 keys a/b/c as nested directories"
