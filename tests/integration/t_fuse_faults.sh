@@ -215,7 +215,8 @@ for kill_at in 16 96; do
     mkv_kill_server
     killed=$(date +%s.%N)
     for _ in $(seq $((TOUT * 30 + 100))); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$wp" 2>/dev/null && fail "the writer still runs $((TOUT * 3 + 10)) s after the server was killed"
+    kill -0 "$wp" 2>/dev/null &&
+        fail "the writer still runs $((TOUT * 3 + 10)) s after the server was killed (its log ends: $(tail -n 3 "$T/writer.log" | tr '\n' ';'))"
     wait "$wp"
     st=$?
     grep -q '^done' "$T/writer.log" && fail "the writer finished although the server was killed at $kill_at MiB"
