@@ -201,12 +201,11 @@ void fino_truncated(struct fino *fi, uint64_t size)
 void fs_open_inos(struct fs *fs, struct mkv_buf *out)
 {
     unsigned n = 0;
-    for (size_t i = 0; i < fs->hcap && n < MKV_KEEP_MAX; i++)
-        for (struct fino *fi = fs->htab[i]; fi && n < MKV_KEEP_MAX; fi = fi->hnext)
-            if (fi->opens && fi->attr.type == MKV_T_FILE) {
-                mkv_buf_put_le64(out, fi->ino);
-                n++;
-            }
+    for (struct fino *fi = fs->open_files; fi && n < MKV_KEEP_MAX; fi = fi->onext)
+        if (fi->attr.type == MKV_T_FILE) {
+            mkv_buf_put_le64(out, fi->ino);
+            n++;
+        }
 }
 
 /* ---- committed content ---- */
@@ -852,9 +851,9 @@ static void reply_open(struct fop *op, struct fino *fi, int keep_cache)
     memset(&ffi, 0, sizeof ffi);
     ffi.fh = fi->ino;
     ffi.keep_cache = keep_cache ? 1 : 0;
-    fi->opens++;
+    fino_open_ref(op->fs, fi);
     if (fuse_reply_open(op->req, &ffi) != 0) {
-        fi->opens--;
+        fino_open_unref(fi);
         fino_maybe_free(op->fs, fi);
     }
     fop_free(op);
@@ -902,9 +901,9 @@ void op_create_existing(struct fop *op, struct mkv_frame *reply)
     fs_entry(op->fs, fi, &e);
     memset(&ffi, 0, sizeof ffi);
     ffi.fh = fi->ino;
-    fi->opens++;
+    fino_open_ref(op->fs, fi);
     if (fuse_reply_create(op->req, &e, &ffi) != 0) {
-        fi->opens--;
+        fino_open_unref(fi);
         fino_forget(op->fs, fi, 1);
     }
     fop_free(op);
@@ -983,9 +982,9 @@ void op_create_done(struct fop *op, struct fino *fi)
     fs_entry(op->fs, fi, &e);
     memset(&ffi, 0, sizeof ffi);
     ffi.fh = fi->ino;
-    fi->opens++;
+    fino_open_ref(op->fs, fi);
     if (fuse_reply_create(op->req, &e, &ffi) != 0) {
-        fi->opens--;
+        fino_open_unref(fi);
         fino_forget(op->fs, fi, 1);
     }
     fop_free(op);
@@ -1023,7 +1022,7 @@ static void rd_finish(struct rd *rd, int status)
         fuse_reply_buf(op->req, (const char *)rd->buf, rd->len);
         fop_free(op);
     }
-    rd->fi->opens--;
+    fino_open_unref(rd->fi);
     fino_maybe_free(fs, rd->fi);
     free(rd->buf);
     free(rd);
@@ -1077,7 +1076,7 @@ void op_read(struct fop *op)
         fop_error(op, -ENOMEM);
         return;
     }
-    fi->opens++; /* keeps the inode while the read runs */
+    fino_open_ref(op->fs, fi); /* keeps the inode while the read runs */
     /* The committed content: inline bytes, or extents read through the
      * chunk servers (holes and bytes past them are zeros). */
     if (fi->data.len > off)
@@ -1276,7 +1275,7 @@ static void release_file(struct fop *op)
         fop_free(op);
         return;
     }
-    if (fi->opens) fi->opens--;
+    fino_open_unref(fi);
     if (fi->opens == 0 && fi->orphan) {
         /* The last descriptor of an unlinked file: it goes now. */
         struct mkv_orphan_drop_req q = {fi->ino};

@@ -1,5 +1,5 @@
-/* minikv FUSE client: the low-level operations table and the hand-off from
- * libfuse's threads to the client thread (see fs_int.h). */
+/* minikv FUSE client: the low-level operations table, and the session's
+ * requests read and handled on the client thread's loop (see fs_int.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +149,7 @@ void fs_inval_reply(struct fs *fs, struct fop *op)
     pthread_mutex_unlock(&fs->ilock);
 }
 
-/* ---- the hand-off ---- */
+/* ---- requests ---- */
 
 static void dispatch(struct fop *op)
 {
@@ -190,26 +190,6 @@ static void dispatch(struct fop *op)
     }
 }
 
-void fs_on_wake(uv_async_t *a)
-{
-    struct fs *fs = a->data;
-    struct fop *op, *next;
-    pthread_mutex_lock(&fs->qlock);
-    op = fs->qhead;
-    fs->qhead = fs->qtail = NULL;
-    pthread_mutex_unlock(&fs->qlock);
-    for (; op; op = next) {
-        next = op->next;
-        op->next = NULL;
-        op->fs = fs;
-        if (fs->stopping && op->req) {
-            fop_error(op, -EIO);
-            continue;
-        }
-        dispatch(op);
-    }
-}
-
 static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, fuse_ino_t ino)
 {
     struct fop *op = calloc(1, sizeof *op);
@@ -230,12 +210,47 @@ static struct fop *fop_new(fuse_req_t req, enum fop_kind kind, fuse_ino_t ino)
 
 static void submit(struct fs *fs, struct fop *op)
 {
-    pthread_mutex_lock(&fs->qlock);
-    if (fs->qtail) fs->qtail->next = op;
-    else fs->qhead = op;
-    fs->qtail = op;
-    pthread_mutex_unlock(&fs->qlock);
-    uv_async_send(&fs->wake);
+    op->fs = fs;
+    if (fs->stopping && op->req) {
+        fop_error(op, -EIO);
+        return;
+    }
+    dispatch(op);
+}
+
+/* Requests read per wakeup before the loop sees to the network again. */
+#define SESSION_BATCH 32
+
+static void on_session(uv_poll_t *p, int status, int events)
+{
+    struct fs *fs = p->data;
+    (void)events;
+    if (status < 0) {
+        MKV_ERROR("fs", "FUSE session err=\"%s\"", uv_strerror(status));
+        fs_stop(fs);
+        return;
+    }
+    for (int i = 0; i < SESSION_BATCH && !fs->stopping; i++) {
+        int res = fuse_session_receive_buf(fs->se, &fs->fbuf);
+        if (res == -EAGAIN || res == -EINTR) return;
+        if (res <= 0 || fuse_session_exited(fs->se)) {
+            /* 0: the kernel ended the session (unmounted, or aborted). */
+            if (res < 0) MKV_ERROR("fs", "reading /dev/fuse err=\"%s\"", strerror(-res));
+            fs_stop(fs);
+            return;
+        }
+        fuse_session_process_buf(fs->se, &fs->fbuf);
+    }
+}
+
+int fs_session_start(struct fs *fs)
+{
+    int fd = fuse_session_fd(fs->se);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    if (uv_poll_init(&fs->loop, &fs->session, fd)) return -EIO;
+    fs->session.data = fs; /* set: fs_stop closes it */
+    return uv_poll_start(&fs->session, UV_READABLE, on_session);
 }
 
 static int dup_name(struct fop *op, const char *name, char **out)
@@ -252,7 +267,7 @@ static int dup_name(struct fop *op, const char *name, char **out)
     return 0;
 }
 
-/* ---- libfuse entry points (on libfuse's threads) ---- */
+/* ---- libfuse entry points (on the client thread, from on_session) ---- */
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {

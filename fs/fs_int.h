@@ -1,10 +1,14 @@
 /* minikv FUSE client: state shared by its modules (private).
  *
- * Threads: libfuse's workers read requests from /dev/fuse and hand each to
- * the client thread (a queue and a uv_async); the client thread owns every
- * piece of state below (inode table, caches, write buffers) and the client
- * library, talks to the cluster, and answers with fuse_reply_* (which is
- * safe from any thread). Nothing here is locked but the hand-off queue.
+ * Threads: one, the client thread, runs a libuv loop that reads requests
+ * from /dev/fuse itself (the session's fd, non-blocking, polled by the
+ * loop), owns every piece of state below (inode table, caches, write
+ * buffers) and the client library, talks to the cluster, and answers with
+ * fuse_reply_*. A request is handled where it is read: no hand-off to
+ * another thread, so a request answered from local state costs one wakeup,
+ * as on any FUSE file system. Nothing here is locked. The one other thread
+ * makes kernel cache invalidations (below), which may have to wait for the
+ * client thread.
  *
  * Inode numbers: the kernel's are the namespace's, except FUSE_ROOT_ID (1),
  * which stands for the mounted directory (a bucket's inode, or the
@@ -67,10 +71,11 @@ struct fino
 {
     uint64_t ino; /* the namespace's */
     uint64_t nlookup;
-    unsigned opens;
-    int orphan;               /* unlinked while open: ORPHAN_DROP at the last release */
-    int dir_gone;             /* a directory removed (rmdir, replaced by a rename): nlink 0 */
-    struct mkv_obj_info attr; /* attribute fields only (slices not kept) */
+    unsigned opens;              /* descriptors, and reads in flight: fino_open_ref */
+    struct fino *onext, **oprev; /* in fs->open_files while opens > 0 */
+    int orphan;                  /* unlinked while open: ORPHAN_DROP at the last release */
+    int dir_gone;                /* a directory removed (rmdir, replaced by a rename): nlink 0 */
+    struct mkv_obj_info attr;    /* attribute fields only (slices not kept) */
     char etag[MKV_ETAG_MAX + 1];
     int have_attr;
     /* Until when (loop time, ms) attr may answer GETATTR without asking the
@@ -117,24 +122,22 @@ struct fs
 {
     struct fs_opts o;
     uv_loop_t loop;
-    uv_async_t wake; /* requests queued */
-    uv_async_t stop; /* unmounted: drain and close */
+    uv_poll_t session;    /* the FUSE session's fd, readable */
+    struct fuse_buf fbuf; /* where requests are read, reused */
+    uv_signal_t sigs[3];  /* SIGINT, SIGTERM, SIGHUP: unmount */
     uv_timer_t drain;
     int64_t drain_deadline;
-    uv_thread_t thread;
     struct mkv_client *client;
     struct fuse_session *se;
     uint64_t root;      /* namespace inode of the mount's root */
     int64_t mounted_ns; /* the times of the namespace root, which keeps none */
     char *mountpoint;
-    /* hand-off queue from libfuse threads */
-    pthread_mutex_t qlock;
-    struct fop *qhead, *qtail;
     int stopping;
     /* inode table */
     struct fino **htab;
     size_t hcap, hcount;
-    uint32_t uid, gid; /* the daemon's, for permission-free internal work */
+    struct fino *open_files; /* those with opens > 0 (unlink and rename keep them) */
+    uint32_t uid, gid;       /* the daemon's, for permission-free internal work */
     /* Kernel cache invalidations (fuse_lowlevel_notify_inval_inode), made
      * on a thread of their own: the kernel may need the client thread to
      * answer a read before it can drop a page. */
@@ -145,7 +148,7 @@ struct fs
     int inval_started, inval_stop;
 };
 
-/* A request handed from a libfuse thread to the client thread. */
+/* A request from the kernel, with what its steps carry along. */
 enum fop_kind {
     FOP_LOOKUP = 1,
     FOP_FORGET,
@@ -233,7 +236,12 @@ int fs_etag_wait(struct fs *fs, struct fino *fi, struct fop *op,
 
 /* fs.c */
 extern const struct fuse_lowlevel_ops fs_ops;
-void fs_on_wake(uv_async_t *a);
+/* Starts reading requests on fs->loop (the session's fd made non-blocking);
+ * when the kernel ends the session (unmount) or a signal asks, fs_stop. */
+int fs_session_start(struct fs *fs);
+/* Stops reading requests, unmounts, writes back what is buffered (bounded)
+ * and closes the client, after which the loop ends (main.c). */
+void fs_stop(struct fs *fs);
 struct fs *fs_of(fuse_req_t req);
 /* The namespace inode a kernel inode number names, and back. */
 uint64_t fs_ns_ino(struct fs *fs, fuse_ino_t ino);
@@ -269,6 +277,10 @@ void fino_attr_stale(struct fino *fi);
 /* Whether GETATTR can be answered from fi's cache. */
 int fino_attr_fresh(struct fs *fs, const struct fino *fi);
 void fino_forget(struct fs *fs, struct fino *fi, uint64_t n);
+/* fi gains an open (a descriptor, or a read in flight), or loses one; the
+ * caller sees to fino_maybe_free after the last. */
+void fino_open_ref(struct fs *fs, struct fino *fi);
+void fino_open_unref(struct fino *fi);
 void fino_maybe_free(struct fs *fs, struct fino *fi);
 void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st);
 void fs_entry(struct fs *fs, struct fino *fi, struct fuse_entry_param *e);

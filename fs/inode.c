@@ -123,6 +123,24 @@ void fino_forget(struct fs *fs, struct fino *fi, uint64_t n)
     fino_maybe_free(fs, fi);
 }
 
+void fino_open_ref(struct fs *fs, struct fino *fi)
+{
+    if (fi->opens++) return;
+    fi->onext = fs->open_files;
+    if (fi->onext) fi->onext->oprev = &fi->onext;
+    fi->oprev = &fs->open_files;
+    fs->open_files = fi;
+}
+
+void fino_open_unref(struct fino *fi)
+{
+    if (!fi->opens || --fi->opens) return;
+    *fi->oprev = fi->onext;
+    if (fi->onext) fi->onext->oprev = fi->oprev;
+    fi->onext = NULL;
+    fi->oprev = NULL;
+}
+
 void fs_stat(struct fs *fs, const struct fino *fi, struct stat *st)
 {
     const struct mkv_obj_info *a = &fi->attr;

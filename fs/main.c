@@ -260,13 +260,7 @@ static int probe_cluster(struct fs_opts *o, const struct mkv_cred *cred, struct 
     return rv;
 }
 
-/* ---- the client thread ---- */
-
-static void client_main(void *arg)
-{
-    struct fs *fs = arg;
-    uv_run(&fs->loop, UV_RUN_DEFAULT);
-}
+/* ---- stopping ---- */
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -288,20 +282,45 @@ static void on_drain_tick(uv_timer_t *t)
     if (busy) MKV_WARN("fs", "unmount: write-back did not finish in time, dropped");
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, handle_closed);
-    uv_close((uv_handle_t *)&fs->wake, handle_closed);
-    uv_close((uv_handle_t *)&fs->stop, handle_closed);
     mkv_client_close(fs->client);
     fs->client = NULL;
 }
 
-static void on_stop(uv_async_t *a)
+static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+
+void fs_stop(struct fs *fs)
 {
-    struct fs *fs = a->data;
+    if (fs->stopping) return;
     fs->stopping = 1;
+    MKV_INFO("fs", "unmounting mountpoint=%s", fs->mountpoint);
+    if (fs->session.data) {
+        uv_poll_stop(&fs->session);
+        uv_close((uv_handle_t *)&fs->session, handle_closed);
+    }
+    for (int i = 0; i < 3; i++)
+        if (fs->sigs[i].data) uv_close((uv_handle_t *)&fs->sigs[i], handle_closed);
+    /* Lazy when the kernel still has the mount; closes the session's fd. */
+    fuse_session_unmount(fs->se);
     fs->drain_deadline = mkv_now_ns() + 30 * 1000000000LL;
     uv_timer_init(&fs->loop, &fs->drain);
     fs->drain.data = fs;
     uv_timer_start(&fs->drain, on_drain_tick, 0, 50);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    MKV_INFO("fs", "signal=%d", signum);
+    fs_stop(sig->data);
+}
+
+static int start_signals(struct fs *fs)
+{
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&fs->loop, &fs->sigs[i]);
+        fs->sigs[i].data = fs;
+        if (uv_signal_start(&fs->sigs[i], on_signal, stop_signals[i])) return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -311,7 +330,6 @@ int main(int argc, char **argv)
     struct probe pr = {0};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
     struct mkv_client_opts co = {0};
-    struct fuse_loop_config *lc;
     char err[256], opts[1024];
     struct mkv_cred cred;
     int rv, status = 1, have_cred = 0;
@@ -398,10 +416,7 @@ int main(int argc, char **argv)
     if (a.log_fd >= 0) dup2(a.log_fd, STDERR_FILENO); /* after daemonize closed it */
 
     if (uv_loop_init(&fs->loop)) goto out_unmount;
-    pthread_mutex_init(&fs->qlock, NULL);
-    uv_async_init(&fs->loop, &fs->wake, fs_on_wake);
-    uv_async_init(&fs->loop, &fs->stop, on_stop);
-    fs->wake.data = fs->stop.data = fs;
+    fs->mountpoint = a.mountpoint;
     co.meta = fs->o.meta;
     co.chunk = fs->o.chunk;
     co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
@@ -417,29 +432,23 @@ int main(int argc, char **argv)
     MKV_INFO("fs", "mounted source=%s mountpoint=%s root=%llu chunk=%s", a.source, a.mountpoint,
              (unsigned long long)fs->root, fs->o.chunk);
     if (fs_inval_start(fs)) goto out_client;
-    if (uv_thread_create(&fs->thread, client_main, fs)) goto out_inval;
-
-    lc = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(lc, 16);
-    status = fuse_session_loop_mt(fs->se, lc) ? 1 : 0;
-    fuse_loop_cfg_destroy(lc);
-    MKV_INFO("fs", "unmounting mountpoint=%s", a.mountpoint);
-    fuse_session_unmount(fs->se);
-    uv_async_send(&fs->stop);
-    uv_thread_join(&fs->thread);
+    /* Signal handlers of the loop's own from here (libfuse's, set before
+     * the mount, would only flag an exit the loop never looks at). */
+    if (start_signals(fs) || fs_session_start(fs)) {
+        MKV_ERROR("fs", "cannot poll the FUSE session");
+        fs_stop(fs);
+    }
+    status = uv_run(&fs->loop, UV_RUN_DEFAULT) < 0 ? 1 : 0;
     fs_inval_stop(fs);
     uv_loop_close(&fs->loop);
+    free(fs->fbuf.mem);
     fs_inodes_free(fs);
     fuse_remove_signal_handlers(fs->se);
     fuse_session_destroy(fs->se);
     goto out;
 
-out_inval:
-    fs_inval_stop(fs);
 out_client:
     mkv_client_close(fs->client);
-    uv_close((uv_handle_t *)&fs->wake, handle_closed);
-    uv_close((uv_handle_t *)&fs->stop, handle_closed);
     uv_run(&fs->loop, UV_RUN_DEFAULT);
 out_unmount:
     fuse_session_unmount(fs->se);
