@@ -1119,16 +1119,17 @@ void op_write(struct fop *op)
     }
     if (fi->md5_valid) {
         if (off == fi->md5_off) {
-            if (EVP_DigestUpdate(fi->md5, op->buf, op->size) == 1) fi->md5_off += op->size;
+            if (EVP_DigestUpdate(fi->md5, op->data, op->size) == 1) fi->md5_off += op->size;
             else fi->md5_valid = 0;
         } else {
             fi->md5_valid = 0; /* not in order: the ETag is worked out later */
         }
     }
-    if ((rv = dirty_put(fi, off, op->buf, op->size))) {
+    if ((rv = dirty_put(fi, off, op->data, op->size))) {
         fop_error(op, rv);
         return;
     }
+    op->data = NULL; /* copied: the request buffer is read into again */
     if (off + op->size > fi->size) fi->size = off + op->size;
     fi->size_dirty = 1;
     fi->attr.mtime = fi->attr.ctime = mkv_now_ns();

@@ -427,11 +427,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
     struct fop *op = fop_new(req, FOP_WRITE, ino);
     if (!op) return;
-    if (size && !(op->buf = malloc(size))) {
-        fop_error(op, -ENOMEM);
-        return;
-    }
-    memcpy(op->buf, buf, size);
+    op->data = (const uint8_t *)buf; /* the request buffer: op_write copies it */
     op->size = size;
     op->off = off;
     op->fh = fi->fh;

@@ -199,7 +199,8 @@ struct fop
     int to_set;
     off_t off;
     size_t size;
-    uint8_t *buf; /* owned: write data, xattr value */
+    uint8_t *buf;        /* owned: xattr value */
+    const uint8_t *data; /* write data: the request's, valid until op_write returns */
     uint64_t nlookup;
     struct fuse_forget_data *forgets; /* owned */
     size_t nforgets;
