@@ -15,7 +15,7 @@
 #include "minikv/log.h"
 
 #define MAX_PEERS 16
-#define NODE_HANDLES 3
+#define NODE_HANDLES 4
 /* How often the namespace environment is fsynced (it is committed without
  * fsync; see mkv_ns_sync_point). */
 #define NS_SYNC_MS 2000
@@ -117,15 +117,44 @@ static void release_syncs(struct mkv_node *n)
     }
 }
 
+/* The lazy commit. Committing the batch to LMDB is not what makes a
+ * command durable (the Raft log is), nor what makes it visible to the
+ * loop's readers (they read the batch; local reads from other threads are
+ * off while it is dirty). It has to come before a reply that waits for it
+ * (queued replies: S3, minikvctl, whose next read may be a local one) and
+ * before a snapshot (which commits it itself). Otherwise it waits, up to
+ * these bounds, so that a stream of early-answered commands (a FUSE mount
+ * creating or removing files one by one) shares one commit and its dozen
+ * page writes, instead of paying for one after each Raft commit while its
+ * next request waits on the loop. */
+#define LAZY_MAX_NS (4 * 1000 * 1000)
+#define LAZY_MAX_ENTRIES 256
+
+static int commit_due(struct mkv_node *n, int64_t now)
+{
+    return n->q_head || n->stopping || mkv_ns_batch_entries(n->ns) >= LAZY_MAX_ENTRIES ||
+           now - n->batch_since_ns >= LAZY_MAX_NS;
+}
+
+static void on_lazy_timer(uv_timer_t *t)
+{
+    mkv_node_kick(t->data);
+}
+
 /* Commits the batch (unless it holds entries applied ahead that are not
- * committed yet), then answers every queued command. */
+ * committed yet, or may wait: commit_due), then answers every queued
+ * command. */
 static void deliver(struct mkv_node *n)
 {
     struct mkv_node_req *req, *next;
     int hold = mkv_node_holding(n);
+    int64_t now = mkv_now_ns();
+    if (!mkv_ns_dirty(n->ns)) n->batch_since_ns = 0;
+    else if (!n->batch_since_ns) n->batch_since_ns = now;
     if (n->ahead_lost) mkv_ns_discard(n->ns);
-    else if (!n->fatal && !hold && mkv_ns_dirty(n->ns) && mkv_ns_flush(n->ns))
+    else if (!n->fatal && !hold && mkv_ns_dirty(n->ns) && commit_due(n, now) && mkv_ns_flush(n->ns))
         mkv_node_fail(n, "commit");
+    if (!mkv_ns_dirty(n->ns)) n->batch_since_ns = 0;
     if (!hold) n->hold_count = 0;
     release_syncs(n);
     req = n->q_head;
@@ -238,8 +267,15 @@ static void check_cb(uv_check_t *h)
     update_local_reads(n);
     log_replay(n);
     /* While the batch is held, nothing is due before raft's next write
-     * completes (its own I/O wakes the loop): do not spin. */
-    if (!n->q_head && (!mkv_ns_dirty(n->ns) || mkv_node_holding(n))) uv_idle_stop(&n->idle);
+     * completes (its own I/O wakes the loop); a batch left for the lazy
+     * commit is due at its deadline (the timer): do not spin. */
+    if (!n->q_head) uv_idle_stop(&n->idle);
+    if (mkv_ns_dirty(n->ns) && !mkv_node_holding(n) && n->open_handles == NODE_HANDLES &&
+        !uv_is_closing((uv_handle_t *)&n->lazy_timer)) {
+        int64_t left = n->batch_since_ns + LAZY_MAX_NS - mkv_now_ns();
+        uv_timer_start(&n->lazy_timer, on_lazy_timer,
+                       left > 0 ? (uint64_t)(left + 999999) / 1000000 : 0, 0);
+    }
 }
 
 /* ---- periodic namespace sync ---- */
@@ -519,7 +555,9 @@ int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t le
  * lease) first: they go through the loop. Updated on the loop. */
 static void update_local_reads(struct mkv_node *n)
 {
-    int ok = mkv_node_ready(n) && count_voters(&n->raft) == 1 && !mkv_node_holding(n);
+    /* Not while the batch is dirty: it may hold what an early reply (or a
+     * query on the loop) announced, and LMDB does not have it yet. */
+    int ok = mkv_node_ready(n) && count_voters(&n->raft) == 1 && !mkv_ns_dirty(n->ns);
     if (ok != __atomic_load_n(&n->local_reads, __ATOMIC_RELAXED))
         __atomic_store_n(&n->local_reads, ok, __ATOMIC_RELEASE);
 }
@@ -673,6 +711,7 @@ static void raft_closed(struct raft *r)
     uv_close((uv_handle_t *)&n->check, handle_closed);
     uv_close((uv_handle_t *)&n->idle, handle_closed);
     uv_close((uv_handle_t *)&n->sync_timer, handle_closed);
+    uv_close((uv_handle_t *)&n->lazy_timer, handle_closed);
 }
 
 void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
@@ -820,7 +859,8 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     uv_check_init(loop, &n->check);
     uv_idle_init(loop, &n->idle);
     uv_timer_init(loop, &n->sync_timer);
-    n->check.data = n->idle.data = n->sync_timer.data = n;
+    uv_timer_init(loop, &n->lazy_timer);
+    n->check.data = n->idle.data = n->sync_timer.data = n->lazy_timer.data = n;
     n->open_handles = NODE_HANDLES;
     uv_check_start(&n->check, check_cb);
     uv_timer_start(&n->sync_timer, on_sync_timer, NS_SYNC_MS, NS_SYNC_MS);

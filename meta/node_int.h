@@ -32,7 +32,8 @@ struct mkv_node
     uv_check_t check;      /* end of each loop iteration: commit, then reply */
     uv_idle_t idle;        /* keeps the loop from blocking while work is queued */
     uv_timer_t sync_timer; /* makes the namespace durable every few seconds */
-    int open_handles;      /* of the three above, until they are closed */
+    uv_timer_t lazy_timer; /* commits a batch nobody waits for (deliver) */
+    int open_handles;      /* of the four above, until they are closed */
 
     /* Periodic namespace sync on a worker thread (mkv_ns_sync_to). */
     uv_work_t sync_work;
@@ -64,6 +65,8 @@ struct mkv_node
 
     /* Applied commands waiting for the batch commit before their reply. */
     struct mkv_node_req *q_head, *q_tail;
+    /* When the batch was first seen dirty (0: clean), for the lazy commit. */
+    int64_t batch_since_ns;
 
     /* Applying ahead (node.c): the last entry applied at submit time, and
      * the hold it started (the batch is not committed while an entry

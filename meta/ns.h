@@ -94,6 +94,8 @@ int mkv_ns_query(struct mkv_ns *ns, uint16_t type, const void *req, size_t len, 
 
 /* Index of the last applied entry (pending batch included). */
 uint64_t mkv_ns_applied(const struct mkv_ns *ns);
+/* Entries applied to the pending batch (0 when it is clean). */
+uint64_t mkv_ns_batch_entries(const struct mkv_ns *ns);
 void mkv_ns_counters(const struct mkv_ns *ns, struct mkv_ns_counters *out);
 /* Entries mkv_ns_apply skipped because they were already applied. */
 uint64_t mkv_ns_skipped(const struct mkv_ns *ns);

@@ -541,6 +541,11 @@ uint64_t mkv_ns_applied(const struct mkv_ns *ns)
     return ns->applied;
 }
 
+uint64_t mkv_ns_batch_entries(const struct mkv_ns *ns)
+{
+    return ns->batch ? ns->applied - ns->applied_c : 0;
+}
+
 void mkv_ns_counters(const struct mkv_ns *ns, struct mkv_ns_counters *out)
 {
     *out = ns->cnt;

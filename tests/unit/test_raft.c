@@ -193,6 +193,7 @@ struct sync_req
 {
     struct mkv_node_req req;
     int done, status;
+    int dirty_at_reply; /* the node's batch was not committed at the reply */
     struct mkv_buf reply;
 };
 
@@ -201,6 +202,7 @@ static void sync_cb(struct mkv_node_req *req, int status, const uint8_t *reply, 
     struct sync_req *s = MKV_CONTAINER_OF(req, struct sync_req, req);
     s->done = 1;
     s->status = status;
+    s->dirty_at_reply = req->node ? mkv_ns_dirty(mkv_node_ns(req->node)) : -1;
     mkv_buf_reset(&s->reply);
     if (len) mkv_buf_append(&s->reply, reply, len);
 }
@@ -272,6 +274,20 @@ static int node_query(struct cluster *c, int i, const char *bucket, const char *
     return st;
 }
 
+/* A lookup as another thread makes it (mkv_node_read_local): the status,
+ * or -EAGAIN when the node sends it to the loop instead. */
+static int node_read_local(struct cluster *c, int i, const char *bucket, const char *key)
+{
+    struct mkv_buf pl = MKV_BUF_INIT, rep = MKV_BUF_INIT;
+    struct mkv_obj_lookup_req req = {S(bucket), S(key), 0};
+    int st = 0, rv;
+    mkv_msg_append(&pl, &mkv_desc_obj_lookup_req, &req);
+    rv = mkv_node_read_local(c->node[i], MKV_MSG_OBJ_LOOKUP, pl.p, pl.len, &st, &rep);
+    mkv_buf_free(&pl);
+    mkv_buf_free(&rep);
+    return rv ? rv : st;
+}
+
 /* mkv_node_sync on node i, waited for: it must succeed. */
 static void node_sync(struct cluster *c, int i)
 {
@@ -287,6 +303,12 @@ static int not_dirty(struct cluster *c, void *arg)
 {
     (void)arg;
     return !mkv_ns_dirty(mkv_node_ns(c->node[0]));
+}
+
+static int local_reads_back(struct cluster *c, void *arg)
+{
+    (void)arg;
+    return node_read_local(c, 0, "ahead", "k/0") != -EAGAIN;
 }
 
 /* Submits without waiting; s must stay valid until its callback. */
@@ -359,17 +381,22 @@ static void apply_ahead(void **state)
     }
     assert_true(inline_replies >= 1);
     assert_int_equal(s[0].done, 1);
-    /* Seen by reads on the loop at once (the uncommitted batch). */
+    /* Seen by reads on the loop at once (the uncommitted batch); reads
+     * from other threads, which see only LMDB, go to the loop. */
     assert_int_equal(node_query(c, 0, "ahead", "k/0"), 0);
     assert_int_equal(mkv_ns_dirty(mkv_node_ns(c->node[0])), 1);
+    assert_int_equal(node_read_local(c, 0, "ahead", "k/0"), -EAGAIN);
     node_sync(c, 0);
     for (int k = 0; k < N; k++) {
         assert_int_equal(s[k].done, 1);
         assert_int_equal(s[k].status, 0);
     }
-    /* Everything is committed: the batch went to LMDB. */
+    /* Everything is committed by raft; the batch goes to LMDB by itself
+     * (the lazy commit: nobody waits for it), and local reads come back. */
     run_until(c, not_dirty, NULL, WAIT_MS, "the batch commit");
     assert_int_equal(ns_lookup(c->node[0], "ahead", "k/199"), 0);
+    run_until(c, local_reads_back, NULL, WAIT_MS, "local reads");
+    assert_int_equal(node_read_local(c, 0, "ahead", "k/199"), 0);
     /* A failing command answers early with its error. */
     {
         struct mkv_bucket_create_req q = {.name = S("ahead"), .replicas = 1};
@@ -395,6 +422,9 @@ static void apply_ahead(void **state)
     node_sync(c, 0);
     assert_int_equal(s[N + 1].done, 1);
     assert_int_equal(s[N + 1].status, 0);
+    /* A reply that waited for its commit also waited for the batch's: the
+     * client's next read may be a local one. */
+    assert_int_equal(s[N + 1].dirty_at_reply, 0);
     mkv_node_get_stats(c->node[0], &ns);
     print_message("ahead: applied_ahead=%llu of %d\n", (unsigned long long)ns.applied_ahead, N + 2);
     assert_true(ns.applied_ahead >= N);
