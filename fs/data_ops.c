@@ -54,6 +54,7 @@ void fino_dirty_drop(struct fino *fi)
 
 void fino_release_state(struct fino *fi)
 {
+    fino_names_drop(fi);
     fino_dirty_drop(fi);
     dirty_free_list(fi->wb_list);
     fi->wb_list = NULL;

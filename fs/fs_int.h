@@ -65,6 +65,7 @@ struct dirty
 };
 
 struct fs_waiter;
+struct dnames;
 
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct fino
@@ -87,6 +88,8 @@ struct fino
      * every write that could clear privileges). */
     uint64_t nocap_until;
     int locked; /* this mount took a lock on it: closes must drop theirs */
+    /* A directory whose names this mount knows whole (dnames.c). */
+    struct dnames *names;
     /* The committed content, loaded at open and dropped at the last
      * release: extents (encoded list) or the inline bytes, copied out of
      * the reply (a frame held longer would hold back its connection). */
@@ -322,6 +325,17 @@ int fs_sync_then(struct fop *op, void (*cb)(struct fop *op, int status));
 /* Takes oi (a full inode) as fi's content and attributes, unless this
  * mount has writes of its own in flight. */
 int fs_file_reload(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi);
+/* dnames.c: names of directories known whole, for negative lookups. */
+/* fi, a directory this mount just made, is known whole (empty). */
+void fs_names_new_dir(struct fs *fs, struct fino *fi);
+/* A name now is (add) or is no longer (del) in dir, by this mount's own
+ * command or as the cluster said (EEXIST). */
+void fs_names_add(struct fs *fs, uint64_t dir, const char *name);
+void fs_names_del(struct fs *fs, uint64_t dir, const char *name);
+/* 1 when name is known not to be in dir (no round trip needed); may start
+ * a refresh of the set. */
+int fs_names_absent(struct fs *fs, uint64_t dir, const char *name);
+void fino_names_drop(struct fino *fi);
 /* locks.c */
 void op_getlk(struct fop *op);
 void op_setlk(struct fop *op);

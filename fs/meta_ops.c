@@ -46,15 +46,20 @@ static void reply_entry(struct fop *op, struct mkv_frame *reply)
 
 /* ---- lookup, forget, getattr ---- */
 
+/* A negative entry, cached as long as a positive one would be. */
+static void reply_noent(struct fop *op)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.entry_timeout = op->fs->o.entry_timeout;
+    fuse_reply_entry(op->req, &e);
+    fop_free(op);
+}
+
 static void on_lookup(struct fop *op, int status, struct mkv_frame *reply)
 {
     if (status == -ENOENT) {
-        /* A negative entry, cached as long as a positive one would be. */
-        struct fuse_entry_param e;
-        memset(&e, 0, sizeof e);
-        e.entry_timeout = op->fs->o.entry_timeout;
-        fuse_reply_entry(op->req, &e);
-        fop_free(op);
+        reply_noent(op);
         return;
     }
     if (status) {
@@ -71,6 +76,11 @@ void op_lookup(struct fop *op)
     q.parent = fs_ns_ino(op->fs, op->ino);
     q.name = S(op->name);
     q.flags = MKV_INO_ATTR;
+    /* Not there, in a directory this mount knows whole (dnames.c). */
+    if (fs_names_absent(op->fs, q.parent, op->name)) {
+        reply_noent(op);
+        return;
+    }
     if ((rv = fs_meta(op, MKV_MSG_INO_LOOKUP, &mkv_desc_ino_lookup_req, &q, on_lookup)))
         fop_error(op, rv);
 }
@@ -262,6 +272,7 @@ static void on_existing(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
+    fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
     if ((op->flags & O_TRUNC) && (op->flags & O_ACCMODE) != O_RDONLY && reply &&
         mkv_frame_decode(reply, &mkv_desc_obj_info, &oi) == 0 && oi.type == MKV_T_FILE && oi.size) {
         q.ino = oi.ino;
@@ -289,13 +300,20 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     if (status) {
+        if (fs_errno(status) == EEXIST) fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
         fop_error(op, status);
         return;
     }
+    fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
     if (decode_inode(reply, &oi) == 0)
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), oi.ctime);
     if (op->kind != FOP_CREATE) {
+        struct fs *fs = op->fs;
+        int mkdir = op->kind == FOP_MKDIR && decode_inode(reply, &oi) == 0;
         reply_entry(op, reply);
+        /* A directory of its own: every name in it is this mount's doing
+         * until others make some (dnames.c). */
+        if (mkdir && (fi = fino_find(fs, oi.ino))) fs_names_new_dir(fs, fi);
         return;
     }
     if (decode_inode(reply, &oi) || !(fi = fino_learn(op->fs, &oi))) {
@@ -367,6 +385,7 @@ static void on_unlink(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
+    fs_names_del(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
     if (reply && mkv_frame_decode(reply, &mkv_desc_ino_unlink_rep, &rep) == 0) {
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), rep.now);
         if (op->kind == FOP_UNLINK) mark_orphan(op, rep.ino, rep.nlink, rep.now);
@@ -411,8 +430,14 @@ static void on_rename(struct fop *op, int status, struct mkv_frame *reply)
     free(keep);
     op->ctx2 = NULL;
     if (status) {
+        if (fs_errno(status) == EEXIST)
+            fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name2);
         fop_error(op, status);
         return;
+    }
+    if (!(op->flags & RENAME_EXCHANGE)) {
+        fs_names_del(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
+        fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name2);
     }
     if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.now) {
         struct fino *fi = fino_find(op->fs, rep.ino);
@@ -468,9 +493,11 @@ static void on_link(struct fop *op, int status, struct mkv_frame *reply)
 {
     struct mkv_obj_info oi;
     if (status) {
+        if (fs_errno(status) == EEXIST) fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name);
         fop_error(op, status);
         return;
     }
+    fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name);
     if (decode_inode(reply, &oi) == 0)
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino2), oi.ctime);
     reply_entry(op, reply);

@@ -8,7 +8,11 @@
 # - a name cannot be a file and a directory: refused on both fronts (S3 409
 #   KeyConflict, EEXIST / ENOTDIR in the mount);
 # - rename of a directory holding 10,000 files is one metadata command
-#   (the Raft applied index moves by one) and S3 sees every key moved.
+#   (the Raft applied index moves by one) and S3 sees every key moved;
+# - in a directory the mount made (whose names it knows, so that it answers
+#   lookups of missing names itself), names S3 adds show through the mount
+#   within entry_timeout (1 s here), one at a time and 1,500 at once, and an
+#   exclusive create of a name S3 made fails with EEXIST.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
 mkv_bucket_mount two
@@ -60,6 +64,39 @@ sleep 1.2
 expect_try "$(mkv_try create "$M/k")" EEXIST 5 "create k in the mount when k is a directory"
 expect_eq "$(cat "$M/f")" "file" "f after the refused changes"
 expect_eq "$(cat "$M/k/v")" "x" "k/v after the refused changes"
+
+log "a directory the mount made: names S3 adds show within entry_timeout"
+# seen_within NAME SECONDS: NAME exists through the mount before SECONDS.
+seen_within() {
+    local t0=$EPOCHREALTIME
+    until [ -e "$1" ]; do
+        awk -v a="$t0" -v b="$EPOCHREALTIME" -v m="$2" 'BEGIN { exit !(b - a > m) }' &&
+            fail "$1, made through S3, not seen through the mount after $2 s"
+        sleep 0.05
+    done
+    log "$1 seen after $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s"
+}
+mkdir "$M/nd" || fail "mkdir nd"
+echo a >"$M/nd/mine" || fail "create nd/mine"
+[ -e "$M/nd/later" ] && fail "nd/later there before anyone made it"
+# s3req, not the CLI: the PUT must land well within the mount's 1 s.
+expect_contains "$(s3req PUT /two/nd/later --data x 2>&1)" "200" "PUT nd/later"
+seen_within "$M/nd/later" 3
+[ -e "$M/nd/excl" ] && fail "nd/excl there before anyone made it"
+expect_contains "$(s3req PUT /two/nd/excl --data y 2>&1)" "200" "PUT nd/excl"
+expect_try "$(mkv_try create "$M/nd/excl")" EEXIST 5 "exclusive create of nd/excl, made through S3"
+[ -e "$M/nd/excl" ] || fail "nd/excl not seen right after the EEXIST"
+# More names than one refresh page, made while the mount keeps looking.
+PYTHONPATH="$top_srcdir/tests/integration" "$PY" - <<'PY' || fail "S3 PUT of 1,500 keys"
+import s3req
+for i in range(1, 1501):
+    r = s3req.request("PUT", "/two/nd/s3-%d" % i, body=b"z")
+    if r.status != 200:
+        raise SystemExit("PUT nd/s3-%d: %r" % (i, r))
+PY
+seen_within "$M/nd/s3-1500" 3
+for i in 1 750 1499; do [ -e "$M/nd/s3-$i" ] || fail "nd/s3-$i not seen through the mount"; done
+expect_eq "$(ls "$M/nd" | wc -l)" 1503 "names in nd"
 
 log "rename of a directory with 10,000 files is one metadata command"
 mkdir "$M/big" || fail "mkdir big"
