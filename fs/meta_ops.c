@@ -185,14 +185,10 @@ static int64_t ts_ns(const struct timespec *ts)
     return (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec;
 }
 
-void op_setattr(struct fop *op)
+static void setattr_send(struct fop *op)
 {
     struct mkv_ino_setattr_req q = {0};
     int s = op->to_set, rv;
-    if (op->fs->o.read_only) {
-        fop_error(op, -EROFS);
-        return;
-    }
     q.ino = fs_ns_ino(op->fs, op->ino);
     if (s & FUSE_SET_ATTR_MODE) q.valid |= MKV_SET_MODE, q.mode = op->st.st_mode;
     if (s & FUSE_SET_ATTR_UID) q.valid |= MKV_SET_UID, q.uid = op->st.st_uid;
@@ -214,6 +210,35 @@ void op_setattr(struct fop *op)
     }
     if ((rv = fs_meta(op, MKV_MSG_INO_SETATTR, &mkv_desc_ino_setattr_req, &q, on_setattr)))
         fop_error(op, rv);
+}
+
+static void setattr_synced(struct fop *op, int status)
+{
+    if (status) {
+        fop_error(op, status);
+        return;
+    }
+    setattr_send(op);
+}
+
+void op_setattr(struct fop *op)
+{
+    int s = op->to_set, rv;
+    struct fino *fi;
+    if (op->fs->o.read_only) {
+        fop_error(op, -EROFS);
+        return;
+    }
+    /* Setting mtime (futimens after writing, as tar x and cp -a do) on a
+     * file with writes still buffered: those are committed first, or their
+     * write-back, which stamps its own time, would undo the mtime set. */
+    fi = fino_find(op->fs, fs_ns_ino(op->fs, op->ino));
+    if ((s & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !(s & FUSE_SET_ATTR_SIZE) && fi &&
+        (fi->dirty || fi->writing || fi->size_dirty)) {
+        if ((rv = fs_sync_then(op, setattr_synced))) fop_error(op, rv);
+        return;
+    }
+    setattr_send(op);
 }
 
 /* ---- readlink ---- */
