@@ -188,9 +188,11 @@ void fino_truncated(struct fino *fi, uint64_t size)
         fi->whole = 1;
         fi->extents = fi->data = mkv_slice_mem("", 0);
         fi->content_size = 0;
-        if (fi->md5 && EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) == 1) {
+        if (fi->md5_busy) {
+            fi->md5_valid = 0; /* the worker has it: no fresh start this time */
+        } else if (fi->md5 && EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) == 1) {
             fi->md5_valid = 1;
-            fi->md5_off = 0;
+            fi->md5_off = fi->md5_done = 0;
         }
     } else if (fi->md5_off > size) {
         fi->md5_valid = 0;
@@ -279,6 +281,13 @@ struct wb
     uint64_t round;
     size_t ext_pos; /* extents before this are committed (earlier commands) */
     int committed;  /* an INO_WRITE of this round was applied */
+    /* The MD5 of the bytes written in order since the last round, hashed
+     * on a worker thread while the round's data goes to the chunk server
+     * (wb_hash): the commit and the end of the round wait for it. */
+    uv_work_t hash_work;
+    const uint8_t **hash_p;
+    size_t *hash_len, hash_n;
+    int hashing, hash_ok, etag_due, commit_due, finish_due, finish_status;
 };
 
 /* Extents per INO_WRITE: the request's extent field holds 4,096; a round
@@ -307,6 +316,13 @@ static void wb_finish(struct wb *wb, int status)
 {
     struct fs *fs = wb->fs;
     struct fino *fi = wb->fi;
+    if (wb->hashing) { /* the worker still reads the round's buffers */
+        wb->finish_due = 1;
+        wb->finish_status = status;
+        return;
+    }
+    free(wb->hash_p);
+    free(wb->hash_len);
     if (status) {
         MKV_WARN("fs", "write-back failed ino=%llu err=\"%s\"", (unsigned long long)fi->ino,
                  mkv_strerror(status));
@@ -385,6 +401,10 @@ static void on_ino_write(struct mkv_meta_req *m, int status, struct mkv_frame *r
 static void wb_commit(struct wb *wb)
 {
     struct mkv_ino_write_req q = {0};
+    if (wb->hashing) { /* the ETag, which the last command carries, is due */
+        wb->commit_due = 1;
+        return;
+    }
     struct mkv_slice all =
         mkv_slice_mem(wb->extents.p ? wb->extents.p : (const uint8_t *)"", wb->extents.len);
     struct mkv_slice cur = mkv_slice_mem(all.p + wb->ext_pos, all.len - wb->ext_pos);
@@ -712,6 +732,70 @@ static void compact_start(struct wb *wb)
     compact_next(c);
 }
 
+/* ---- the MD5 (the S3 ETag) of a file written in order ---- */
+
+static void hash_run(uv_work_t *w)
+{
+    struct wb *wb = MKV_CONTAINER_OF(w, struct wb, hash_work);
+    for (size_t i = 0; i < wb->hash_n && wb->hash_ok; i++)
+        if (EVP_DigestUpdate(wb->fi->md5, wb->hash_p[i], wb->hash_len[i]) != 1) wb->hash_ok = 0;
+}
+
+static void hash_after(uv_work_t *w, int status)
+{
+    struct wb *wb = MKV_CONTAINER_OF(w, struct wb, hash_work);
+    struct fino *fi = wb->fi;
+    wb->hashing = 0;
+    fi->md5_busy = 0;
+    if (status || !wb->hash_ok) fi->md5_valid = 0;
+    else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+    if (wb->finish_due) wb_finish(wb, wb->finish_status);
+    else if (wb->commit_due) wb_commit(wb);
+}
+
+/* Hashes the bytes written in order that no round hashed yet, all in this
+ * round's ranges, into fi->md5: on a worker thread when async (MD5 is the
+ * costliest step of a sequential write; the round's data goes to the chunk
+ * server meanwhile), else at once. Sets the round's ETag when those bytes
+ * reach its size. A gap (not written in order after all) ends the MD5. */
+static void wb_hash(struct wb *wb, int async)
+{
+    struct fino *fi = wb->fi;
+    uint64_t pos = fi->md5_done, to = fi->md5_off;
+    size_t n = 0;
+    if (!fi->md5 || !fi->md5_valid || fi->md5_busy) return;
+    for (struct dirty *d = wb->list; d; d = d->next)
+        if (d->off < to && d->off + d->len > pos) n++;
+    if (n && (!(wb->hash_p = calloc(n, sizeof *wb->hash_p)) ||
+              !(wb->hash_len = calloc(n, sizeof *wb->hash_len)))) {
+        fi->md5_valid = 0;
+        return;
+    }
+    for (struct dirty *d = wb->list; d && pos < to; d = d->next) {
+        if (d->off + d->len <= pos) continue;
+        if (d->off > pos) break; /* a gap */
+        wb->hash_p[wb->hash_n] = d->p + (pos - d->off);
+        wb->hash_len[wb->hash_n] = (size_t)(MKV_MIN(d->off + d->len, to) - pos);
+        pos += wb->hash_len[wb->hash_n++];
+    }
+    if (pos < to) {
+        fi->md5_valid = 0;
+        return;
+    }
+    wb->hash_ok = 1;
+    wb->etag_due = to == wb->size;
+    fi->md5_done = to;
+    if (async && wb->hash_n &&
+        uv_queue_work(&wb->fs->loop, &wb->hash_work, hash_run, hash_after) == 0) {
+        wb->hashing = 1;
+        fi->md5_busy = 1;
+        return;
+    }
+    hash_run(&wb->hash_work);
+    if (!wb->hash_ok) fi->md5_valid = 0;
+    else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+}
+
 static void wb_start(struct fs *fs, struct fino *fi)
 {
     struct wb *wb;
@@ -732,8 +816,6 @@ static void wb_start(struct fs *fs, struct fino *fi)
     fi->dirty_bytes = 0;
     wb->list = fi->wb_list;
     wb->size = fi->size;
-    if (fi->md5 && fi->md5_valid && fi->md5_off == wb->size)
-        fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
     /* Inline when small and nothing is in chunks: the whole content from
      * the inline bytes, zeros, and the ranges. */
     inl = wb->size <= fs->o.inline_max && fi->extents.len == 0;
@@ -751,6 +833,7 @@ static void wb_start(struct fs *fs, struct fino *fi)
         for (struct dirty *d = wb->list; d; d = d->next)
             if (d->off < wb->size)
                 memcpy(wb->inl.p + d->off, d->p, (size_t)MKV_MIN(d->len, wb->size - d->off));
+        wb_hash(wb, 0); /* small: at once, only to keep the MD5 going */
         if (inline_etag(wb->inl.p, wb->inl.len, wb->etag, sizeof wb->etag)) {
             wb_finish(wb, -ENOMEM);
             return;
@@ -770,9 +853,11 @@ static void wb_start(struct fs *fs, struct fino *fi)
         wb->list = fi->wb_list;
         wb->flags = MKV_WRITE_REPLACE;
     } else if (compact_needed(fi)) {
+        wb_hash(wb, 0); /* compaction changes the round's ranges */
         compact_start(wb);
         return;
     }
+    wb_hash(wb, 1);
     wb_stream(wb);
 }
 
@@ -842,7 +927,7 @@ static int md5_setup(struct fino *fi)
     if (!(fi->md5 = EVP_MD_CTX_new())) return -ENOMEM;
     if (EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) != 1) return -ENOMEM;
     fi->md5_valid = fi->size == 0;
-    fi->md5_off = 0;
+    fi->md5_off = fi->md5_done = 0;
     return 0;
 }
 
@@ -978,8 +1063,8 @@ void op_create_done(struct fop *op, struct fino *fi)
         fop_error(op, -ENOMEM);
         return;
     }
-    fi->md5_valid = 1;
-    fi->md5_off = 0;
+    fi->md5_valid = !fi->md5_busy && EVP_DigestInit_ex(fi->md5, EVP_md5(), NULL) == 1;
+    fi->md5_off = fi->md5_done = 0;
     fs_entry(op->fs, fi, &e);
     memset(&ffi, 0, sizeof ffi);
     ffi.fh = fi->ino;
@@ -1119,12 +1204,9 @@ void op_write(struct fop *op)
         return;
     }
     if (fi->md5_valid) {
-        if (off == fi->md5_off) {
-            if (EVP_DigestUpdate(fi->md5, op->data, op->size) == 1) fi->md5_off += op->size;
-            else fi->md5_valid = 0;
-        } else {
-            fi->md5_valid = 0; /* not in order: the ETag is worked out later */
-        }
+        /* In order: hashed by the write-back (wb_hash), off this thread. */
+        if (off == fi->md5_off) fi->md5_off += op->size;
+        else fi->md5_valid = 0; /* not in order: the ETag is worked out later */
     }
     if ((rv = dirty_put(fi, off, op->data, op->size))) {
         fop_error(op, rv);

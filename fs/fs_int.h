@@ -116,8 +116,10 @@ struct fino
     void *etag_job;
     /* MD5 of the content, when it was written in order from offset 0. */
     EVP_MD_CTX *md5;
-    uint64_t md5_off;
+    uint64_t md5_off;  /* bytes written in order so far: what the MD5 covers */
+    uint64_t md5_done; /* of those, bytes hashed (or being hashed: md5_busy) */
     int md5_valid;
+    int md5_busy; /* a worker thread is hashing into md5 (write-back round) */
     struct fino *hnext;
 };
 
