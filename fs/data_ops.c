@@ -750,6 +750,7 @@ static void hash_after(uv_work_t *w, int status)
     if (status || !wb->hash_ok) fi->md5_valid = 0;
     else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
     if (wb->finish_due) wb_finish(wb, wb->finish_status);
+    else if (!wb->fs->client) wb_finish(wb, -ECANCELED); /* unmounted, drain over */
     else if (wb->commit_due) wb_commit(wb);
 }
 

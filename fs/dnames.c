@@ -15,7 +15,10 @@
  * shows within entry_timeout, as before. entry_timeout=0 turns this off.
  *
  * Names removed elsewhere stay in the set: their lookups go to the cluster,
- * which answers. A name the cluster says exists (EEXIST) joins the set. */
+ * which answers. A name the cluster says exists (EEXIST, a lookup) joins
+ * the set. The sets are dropped when the connection to the metadata
+ * service is made again: the service may have restarted without changes
+ * it had answered early, and reuse cookies beyond the largest one seen. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@ struct dnames
     size_t cap, used, n;
     uint64_t cookie;      /* every entry with a larger cookie is new to us */
     uint64_t valid_until; /* loop ms: negative answers until then */
+    uint64_t epoch;       /* mkv_client_meta_epoch when made */
     int refreshing;
 };
 
@@ -47,9 +51,11 @@ static uint64_t dn_hash(const char *s, size_t n)
     return h;
 }
 
+/* Rebuilds the table: twice the size, or the same when removed names (the
+ * slots they leave) are what fills it. */
 static int dn_grow(struct dnames *d)
 {
-    size_t cap = d->cap ? d->cap * 2 : 64;
+    size_t cap = !d->cap ? 64 : d->n * 2 < d->cap ? d->cap : d->cap * 2;
     char **tab = calloc(cap, sizeof *tab);
     if (!tab) return -ENOMEM;
     for (size_t i = 0; i < d->cap; i++) {
@@ -134,6 +140,7 @@ void fs_names_new_dir(struct fs *fs, struct fino *fi)
     if (fs->o.entry_timeout <= 0 || fi->attr.type != MKV_T_DIR || fi->names) return;
     if (!(fi->names = calloc(1, sizeof *fi->names))) return;
     fi->names->valid_until = uv_now(&fs->loop) + (uint64_t)(fs->o.entry_timeout * 1000.0);
+    fi->names->epoch = mkv_client_meta_epoch(fs->client);
 }
 
 void fs_names_add(struct fs *fs, uint64_t dir, const char *name)
@@ -235,15 +242,21 @@ static void refresh_start(struct fs *fs, struct fino *fi)
     refresh_page(r, fi->names->cookie);
 }
 
-int fs_names_absent(struct fs *fs, uint64_t dir, const char *name)
+double fs_names_absent(struct fs *fs, uint64_t dir, const char *name)
 {
     struct fino *fi = fino_find(fs, dir);
+    uint64_t now = uv_now(&fs->loop);
     int found;
     if (!fi || !fi->names || fi->dir_gone) return 0;
-    if (uv_now(&fs->loop) >= fi->names->valid_until) {
+    if (fi->names->epoch != mkv_client_meta_epoch(fs->client)) {
+        fino_names_drop(fi);
+        return 0;
+    }
+    if (now >= fi->names->valid_until) {
         if (!fi->names->refreshing) refresh_start(fs, fi);
         return 0;
     }
     dn_slot(fi->names, name, strlen(name), &found);
-    return !found;
+    /* The kernel keeps the answer only as long as the set is good for. */
+    return found ? 0 : (double)(fi->names->valid_until - now) / 1000.0;
 }

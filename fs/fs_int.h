@@ -334,9 +334,9 @@ void fs_names_new_dir(struct fs *fs, struct fino *fi);
  * command or as the cluster said (EEXIST). */
 void fs_names_add(struct fs *fs, uint64_t dir, const char *name);
 void fs_names_del(struct fs *fs, uint64_t dir, const char *name);
-/* 1 when name is known not to be in dir (no round trip needed); may start
- * a refresh of the set. */
-int fs_names_absent(struct fs *fs, uint64_t dir, const char *name);
+/* When name is known not to be in dir (no round trip needed): for how many
+ * more seconds (> 0), else 0; may start a refresh of the set. */
+double fs_names_absent(struct fs *fs, uint64_t dir, const char *name);
 void fino_names_drop(struct fino *fi);
 /* locks.c */
 void op_getlk(struct fop *op);

@@ -282,6 +282,9 @@ static void on_drain_tick(uv_timer_t *t)
     if (busy) MKV_WARN("fs", "unmount: write-back did not finish in time, dropped");
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, handle_closed);
+    /* Kept until now: a second SIGINT/SIGTERM must not cut the drain. */
+    for (int i = 0; i < 3; i++)
+        if (fs->sigs[i].data) uv_close((uv_handle_t *)&fs->sigs[i], handle_closed);
     mkv_client_close(fs->client);
     fs->client = NULL;
 }
@@ -297,8 +300,6 @@ void fs_stop(struct fs *fs)
         uv_poll_stop(&fs->session);
         uv_close((uv_handle_t *)&fs->session, handle_closed);
     }
-    for (int i = 0; i < 3; i++)
-        if (fs->sigs[i].data) uv_close((uv_handle_t *)&fs->sigs[i], handle_closed);
     /* Lazy when the kernel still has the mount; closes the session's fd. */
     fuse_session_unmount(fs->se);
     fs->drain_deadline = mkv_now_ns() + 30 * 1000000000LL;

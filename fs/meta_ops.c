@@ -46,12 +46,13 @@ static void reply_entry(struct fop *op, struct mkv_frame *reply)
 
 /* ---- lookup, forget, getattr ---- */
 
-/* A negative entry, cached as long as a positive one would be. */
-static void reply_noent(struct fop *op)
+/* A negative entry, cached for secs (as long as a positive one would be,
+ * when the cluster said so). */
+static void reply_noent(struct fop *op, double secs)
 {
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.entry_timeout = op->fs->o.entry_timeout;
+    e.entry_timeout = secs;
     fuse_reply_entry(op->req, &e);
     fop_free(op);
 }
@@ -59,26 +60,28 @@ static void reply_noent(struct fop *op)
 static void on_lookup(struct fop *op, int status, struct mkv_frame *reply)
 {
     if (status == -ENOENT) {
-        reply_noent(op);
+        reply_noent(op, op->fs->o.entry_timeout);
         return;
     }
     if (status) {
         fop_error(op, status);
         return;
     }
+    fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name); /* heals a set */
     reply_entry(op, reply);
 }
 
 void op_lookup(struct fop *op)
 {
     struct mkv_ino_lookup_req q = {0};
+    double secs;
     int rv;
     q.parent = fs_ns_ino(op->fs, op->ino);
     q.name = S(op->name);
     q.flags = MKV_INO_ATTR;
     /* Not there, in a directory this mount knows whole (dnames.c). */
-    if (fs_names_absent(op->fs, q.parent, op->name)) {
-        reply_noent(op);
+    if ((secs = fs_names_absent(op->fs, q.parent, op->name)) > 0) {
+        reply_noent(op, secs);
         return;
     }
     if ((rv = fs_meta(op, MKV_MSG_INO_LOOKUP, &mkv_desc_ino_lookup_req, &q, on_lookup)))
@@ -460,7 +463,9 @@ static void on_rename(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
-    if (!(op->flags & RENAME_EXCHANGE)) {
+    if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.now &&
+        !(op->flags & RENAME_EXCHANGE)) {
+        /* (now 0: nothing moved, two names of one inode: both stay.) */
         fs_names_del(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
         fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name2);
     }

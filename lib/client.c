@@ -253,6 +253,13 @@ static int early_synced(struct mkv_client *c, struct mkv_meta_req *req)
     return -EIO;
 }
 
+uint64_t mkv_client_meta_epoch(const struct mkv_client *c)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < c->nmeta; i++) n += mkv_peer_connects(c->meta[i].peer);
+    return n;
+}
+
 static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_meta_req *req = MKV_CONTAINER_OF(call, struct mkv_meta_req, call);

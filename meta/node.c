@@ -148,7 +148,7 @@ static void deliver(struct mkv_node *n)
 {
     struct mkv_node_req *req, *next;
     int hold = mkv_node_holding(n);
-    int64_t now = mkv_now_ns();
+    int64_t now = (int64_t)mkv_mono_ns();
     if (!mkv_ns_dirty(n->ns)) n->batch_since_ns = 0;
     else if (!n->batch_since_ns) n->batch_since_ns = now;
     if (n->ahead_lost) mkv_ns_discard(n->ns);
@@ -272,7 +272,7 @@ static void check_cb(uv_check_t *h)
     if (!n->q_head) uv_idle_stop(&n->idle);
     if (mkv_ns_dirty(n->ns) && !mkv_node_holding(n) && n->open_handles == NODE_HANDLES &&
         !uv_is_closing((uv_handle_t *)&n->lazy_timer)) {
-        int64_t left = n->batch_since_ns + LAZY_MAX_NS - mkv_now_ns();
+        int64_t left = n->batch_since_ns + LAZY_MAX_NS - (int64_t)mkv_mono_ns();
         uv_timer_start(&n->lazy_timer, on_lazy_timer,
                        left > 0 ? (uint64_t)(left + 999999) / 1000000 : 0, 0);
     }

@@ -65,7 +65,8 @@ struct mkv_node
 
     /* Applied commands waiting for the batch commit before their reply. */
     struct mkv_node_req *q_head, *q_tail;
-    /* When the batch was first seen dirty (0: clean), for the lazy commit. */
+    /* When the batch was first seen dirty (mkv_mono_ns; 0: clean), for the
+     * lazy commit. */
     int64_t batch_since_ns;
 
     /* Applying ahead (node.c): the last entry applied at submit time, and

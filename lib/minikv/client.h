@@ -125,6 +125,11 @@ MKV_API int mkv_meta_call(struct mkv_client *c, struct mkv_meta_req *req, uint16
  * the service may have restarted without it. req must stay valid until cb. */
 MKV_API int mkv_client_sync(struct mkv_client *c, struct mkv_meta_req *req, mkv_meta_cb cb);
 
+/* Grows each time a connection to a metadata service is (re)made: state
+ * learnt over an earlier one (answers given early, above) may since have
+ * been lost by a restart. */
+MKV_API uint64_t mkv_client_meta_epoch(const struct mkv_client *c);
+
 /* ---- chunk servers ---- */
 
 /* The peer of the chunk server holding chunk_id. */

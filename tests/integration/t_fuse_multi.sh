@@ -13,7 +13,10 @@
 #   the S3 listing agree;
 # - appends under locks from both mounts (200 numbered lines each): with
 #   flock(1), and with fcntl locks (python lockf): all 400 lines, none lost,
-#   torn or out of order.
+#   torn or out of order;
+# - in a directory one mount made (and whose missing names it answers
+#   itself), a link the other mount makes shows within 3 s, and a rename
+#   between two links of one file keeps both names.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "needs root, /dev/fuse and fusermount3"
 command -v flock >/dev/null || skip "flock missing"
@@ -215,6 +218,22 @@ wait $pb || fail "lockf appends on B failed (status $?)"
 check_lines "$A0/lockf.txt" "lockf appends (read on a third mount)"
 aws_v2 s3 cp s3://multi/lockf.txt "$T/lockf.s3" >/dev/null || fail "S3 GET lockf.txt"
 cmp "$A0/lockf.txt" "$T/lockf.s3" || fail "lockf.txt differs through S3"
+
+log "a directory one mount made: the other's names show there within 1 s"
+# The mount that made hl/ answers lookups of missing names in it itself
+# (fs/dnames.c); what the other mount adds must show within entry_timeout.
+mkdir "$A/hl" && echo one >"$A/hl/a" || fail "mkdir hl, hl/a on A"
+[ -e "$A/hl/b" ] && fail "hl/b there before anyone made it"
+ln "$B/hl/a" "$B/hl/b" || fail "ln hl/a hl/b on B"
+# A still takes hl/b for missing: its rename goes to the cluster, which
+# finds two names of one file and does nothing (POSIX). Both names stay,
+# also for A once its view of hl/ is renewed.
+"$PY" -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$A/hl/a" "$A/hl/b" ||
+    fail "rename(2) of hl/a to hl/b on A"
+[ -e "$A/hl/a" ] || fail "hl/a lost on A after a rename onto another link of it"
+sleep 1.2
+[ -e "$A/hl/b" ] || fail "hl/b, linked on B, not seen on A after 1.2 s"
+expect_eq "$(stat -c %h "$B/hl/a")" 2 "links of hl/a after the rename, on B"
 
 for m in "$A" "$B" "$A0" "$B0"; do mkv_umount "$m"; done
 log "ok"
