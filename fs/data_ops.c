@@ -285,8 +285,12 @@ struct wb
      * on a worker thread while the round's data goes to the chunk server
      * (wb_hash): the commit and the end of the round wait for it. */
     uv_work_t hash_work;
-    const uint8_t **hash_p;
-    size_t *hash_len, hash_n;
+    struct hash_piece
+    {
+        const uint8_t *p;
+        size_t len;
+    } * hash;
+    size_t hash_n;
     int hashing, hash_ok, etag_due, commit_due, finish_due, finish_status;
 };
 
@@ -321,8 +325,7 @@ static void wb_finish(struct wb *wb, int status)
         wb->finish_status = status;
         return;
     }
-    free(wb->hash_p);
-    free(wb->hash_len);
+    free(wb->hash);
     if (status) {
         MKV_WARN("fs", "write-back failed ino=%llu err=\"%s\"", (unsigned long long)fi->ino,
                  mkv_strerror(status));
@@ -738,17 +741,24 @@ static void hash_run(uv_work_t *w)
 {
     struct wb *wb = MKV_CONTAINER_OF(w, struct wb, hash_work);
     for (size_t i = 0; i < wb->hash_n && wb->hash_ok; i++)
-        if (EVP_DigestUpdate(wb->fi->md5, wb->hash_p[i], wb->hash_len[i]) != 1) wb->hash_ok = 0;
+        if (EVP_DigestUpdate(wb->fi->md5, wb->hash[i].p, wb->hash[i].len) != 1) wb->hash_ok = 0;
+}
+
+/* The hash of the round is done (ok or not): the MD5 goes on, or ends;
+ * the round's ETag when due. */
+static void hash_end(struct wb *wb, int ok)
+{
+    struct fino *fi = wb->fi;
+    if (!ok) fi->md5_valid = 0;
+    else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
 }
 
 static void hash_after(uv_work_t *w, int status)
 {
     struct wb *wb = MKV_CONTAINER_OF(w, struct wb, hash_work);
-    struct fino *fi = wb->fi;
     wb->hashing = 0;
-    fi->md5_busy = 0;
-    if (status || !wb->hash_ok) fi->md5_valid = 0;
-    else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+    wb->fi->md5_busy = 0;
+    hash_end(wb, !status && wb->hash_ok);
     if (wb->finish_due) wb_finish(wb, wb->finish_status);
     else if (!wb->fs->client) wb_finish(wb, -ECANCELED); /* unmounted, drain over */
     else if (wb->commit_due) wb_commit(wb);
@@ -767,17 +777,16 @@ static void wb_hash(struct wb *wb, int async)
     if (!fi->md5 || !fi->md5_valid || fi->md5_busy) return;
     for (struct dirty *d = wb->list; d; d = d->next)
         if (d->off < to && d->off + d->len > pos) n++;
-    if (n && (!(wb->hash_p = calloc(n, sizeof *wb->hash_p)) ||
-              !(wb->hash_len = calloc(n, sizeof *wb->hash_len)))) {
+    if (n && !(wb->hash = calloc(n, sizeof *wb->hash))) {
         fi->md5_valid = 0;
         return;
     }
     for (struct dirty *d = wb->list; d && pos < to; d = d->next) {
         if (d->off + d->len <= pos) continue;
         if (d->off > pos) break; /* a gap */
-        wb->hash_p[wb->hash_n] = d->p + (pos - d->off);
-        wb->hash_len[wb->hash_n] = (size_t)(MKV_MIN(d->off + d->len, to) - pos);
-        pos += wb->hash_len[wb->hash_n++];
+        wb->hash[wb->hash_n].p = d->p + (pos - d->off);
+        wb->hash[wb->hash_n].len = (size_t)(MKV_MIN(d->off + d->len, to) - pos);
+        pos += wb->hash[wb->hash_n++].len;
     }
     if (pos < to) {
         fi->md5_valid = 0;
@@ -793,8 +802,7 @@ static void wb_hash(struct wb *wb, int async)
         return;
     }
     hash_run(&wb->hash_work);
-    if (!wb->hash_ok) fi->md5_valid = 0;
-    else if (wb->etag_due) fs_md5_etag(fi->md5, wb->etag, sizeof wb->etag);
+    hash_end(wb, wb->hash_ok);
 }
 
 static void wb_start(struct fs *fs, struct fino *fi)

@@ -135,11 +135,17 @@ drop:
     fino_names_drop(fi);
 }
 
+/* How long a set answers after it was made or refreshed, in loop ms. */
+static uint64_t valid_ms(const struct fs *fs)
+{
+    return (uint64_t)(fs->o.entry_timeout * 1000.0);
+}
+
 void fs_names_new_dir(struct fs *fs, struct fino *fi)
 {
     if (fs->o.entry_timeout <= 0 || fi->attr.type != MKV_T_DIR || fi->names) return;
     if (!(fi->names = calloc(1, sizeof *fi->names))) return;
-    fi->names->valid_until = uv_now(&fs->loop) + (uint64_t)(fs->o.entry_timeout * 1000.0);
+    fi->names->valid_until = uv_now(&fs->loop) + valid_ms(fs);
     fi->names->epoch = mkv_client_meta_epoch(fs->client);
 }
 
@@ -216,7 +222,7 @@ static void on_refresh(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     d->refreshing = 0;
-    d->valid_until = r->sent + (uint64_t)(fs->o.entry_timeout * 1000.0);
+    d->valid_until = r->sent + valid_ms(fs);
     free(r);
 }
 

@@ -316,6 +316,7 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
 {
     struct mkv_obj_info oi;
     struct fino *fi;
+    int have;
     if (status == -EEXIST && op->kind == FOP_CREATE && !(op->flags & O_EXCL)) {
         /* open(O_CREAT) of a name made elsewhere since the kernel's lookup:
          * that file is opened, as a local file system would. */
@@ -333,18 +334,18 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
-    if (decode_inode(reply, &oi) == 0)
-        fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), oi.ctime);
+    have = decode_inode(reply, &oi) == 0;
+    if (have) fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), oi.ctime);
     if (op->kind != FOP_CREATE) {
         struct fs *fs = op->fs;
-        int mkdir = op->kind == FOP_MKDIR && decode_inode(reply, &oi) == 0;
+        int mkdir = op->kind == FOP_MKDIR && have;
         reply_entry(op, reply);
         /* A directory of its own: every name in it is this mount's doing
          * until others make some (dnames.c). */
         if (mkdir && (fi = fino_find(fs, oi.ino))) fs_names_new_dir(fs, fi);
         return;
     }
-    if (decode_inode(reply, &oi) || !(fi = fino_learn(op->fs, &oi))) {
+    if (!have || !(fi = fino_learn(op->fs, &oi))) {
         fop_error(op, -EIO);
         return;
     }
@@ -463,14 +464,13 @@ static void on_rename(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, status);
         return;
     }
-    if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.now &&
-        !(op->flags & RENAME_EXCHANGE)) {
-        /* (now 0: nothing moved, two names of one inode: both stay.) */
-        fs_names_del(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
-        fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name2);
-    }
+    /* now 0: nothing moved (two names of one inode: both stay). */
     if (reply && mkv_frame_decode(reply, &mkv_desc_ino_rename_rep, &rep) == 0 && rep.now) {
         struct fino *fi = fino_find(op->fs, rep.ino);
+        if (!(op->flags & RENAME_EXCHANGE)) {
+            fs_names_del(op->fs, fs_ns_ino(op->fs, op->ino), op->name);
+            fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name2);
+        }
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino), rep.now);
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino2), rep.now);
         if (fi && rep.now > fi->attr.ctime) fi->attr.ctime = rep.now;
