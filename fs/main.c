@@ -426,6 +426,12 @@ int main(int argc, char **argv)
     co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
     co.retry_ms = fs->o.op_timeout_ms;
     co.early_replies = 1; /* fsync and fsyncdir are the durability points */
+    /* 32 MiB of a file's write-back on the wire, not the library's 8: the
+     * chunk server acknowledges a frame once its WAL is synced, so the
+     * window bounds what one group commit can carry. A sequential 1 GiB
+     * write went from about 0.76 to 0.87 of the passthrough (A/B, 5-8
+     * runs each). One writer per file being written back. */
+    co.write_window = 32;
     co.cred = have_cred ? &cred : NULL;
     rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err);
     memset(&cred, 0, sizeof cred);
