@@ -166,6 +166,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     }
     n->stats.restores++;
     if (replaced) n->stats.restores_replaced++;
+    MKV_INFO("meta", "snapshot restored bytes=%zu replaced=%d", buf->len, replaced);
     /* Success: the buffer is ours to free. */
     raft_free(buf->base);
     return 0;

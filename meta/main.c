@@ -1,11 +1,13 @@
 /* minikv-meta: one member of the metadata service as its own process.
  *
  *   minikv-meta --data DIR --listen HOST:PORT [--id N --peers 1=H:P,2=H:P,3=H:P]
+ *   minikv-meta --data DIR --listen HOST:PORT --id N --join
  *
  * Raft listens on PORT+1 of the same host. The first start of the members
  * listed in --peers (each given the same list) bootstraps the group; a
  * member restarted with its data directory rejoins on its own. Without
- * --peers the member is a group of one. */
+ * --peers the member is a group of one. With --join it bootstraps nothing
+ * and waits for the group's leader to add it (minikvctl meta add). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@ struct settings
     char *listen;
     long long id;
     char *peers;
+    int join;
     char *chunk_servers;
     long long snapshot_threshold;
     uint64_t raft_segment_size;
@@ -48,6 +51,10 @@ static const struct mkv_option options[] = {
             "chunk servers to tell clients about (mounts find the data through it)", NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),
+    MKV_OPT("join", MKV_OPT_BOOL, S, join, "0", NULL,
+            "start a new member that waits, with an empty log, to be added to an existing group "
+            "(minikvctl meta add HOST:PORT); never bootstraps",
+            NULL),
     MKV_OPT("snapshot-threshold", MKV_OPT_INT, S, snapshot_threshold, "32768", "N",
             "Raft entries between snapshots", NULL),
     MKV_OPT("raft-segment-size", MKV_OPT_SIZE, S, raft_segment_size, "32M", "SIZE",
@@ -77,11 +84,19 @@ static const struct mkv_option options[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: minikv-meta --data DIR [--listen HOST:PORT] [--id N --peers 1=H:P,...] "
-                 "[options]\n\n"
+                 "[options]\n"
+                 "       minikv-meta --data DIR --listen HOST:PORT --id N --join [options]\n\n"
                  "A minikv metadata server: the namespace (buckets, keys, multipart uploads,\n"
                  "chunk bookkeeping, access keys) as a Raft-replicated state machine over\n"
                  "LMDB. Options may also be set in a config file (--config FILE, section\n"
-                 "[meta]).\n\nOptions:\n");
+                 "[meta]).\n\n"
+                 "The group: the first start of the members listed in --peers (each given\n"
+                 "the same list) bootstraps it; without --peers a member is a group of one.\n"
+                 "A member restarted with its data directory rejoins by itself, whatever its\n"
+                 "flags. To grow a running group, start the new member with --join and an\n"
+                 "empty DIR, then run `minikvctl meta add HOST:PORT` (it becomes a voter\n"
+                 "once it has caught up); `minikvctl meta remove ID` and `minikvctl meta\n"
+                 "transfer [ID]` shrink it and hand leadership over.\n\nOptions:\n");
     mkv_config_usage(out, options, MKV_ARRAY_SIZE(options));
 }
 
@@ -158,6 +173,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-meta: cannot open log file '%s'\n", s.log_file);
         goto usage_error;
     }
+    if (s.join && s.peers) {
+        fprintf(stderr, "minikv-meta: --join and --peers exclude each other: --peers bootstraps "
+                        "a new group, --join waits to be added to a running one\n");
+        goto usage_error;
+    }
     if (s.id < 1 || s.snapshot_threshold < 1 || s.snapshot_threshold > 1000000000 ||
         s.snapshot_trailing < 0 || s.snapshot_trailing > 1000000000 || s.heartbeat_ms < 1 ||
         s.heartbeat_ms >= s.election_ms || s.election_ms > 600000) {
@@ -169,6 +189,7 @@ int main(int argc, char **argv)
     o.id = (uint64_t)s.id;
     o.listen = s.listen;
     o.peers = s.peers;
+    o.join = s.join;
     o.chunk_servers = s.chunk_servers;
     o.snapshot_threshold = (unsigned)s.snapshot_threshold;
     o.segment_size = (size_t)s.raft_segment_size;

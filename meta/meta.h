@@ -35,6 +35,7 @@ struct mkv_meta_opts
      * must be given the same list); a restarted member reads its
      * configuration from its own log. NULL or "": a group of one. */
     const char *peers;
+    int join;                    /* never bootstrap: wait to be added (mkv_node_opts.join) */
     unsigned snapshot_threshold; /* Raft entries between snapshots; 0: 32768 */
     size_t segment_size;         /* Raft log segment file size; 0: 32 MiB */
     unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: 1024 */

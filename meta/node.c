@@ -619,6 +619,7 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     st->uploads = c.uploads;
     st->garbage = c.garbage;
     st->chunk_servers = mkv_slice_mem("", 0);
+    st->members = mkv_slice_mem("", 0);
 }
 
 const char *mkv_node_self(const struct mkv_node *n)
@@ -865,7 +866,14 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     uv_check_start(&n->check, check_cb);
     uv_timer_start(&n->sync_timer, on_sync_timer, NS_SYNC_MS, NS_SYNC_MS);
 
-    rv = raft_bootstrap(&n->raft, &conf);
+    /* A joining member waits with an empty log for the leader to add it:
+     * bootstrapping would make entry 1 of a group of its own, and an entry
+     * 1 of the same term but another content than the group's would pass
+     * Raft's log matching once it is added. */
+    rv = o->join ? RAFT_CANTBOOTSTRAP : raft_bootstrap(&n->raft, &conf);
+    if (o->join && raft_last_index(&n->raft) == 0)
+        MKV_INFO("meta", "waiting to be added to a group id=%llu address=%s",
+                 (unsigned long long)o->id, n->self_address);
     if (rv == 0) {
         MKV_INFO("meta", "raft group bootstrapped id=%llu voters=%u", (unsigned long long)o->id,
                  conf.n);

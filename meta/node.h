@@ -37,6 +37,9 @@ struct mkv_node_opts
      * NULL or "" makes a group of one. Used to bootstrap a pristine data
      * directory; a restarted member reads its configuration from its log. */
     const char *peers;
+    /* Never bootstrap: a new member that waits, with an empty log, for the
+     * group's leader to add it (META_MEMBER ADD). */
+    int join;
     unsigned snapshot_threshold; /* 0: 32768 */
     size_t segment_size;         /* Raft log segment bytes; 0: 32 MiB */
     unsigned snapshot_trailing;  /* 0: 1024 */
@@ -139,6 +142,14 @@ const char *mkv_node_self(const struct mkv_node *n);
 /* Fills the Raft and counter fields of a META_STATUS reply (chunk_servers
  * is left empty). String fields point into the node. */
 void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st);
+/* META_MEMBER (member.c): changes the group on the ready leader. Returns 0
+ * and later calls cb (status, and an encoded meta_member_rep), or returns
+ * an error without calling it (err then says why, for -EINVAL, -EEXIST,
+ * -ENOENT, -EBUSY; MKV_ENOTLEADER when this member does not lead). */
+int mkv_node_member(struct mkv_node *n, struct mkv_node_req *req,
+                    const struct mkv_meta_member_req *m, mkv_node_cb cb, char *err, size_t errlen);
+/* The Raft configuration as member_info records (replacing out's content). */
+int mkv_node_members(struct mkv_node *n, struct mkv_buf *out);
 /* The Raft term this member is in. */
 uint64_t mkv_node_term(struct mkv_node *n);
 void mkv_node_get_stats(const struct mkv_node *n, struct mkv_node_stats *st);

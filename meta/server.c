@@ -1,6 +1,7 @@
 /* minikv meta: the client endpoint of the metadata service.
  *
- * For each frame: PING and META_STATUS are answered locally; read-only
+ * For each frame: PING and META_STATUS are answered locally; META_MEMBER
+ * (admin keys) changes the group through the leader (member.c); read-only
  * requests go to the state machine on the ready leader; [raft] requests are
  * checked (they must decode), wrapped in an envelope with the session prefix
  * and the leader's clock, appended to the Raft log, and answered from the
@@ -222,6 +223,33 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
     if (m->scratch.cap > (1u << 20)) mkv_buf_free(&m->scratch); /* do not keep big lists */
 }
 
+/* ---- group membership ---- */
+
+static int is_admin(struct mkv_meta *m, struct mkv_conn *c);
+
+static void handle_member(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_meta_member_req req;
+    struct pending *p;
+    char err[256] = "";
+    int rv;
+    if (mkv_frame_decode(f, &mkv_desc_meta_member_req, &req)) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed member request");
+        return;
+    }
+    if (!is_admin(m, c)) {
+        reply_error(m, c, &f->hdr, -EACCES, "changing the metadata group needs an admin key");
+        return;
+    }
+    if (!(p = pending_new(m, c, f))) return;
+    rv = mkv_node_member(m->node, &p->req, &req, command_done, err, sizeof err);
+    if (rv) {
+        reply_error(m, c, &f->hdr, rv, err[0] ? err : NULL);
+        mkv_conn_unref(p->conn);
+        free(p);
+    }
+}
+
 /* ---- authentication ---- */
 
 struct conn_auth
@@ -262,6 +290,15 @@ static void handle_auth_hello(struct mkv_meta *m, struct mkv_conn *c, struct mkv
     a->have_nonce = 1;
     rep.nonce = mkv_slice_mem(a->nonce, sizeof a->nonce);
     mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_hello_rep, &rep);
+}
+
+/* Without a cluster key everyone is; else the key must be an admin's. */
+static int is_admin(struct mkv_meta *m, struct mkv_conn *c)
+{
+    struct conn_auth *a;
+    if (!m->auth) return 1;
+    a = conn_auth(c);
+    return a && a->authed && (a->flags & MKV_KEYF_ADMIN);
 }
 
 /* The secret of access_key: the cluster key for the cluster principal,
@@ -430,10 +467,15 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
             rep.chunk_servers =
                 mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p : (const uint8_t *)"",
                               m->chunk_servers.len);
+            if (mkv_node_members(m->node, &m->scratch)) m->scratch.len = 0;
+            rep.members =
+                mkv_slice_mem(m->scratch.p ? m->scratch.p : (const uint8_t *)"", m->scratch.len);
             mkv_conn_reply(c, &f->hdr, &mkv_desc_meta_status_rep, &rep);
         }
     } else if (type == MKV_MSG_META_SYNC) {
         handle_sync(m, c, f);
+    } else if (type == MKV_MSG_META_MEMBER) {
+        handle_member(m, c, f);
     } else if (type == MKV_MSG_LOCK) {
         handle_lock(m, c, f);
     } else if (mkv_ns_is_command(type)) {
@@ -508,6 +550,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     no.id = o->id ? o->id : 1;
     no.address = o->listen;
     no.peers = o->peers;
+    no.join = o->join;
     no.snapshot_threshold = o->snapshot_threshold;
     no.snapshot_trailing = o->snapshot_trailing;
     no.segment_size = o->segment_size;

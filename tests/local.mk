@@ -74,7 +74,8 @@ INTEGRATION_TESTS = \
 	tests/integration/t_fuse_faults.sh \
 	tests/integration/t_fuse_s3.sh \
 	tests/integration/t_fuse_full.sh \
-	tests/integration/t_fuse_fragment.sh
+	tests/integration/t_fuse_fragment.sh \
+	tests/integration/t_meta_group.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

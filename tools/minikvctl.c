@@ -29,6 +29,7 @@ struct ctl
     int json;
     struct mkv_cred cred;
     int have_cred;
+    uint64_t timeout_ms; /* one attempt of a call (0: 5 s) */
 };
 
 static int open_client(struct ctl *c, const char *chunk, struct mkv_client **out, char *err,
@@ -38,7 +39,7 @@ static int open_client(struct ctl *c, const char *chunk, struct mkv_client **out
     co.meta = c->meta;
     co.chunk = chunk;
     co.retry_ms = 5000;
-    co.timeout_ms = 5000;
+    co.timeout_ms = c->timeout_ms ? c->timeout_ms : 5000;
     co.cred = c->have_cred ? &c->cred : NULL;
     return mkv_client_new(&c->loop, &co, out, err, errlen);
 }
@@ -48,15 +49,24 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: minikvctl [--meta H:P,...] [--chunk H:P] [--json] COMMAND [ARGS]\n\n"
             "Commands:\n"
-            "  status                    metadata group (role, term, indexes, leader),\n"
-            "                            namespace counters and chunk server state\n"
+            "  status                    metadata group (role, term, indexes, leader,\n"
+            "                            members), namespace counters and chunk server state\n"
             "  buckets                   list buckets\n"
             "  bucket create NAME        create a bucket\n"
             "  bucket delete NAME        delete an empty bucket\n"
             "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
             "  stat BUCKET KEY           show an object's metadata and extents\n"
             "  uploads BUCKET            list multipart uploads in progress\n"
-            "  keys                      list access keys (secrets are never shown)\n\n"
+            "  keys                      list access keys (secrets are never shown)\n"
+            "  meta add H:P [--id N] [--standby]\n"
+            "                            add the metadata server at H:P (started with\n"
+            "                            --join) to the group: a voter once it has caught\n"
+            "                            up (a standby replicates but does not vote); its\n"
+            "                            id is asked from it unless given\n"
+            "  meta remove ID            remove member ID from the group (hand leadership\n"
+            "                            over first to remove the leader)\n"
+            "  meta transfer [ID]        hand leadership to member ID (default: the most\n"
+            "                            up-to-date voter)\n\n"
             "Options:\n"
             "  --meta H:P[,H:P]   metadata service (default: $MINIKV_META or 127.0.0.1:7000)\n"
             "  --chunk H:P        chunk server, for status (default: $MINIKV_CHUNK, else the\n"
@@ -144,6 +154,40 @@ static void on_chunk_stat(struct mkv_call *call, int status, struct mkv_frame *r
                  (const char *)p->rep.io_backend.p);
 }
 
+static const char *member_role(int role)
+{
+    static const char *const names[] = {"standby", "voter", "spare"};
+    return role >= 0 && role <= 2 ? names[role] : "unknown";
+}
+
+/* The group's configuration as this member knows it; match indexes only
+ * from the leader. */
+static void print_members(struct ctl *c, const struct mkv_meta_status_rep *s)
+{
+    struct mkv_member_info mi;
+    struct mkv_slice cur = s->members;
+    int first = 1;
+    if (c->json) printf("[");
+    while (mkv_msg_next(&mkv_desc_member_info, &cur, &mi) == 1) {
+        if (c->json) {
+            printf("%s{\"id\":%" PRIu64 ",\"address\":", first ? "" : ",", mi.id);
+            json_str((const char *)mi.address.p, mi.address.len);
+            printf(",\"role\":\"%s\",\"leader\":%s", member_role(mi.role),
+                   mi.id == s->leader_id ? "true" : "false");
+            if (s->role == 3) printf(",\"match_index\":%" PRIu64, mi.match_index);
+            printf("}");
+        } else {
+            printf("  member          %" PRIu64 " at %.*s, %s%s", mi.id, (int)mi.address.len,
+                   (const char *)mi.address.p, member_role(mi.role),
+                   mi.id == s->leader_id ? ", leader" : "");
+            if (s->role == 3) printf(", log at %" PRIu64, mi.match_index);
+            printf("\n");
+        }
+        first = 0;
+    }
+    if (c->json) printf("]");
+}
+
 static int cmd_status(struct ctl *c)
 {
     struct mkv_meta_status_req q = {0};
@@ -197,10 +241,11 @@ static int cmd_status(struct ctl *c)
         json_str((const char *)s.leader.p, s.leader.len);
         printf(",\"address\":");
         json_str((const char *)s.address.p, s.address.len);
-        printf(",\"voters\":%u},\"namespace\":{\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64
-               ",\"bytes\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64
-               "},\"chunk\":",
-               s.voters, s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
+        printf(",\"voters\":%u,\"members\":", s.voters);
+        print_members(c, &s);
+        printf("},\"namespace\":{\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "},\"chunk\":",
+               s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
         if (cp.status) {
             printf("{\"address\":");
             json_str(chunk, strlen(chunk));
@@ -224,6 +269,7 @@ static int cmd_status(struct ctl *c)
         printf("  leader          %" PRIu64 " at %.*s\n", s.leader_id, (int)s.leader.len,
                (const char *)s.leader.p);
         printf("  voters          %u\n", s.voters);
+        print_members(c, &s);
         printf("  term            %" PRIu64 "\n", s.term);
         printf("  commit index    %" PRIu64 "\n", s.commit_index);
         printf("  applied index   %" PRIu64 "\n", s.applied_index);
@@ -518,6 +564,154 @@ static int cmd_keys(struct ctl *c)
     return 0;
 }
 
+/* ---- meta add, remove, transfer ---- */
+
+/* Asks the metadata server at addr (not the group) for its status. */
+static int probe_member(struct ctl *c, const char *addr, struct mkv_frame **reply,
+                        struct mkv_meta_status_rep *st, char *err, size_t errlen)
+{
+    struct mkv_client_opts co = {0};
+    struct mkv_meta_status_req q = {0};
+    struct mkv_client *pc = NULL;
+    int rv;
+    co.meta = addr;
+    co.retry_ms = 2000;
+    co.timeout_ms = 3000;
+    co.cred = c->have_cred ? &c->cred : NULL;
+    if ((rv = mkv_client_new(&c->loop, &co, &pc, err, errlen))) return rv;
+    rv = mkv_meta_call_sync(pc, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, reply, err,
+                            errlen);
+    mkv_client_close(pc);
+    if (rv == 0 && mkv_frame_decode(*reply, &mkv_desc_meta_status_rep, st)) {
+        mkv_frame_unref(*reply);
+        *reply = NULL;
+        rv = mkv_errf(err, errlen, -EPROTO, "malformed status reply");
+    }
+    return rv;
+}
+
+/* Whether the group's configuration has member id at addr. */
+static int in_group(struct ctl *c, uint64_t id, const char *addr)
+{
+    struct mkv_meta_status_req q = {0};
+    struct mkv_meta_status_rep st;
+    struct mkv_member_info mi;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    int found = 0;
+    if (call(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply)) return 0;
+    if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &st) == 0) {
+        cur = st.members;
+        while (!found && mkv_msg_next(&mkv_desc_member_info, &cur, &mi) == 1)
+            found = mi.id == id && mi.address.len == strlen(addr) &&
+                    !memcmp(mi.address.p, addr, mi.address.len);
+    }
+    mkv_frame_unref(reply);
+    return found;
+}
+
+static int parse_id(const char *s, uint64_t *id)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v == 0 || s[0] == '-') return -1;
+    *id = v;
+    return 0;
+}
+
+static int cmd_meta(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_meta_member_req q = {0};
+    struct mkv_meta_member_rep rep = {0};
+    struct mkv_frame *reply = NULL;
+    const char *what;
+    int rv;
+    if (argc >= 2 && !strcmp(argv[0], "add")) {
+        struct mkv_frame *pr = NULL;
+        struct mkv_meta_status_rep st;
+        char err[512] = "";
+        int standby = 0, have_id = 0;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--standby")) standby = 1;
+            else if (!strcmp(argv[i], "--id") && i + 1 < argc && parse_id(argv[i + 1], &q.id) == 0)
+                have_id = 1, i++;
+            else goto usage;
+        }
+        /* The new member must be empty: one that bootstrapped a group of
+         * its own (started without --join) has an entry 1 of the same term
+         * as the group's, and Raft could not tell their logs apart. */
+        rv = probe_member(c, argv[1], &pr, &st, err, sizeof err);
+        if (rv == 0) {
+            if (have_id && q.id != st.id) {
+                fprintf(stderr, "minikvctl: %s is member %" PRIu64 ", not %" PRIu64 "\n", argv[1],
+                        st.id, q.id);
+                mkv_frame_unref(pr);
+                return EXIT_FAILED;
+            }
+            q.id = st.id;
+            mkv_frame_unref(pr);
+            if (st.last_index > 0 && !in_group(c, q.id, argv[1])) {
+                fprintf(stderr,
+                        "minikvctl: %s already has a Raft log (%" PRIu64
+                        " entries) but is not in this group: it was not started with --join; "
+                        "empty its data directory and start it with --join\n",
+                        argv[1], st.last_index);
+                return EXIT_FAILED;
+            }
+        } else if (!have_id) {
+            fprintf(stderr, "minikvctl: cannot ask %s for its id (%s); give --id N\n", argv[1],
+                    err[0] ? err : mkv_strerror(rv));
+            return exit_for(rv);
+        }
+        q.op = MKV_MEMBER_ADD;
+        q.address = mkv_slice_str(argv[1]);
+        q.flags = standby ? MKV_MEMBER_F_STANDBY : 0;
+        what = standby ? "standby" : "voter";
+    } else if (argc == 2 && !strcmp(argv[0], "remove")) {
+        if (parse_id(argv[1], &q.id)) goto usage;
+        q.op = MKV_MEMBER_REMOVE;
+        what = "removed";
+    } else if ((argc == 1 || argc == 2) && !strcmp(argv[0], "transfer")) {
+        if (argc == 2 && parse_id(argv[1], &q.id)) goto usage;
+        q.op = MKV_MEMBER_TRANSFER;
+        what = "leader";
+    } else {
+        goto usage;
+    }
+    rv = call(c, MKV_MSG_META_MEMBER, &mkv_desc_meta_member_req, &q, &reply);
+    if (rv == -EHOSTUNREACH && q.op == MKV_MEMBER_ADD) {
+        /* The group answered: the new member did not catch up. */
+        fprintf(stderr,
+                "minikvctl: member %" PRIu64 " at %s did not catch up, and was left out: is it "
+                "running with --join, and is its Raft port (PORT+1) reachable from the leader?\n",
+                q.id, argv[1]);
+        return EXIT_FAILED;
+    }
+    if (rv) return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_meta_member_rep, &rep)) {
+        mkv_frame_unref(reply);
+        fprintf(stderr, "minikvctl: malformed reply\n");
+        return EXIT_FAILED;
+    }
+    mkv_frame_unref(reply);
+    if (c->json)
+        printf("{\"op\":\"%s\",\"id\":%" PRIu64 ",\"leader_id\":%" PRIu64 ",\"voters\":%u}\n",
+               argv[0], q.id, rep.leader_id, rep.voters);
+    else if (q.op == MKV_MEMBER_ADD)
+        printf("member %" PRIu64 " at %s added as a %s (%u voters)\n", q.id, argv[1], what,
+               rep.voters);
+    else if (q.op == MKV_MEMBER_REMOVE)
+        printf("member %" PRIu64 " removed (%u voters)\n", q.id, rep.voters);
+    else printf("leader is now member %" PRIu64 "\n", rep.leader_id);
+    return 0;
+usage:
+    fprintf(stderr, "minikvctl: usage: meta add H:P [--id N] [--standby] | meta remove ID | "
+                    "meta transfer [ID]\n");
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     struct ctl c;
@@ -580,6 +774,8 @@ int main(int argc, char **argv)
         c.have_cred = mkv_cred_key(&c.cred, getenv("AWS_ACCESS_KEY_ID"),
                                    getenv("AWS_SECRET_ACCESS_KEY")) == 0;
     }
+    /* Adding a member waits for it to catch up from a snapshot. */
+    if (!strcmp(argv[i], "meta")) c.timeout_ms = 300000;
     uv_loop_init(&c.loop);
     rv = open_client(&c, c.chunk, &c.client, err, sizeof err);
     if (rv) {
@@ -594,6 +790,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "stat")) rv = cmd_stat(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(argv[i], "uploads")) rv = cmd_uploads(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(argv[i], "keys") && i + 1 == argc) rv = cmd_keys(&c);
+    else if (!strcmp(argv[i], "meta")) rv = cmd_meta(&c, argc - i - 1, argv + i + 1);
     else {
         fprintf(stderr, "minikvctl: unknown command '%s' (see --help)\n", argv[i]);
         rv = EXIT_USAGE;

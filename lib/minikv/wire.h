@@ -263,7 +263,24 @@ struct mkv_msgdesc
     F(s, U64, bytes, 0)                                                      \
     F(s, U64, uploads, 0)                                                    \
     F(s, U64, garbage, 0)                                                    \
-    F(s, BLOB, chunk_servers, 65536)    /* chunk_server_info records */
+    F(s, BLOB, chunk_servers, 65536) /* chunk_server_info records */         \
+    F(s, BLOB, members, 65536)       /* member_info records: the Raft configuration */
+/* META_MEMBER: changes the metadata group (admin keys only), on the
+ * leader. ADD makes the member at address (its meta client HOST:PORT; Raft
+ * on PORT+1) a spare, lets it catch up from a snapshot and the log, then a
+ * voter (or, with MKV_MEMBER_F_STANDBY, a standby: it replicates the log
+ * but does not vote); the reply waits for the configuration change to
+ * commit. REMOVE drops member id. TRANSFER
+ * hands leadership to id (0: the most up-to-date voter); the reply waits
+ * until this member has stepped down. */
+#define MKV_FIELDS_meta_member_req(F, s)                      \
+    F(s, U32, op, 0) /* MKV_MEMBER_ADD, _REMOVE, _TRANSFER */ \
+    F(s, U64, id, 0)                                          \
+    F(s, STR, address, 256) /* ADD only */                    \
+    F(s, U32, flags, 0)     /* ADD only: MKV_MEMBER_F_* */
+#define MKV_FIELDS_meta_member_rep(F, s) \
+    F(s, U64, leader_id, 0)              \
+    F(s, U32, voters, 0)
 #define MKV_FIELDS_meta_alloc_req(F, s) /* [raft] */ \
     F(s, U32, count, 0)                              \
     F(s, U32, flags, 0) /* MKV_ALLOC_INODES: skip inode numbers instead */
@@ -629,6 +646,16 @@ struct mkv_msgdesc
     F(s, U8, type, 0)                                                      \
     F(s, BLOB, attr, 16384) /* MKV_INO_PLUS: an attribute-only obj_info */ \
     F(s, U64, cookie, 0)
+/* Roles of member_info (and of META_MEMBER ADD), as in libraft. */
+enum { MKV_MEMBER_STANDBY = 0, MKV_MEMBER_VOTER = 1, MKV_MEMBER_SPARE = 2 };
+enum { MKV_MEMBER_ADD = 1, MKV_MEMBER_REMOVE = 2, MKV_MEMBER_TRANSFER = 3 };
+#define MKV_MEMBER_F_STANDBY 0x01u
+#define MKV_FIELDS_member_info(F, s)                                     \
+    F(s, U64, id, 0)                                                     \
+    F(s, STR, address, 256)   /* meta client address (Raft on PORT+1) */ \
+    F(s, U8, role, 0)         /* MKV_MEMBER_* */                         \
+    F(s, U64, match_index, 0) /* leader's view of its log (0: unknown) */
+
 #define MKV_FIELDS_chunk_server_info(F, s) \
     F(s, U64, id, 0)                       \
     F(s, STR, address, 256)                \
@@ -664,6 +691,8 @@ struct mkv_msgdesc
     M(META_STATUS, 0x0201, meta_status_rep)           \
     M(META_SYNC, 0x0203, meta_sync_req)               \
     M(META_SYNC, 0x0203, meta_sync_rep)               \
+    M(META_MEMBER, 0x0204, meta_member_req)           \
+    M(META_MEMBER, 0x0204, meta_member_rep)           \
     M(META_ALLOC, 0x0202, meta_alloc_req)             \
     M(META_ALLOC, 0x0202, meta_alloc_rep)             \
     M(BUCKET_CREATE, 0x0210, bucket_create_req)       \
@@ -757,7 +786,8 @@ struct mkv_msgdesc
     M(RECORD, 0x0000, upload_entry)                   \
     M(RECORD, 0x0000, key_info)                       \
     M(RECORD, 0x0000, dirent)                         \
-    M(RECORD, 0x0000, chunk_server_info)
+    M(RECORD, 0x0000, chunk_server_info)              \
+    M(RECORD, 0x0000, member_info)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by
@@ -777,6 +807,7 @@ enum mkv_msg_type {
     MKV_MSG_META_STATUS = 0x0201,
     MKV_MSG_META_ALLOC = 0x0202,
     MKV_MSG_META_SYNC = 0x0203,
+    MKV_MSG_META_MEMBER = 0x0204,
     MKV_MSG_BUCKET_CREATE = 0x0210,
     MKV_MSG_BUCKET_DELETE = 0x0211,
     MKV_MSG_BUCKET_HEAD = 0x0212,
