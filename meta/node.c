@@ -241,6 +241,74 @@ static void track_leadership(struct mkv_node *n)
     else mkv_node_kick(n); /* try again next iteration */
 }
 
+/* ---- linearizable reads (node.h) ---- */
+
+static void reads_fail(struct mkv_node_read *list, int status)
+{
+    while (list) {
+        struct mkv_node_read *r = list;
+        list = r->next;
+        r->cb(r, status);
+    }
+}
+
+static void read_barrier_start(struct mkv_node *n);
+
+static void read_barrier_cb(struct raft_barrier *b, int status)
+{
+    struct mkv_node *n = b->data;
+    struct mkv_node_read *list = n->reads_flight;
+    n->reads_flight = NULL;
+    n->read_barrier_inflight = 0;
+    /* Applied: this member led with a majority after every read of the
+     * list arrived. Else it may have been deposed: the client asks again,
+     * following the leader. */
+    if (status == 0 && !mkv_node_ready(n)) status = RAFT_LEADERSHIPLOST;
+    reads_fail(list, status == 0 ? 0 : n->stopping ? MKV_EUNAVAILABLE : MKV_ENOTLEADER);
+    /* The reads that came meanwhile get theirs from check_cb, outside
+     * raft's apply loop. */
+}
+
+static void read_barrier_start(struct mkv_node *n)
+{
+    int rv;
+    if (n->read_barrier_inflight) return;
+    if (n->stopping || !mkv_node_ready(n)) {
+        struct mkv_node_read *list = n->reads_next;
+        n->reads_next = NULL;
+        reads_fail(list, n->stopping ? MKV_EUNAVAILABLE : MKV_ENOTLEADER);
+        return;
+    }
+    n->reads_flight = n->reads_next;
+    n->reads_next = NULL;
+    n->read_barrier.data = n;
+    rv = raft_barrier(&n->raft, &n->read_barrier, read_barrier_cb);
+    if (rv) {
+        struct mkv_node_read *list = n->reads_flight;
+        n->reads_flight = NULL;
+        reads_fail(list, rv == RAFT_NOTLEADER ? MKV_ENOTLEADER : MKV_EUNAVAILABLE);
+        return;
+    }
+    n->read_barrier_inflight = 1;
+}
+
+int mkv_node_read_direct(struct mkv_node *n)
+{
+    return !mkv_node_ready(n) || count_voters(&n->raft) == 1;
+}
+
+int mkv_node_read_wait(struct mkv_node *n, struct mkv_node_read *r,
+                       void (*cb)(struct mkv_node_read *r, int status))
+{
+    if (n->fatal || n->stopping) return MKV_EUNAVAILABLE;
+    if (!mkv_node_ready(n)) return MKV_ENOTLEADER;
+    r->cb = cb;
+    r->next = n->reads_next;
+    n->reads_next = r;
+    read_barrier_start(n);
+    return 0;
+}
+
 static void log_replay(struct mkv_node *n)
 {
     if (n->replay_logged) return;
@@ -264,6 +332,7 @@ static void check_cb(uv_check_t *h)
         if (n->on_fatal) n->on_fatal(n->data);
     }
     track_leadership(n);
+    if (n->reads_next) read_barrier_start(n);
     update_local_reads(n);
     log_replay(n);
     /* While the batch is held, nothing is due before raft's next write
@@ -724,6 +793,11 @@ void mkv_node_stop(struct mkv_node *n, void (*cb)(void *data), void *data)
     __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
     n->stop_cb = cb;
     n->stop_data = data;
+    {
+        struct mkv_node_read *list = n->reads_next; /* the one out fails with raft */
+        n->reads_next = NULL;
+        reads_fail(list, MKV_EUNAVAILABLE);
+    }
     raft_close(&n->raft, raft_closed);
 }
 

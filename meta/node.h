@@ -127,6 +127,29 @@ int mkv_node_sync(struct mkv_node *n, struct mkv_node_req *req, mkv_node_cb cb);
 int mkv_node_query(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
                    struct mkv_buf *reply);
 
+/* Linearizable reads with several voters. A leader that has lost its
+ * majority (partitioned, or stopped for a while) may not know it yet, and
+ * its state can miss writes a new leader has acknowledged; so before such
+ * a read is answered, a barrier issued after it arrived must be applied:
+ * only a leader still holding a majority gets there, and its state then
+ * holds every write acknowledged before the read began. Reads arriving
+ * while one barrier is out share the next one. */
+struct mkv_node_read
+{
+    void *data; /* for the caller */
+    /* private */
+    void (*cb)(struct mkv_node_read *r, int status);
+    struct mkv_node_read *next;
+};
+/* 1 when a read may be answered at once with mkv_node_query: the ready
+ * leader of a group of one (no other leader can exist), or a member that
+ * is not the ready leader (mkv_node_query then refuses it). */
+int mkv_node_read_direct(struct mkv_node *n);
+/* Queues r: cb(r, 0) once a read that began now may be answered with
+ * mkv_node_query, or cb(r, MKV_ENOTLEADER / MKV_EUNAVAILABLE), possibly
+ * inside this call. Returns 0, or one of those without calling cb. */
+int mkv_node_read_wait(struct mkv_node *n, struct mkv_node_read *r,
+                       void (*cb)(struct mkv_node_read *r, int status));
 /* Any thread, until mkv_node_stop: answers a read-only request from the
  * committed state when that is linearizable without a round trip (this
  * member is the ready leader of a group of one), else -EAGAIN. */

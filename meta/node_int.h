@@ -48,6 +48,13 @@ struct mkv_node
     int ready;
     int local_reads; /* atomic: mkv_node_read_local may answer (node.c) */
 
+    /* Reads waiting for a barrier (mkv_node_read_wait): those that came
+     * while one was out wait for the next. */
+    struct raft_barrier read_barrier;
+    int read_barrier_inflight;
+    struct mkv_node_read *reads_next;   /* for the next barrier */
+    struct mkv_node_read *reads_flight; /* covered by the one out */
+
     int fatal, fatal_reported, stopping;
     void (*stop_cb)(void *data);
     /* libraft 0.15 may call the io close callback again after it fired

@@ -2,7 +2,8 @@
  *
  * For each frame: PING and META_STATUS are answered locally; META_MEMBER
  * (admin keys) changes the group through the leader (member.c); read-only
- * requests go to the state machine on the ready leader; [raft] requests are
+ * requests go to the state machine on the ready leader (with several
+ * voters, once a barrier has shown it still leads: node.h); [raft] requests are
  * checked (they must decode), wrapped in an envelope with the session prefix
  * and the leader's clock, appended to the Raft log, and answered from the
  * state machine's result once applied and committed (or, with
@@ -204,16 +205,13 @@ static void handle_sync(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame
     if ((rv = mkv_node_sync(m->node, &p->req, command_done))) pending_fail(p, f, rv);
 }
 
-static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+/* Answers a read-only request from the state as it is now. */
+static void answer_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
 {
     const uint8_t *payload = f->payload;
     size_t len = f->hdr.length;
     int status;
     if (f->hdr.flags & MKV_FRAME_SESSION) { /* harmless on a read: ignored */
-        if (len < MKV_SESSION_PREFIX) {
-            reply_error(m, c, &f->hdr, -EPROTO, "short session prefix");
-            return;
-        }
         payload += MKV_SESSION_PREFIX;
         len -= MKV_SESSION_PREFIX;
     }
@@ -221,6 +219,52 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
     if (status == 0) mkv_conn_reply_raw(c, &f->hdr, 0, m->scratch.p, m->scratch.len);
     else reply_error(m, c, &f->hdr, status, status == -EPROTO ? "malformed request" : NULL);
     if (m->scratch.cap > (1u << 20)) mkv_buf_free(&m->scratch); /* do not keep big lists */
+}
+
+/* A read waiting for the leader to prove it still leads (node.h). */
+struct pending_read
+{
+    struct mkv_node_read r;
+    struct mkv_meta *m;
+    struct mkv_conn *conn;
+    struct mkv_frame *frame;
+};
+
+static void read_ready(struct mkv_node_read *r, int status)
+{
+    struct pending_read *p = MKV_CONTAINER_OF(r, struct pending_read, r);
+    if (mkv_conn_is_open(p->conn)) {
+        if (status == 0) answer_query(p->m, p->conn, p->frame);
+        else reply_error(p->m, p->conn, &p->frame->hdr, status, NULL);
+    }
+    mkv_frame_unref(p->frame);
+    mkv_conn_unref(p->conn);
+    free(p);
+}
+
+static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct pending_read *p;
+    int rv;
+    if ((f->hdr.flags & MKV_FRAME_SESSION) && f->hdr.length < MKV_SESSION_PREFIX) {
+        reply_error(m, c, &f->hdr, -EPROTO, "short session prefix");
+        return;
+    }
+    if (mkv_node_read_direct(m->node)) {
+        answer_query(m, c, f);
+        return;
+    }
+    if (!(p = calloc(1, sizeof *p))) {
+        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+        return;
+    }
+    p->m = m;
+    p->conn = c;
+    p->frame = f;
+    mkv_conn_ref(c);
+    mkv_frame_ref(f);
+    /* read_ready may run inside the call (raft refused the barrier). */
+    if ((rv = mkv_node_read_wait(m->node, &p->r, read_ready))) read_ready(&p->r, rv);
 }
 
 /* ---- group membership ---- */

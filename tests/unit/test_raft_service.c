@@ -2,8 +2,8 @@
  * framed protocol of lib/minikv/net.h, on real Raft and LMDB. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -154,7 +154,8 @@ static void call_cb(struct mkv_call *call, int status, struct mkv_frame *reply)
     r->status = status;
     mkv_buf_reset(&r->payload);
     if (reply && status == 0) mkv_buf_append(&r->payload, reply->payload, reply->hdr.length);
-    if (reply && status < 0) mkv_reply_error(reply, r->msg, sizeof r->msg, r->leader, sizeof r->leader);
+    if (reply && status < 0)
+        mkv_reply_error(reply, r->msg, sizeof r->msg, r->leader, sizeof r->leader);
 }
 
 static int res_done(struct env *e, void *arg)
@@ -202,7 +203,8 @@ static int status_of(struct env *e, int i, struct mkv_meta_status_rep *st, struc
 {
     CALL(e, i, META_STATUS, meta_status_req, r, .flags = 0);
     if (r->status) return r->status;
-    assert_int_equal(mkv_msg_decode(&mkv_desc_meta_status_rep, r->payload.p, r->payload.len, st), 0);
+    assert_int_equal(mkv_msg_decode(&mkv_desc_meta_status_rep, r->payload.p, r->payload.len, st),
+                     0);
     return 0;
 }
 
@@ -280,11 +282,13 @@ static void single(void **state)
     /* A command with a session, then its retry: applied once. */
     call_msg(e, 0, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req, &bc, 77, 1, &r);
     assert_int_equal(r.status, 0);
-    assert_int_equal(mkv_msg_decode(&mkv_desc_bucket_create_rep, r.payload.p, r.payload.len, &bcr), 0);
+    assert_int_equal(mkv_msg_decode(&mkv_desc_bucket_create_rep, r.payload.p, r.payload.len, &bcr),
+                     0);
     ctime = bcr.ctime;
     call_msg(e, 0, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req, &bc, 77, 1, &r);
     assert_int_equal(r.status, 0);
-    assert_int_equal(mkv_msg_decode(&mkv_desc_bucket_create_rep, r.payload.p, r.payload.len, &bcr), 0);
+    assert_int_equal(mkv_msg_decode(&mkv_desc_bucket_create_rep, r.payload.p, r.payload.len, &bcr),
+                     0);
     assert_int_equal(bcr.ctime, ctime);
     /* Without a session: a second create. */
     call_msg(e, 0, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req, &bc, 0, 0, &r);
@@ -308,38 +312,39 @@ static void single(void **state)
     {
         struct local_read lr = {0};
         struct mkv_obj_info loi;
-        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
-                               .key = S("dir/file")),
-                         0);
+        assert_int_equal(
+            LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"), .key = S("dir/file")),
+            0);
         assert_int_equal(lr.status, 0);
         CALL(e, 0, OBJ_LOOKUP, obj_lookup_req, &r, .bucket = S("svc"), .key = S("dir/file"));
         assert_int_equal(lr.reply.len, r.payload.len);
         assert_memory_equal(lr.reply.p, r.payload.p, r.payload.len);
         assert_int_equal(mkv_msg_decode(&mkv_desc_obj_info, lr.reply.p, lr.reply.len, &loi), 0);
         assert_int_equal(loi.size, 10);
-        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
-                               .key = S("nope")),
-                         0);
+        assert_int_equal(
+            LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"), .key = S("nope")), 0);
         assert_int_equal(lr.status, MKV_ENOTFOUND);
         /* What a command acknowledged is visible at once. */
         CALL(e, 0, OBJ_PUT, obj_put_req, &r, .bucket = S("svc"), .key = S("fresh"), .size = 2,
              .etag = S("e2"), .data = S("hi"));
         assert_int_equal(r.status, 0);
-        assert_int_equal(LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"),
-                               .key = S("fresh")),
-                         0);
+        assert_int_equal(
+            LOCAL(e, 0, OBJ_LOOKUP, obj_lookup_req, &lr, .bucket = S("svc"), .key = S("fresh")), 0);
         assert_int_equal(lr.status, 0);
         assert_int_equal(mkv_msg_decode(&mkv_desc_obj_info, lr.reply.p, lr.reply.len, &loi), 0);
         assert_true(mkv_slice_eq(loi.data, "hi"));
-        assert_int_equal(LOCAL(e, 0, OBJ_PUT, obj_put_req, &lr, .bucket = S("svc"),
-                               .key = S("x"), .etag = S("e")),
+        assert_int_equal(LOCAL(e, 0, OBJ_PUT, obj_put_req, &lr, .bucket = S("svc"), .key = S("x"),
+                               .etag = S("e")),
                          -EAGAIN);
         mkv_buf_free(&lr.req);
         mkv_buf_free(&lr.reply);
     }
 
     /* Bad input gets errors; the service carries on. */
-    raw_call(e, 0, MKV_MSG_OBJ_PUT, "\x03\x00" "ab", 4, 0, 0, &r);
+    raw_call(e, 0, MKV_MSG_OBJ_PUT,
+             "\x03\x00"
+             "ab",
+             4, 0, 0, &r);
     assert_int_equal(r.status, -EPROTO);
     raw_call(e, 0, MKV_MSG_OBJ_LIST, "\x01", 1, 0, 0, &r);
     assert_int_equal(r.status, -EPROTO);
@@ -393,6 +398,21 @@ static void group(void **state)
                              -EAGAIN);
         mkv_buf_free(&lr.req);
         mkv_buf_free(&lr.reply);
+    }
+    /* A read on the leader of three is answered once a barrier issued
+     * after it arrived is applied (one more log entry per batch of
+     * reads): a leader cut off from the others could not get there, so it
+     * never answers from a state a new leader has moved past. */
+    {
+        uint64_t before;
+        assert_int_equal(status_of(e, leader, &st, &r), 0);
+        before = st.last_index;
+        CALL(e, leader, BUCKET_HEAD, bucket_head_req, &r, .name = S("grp"));
+        assert_int_equal(r.status, 0);
+        CALL(e, leader, BUCKET_HEAD, bucket_head_req, &r, .name = S("nope"));
+        assert_int_equal(r.status, MKV_ENOBUCKET);
+        assert_int_equal(status_of(e, leader, &st, &r), 0);
+        assert_int_equal(st.last_index, before + 2);
     }
     assert_int_equal(status_of(e, follower, &st, &r), 0);
     assert_int_equal(st.role, 1);
