@@ -38,7 +38,10 @@ static void on_auth(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_hello *h = call->data;
     (void)reply;
-    if (status)
+    if (status == MKV_ENOTLEADER || status == MKV_EUNAVAILABLE) /* tried elsewhere */
+        MKV_DEBUG("client", "authentication deferred peer=%s err=\"%s\"", mkv_peer_address(h->peer),
+                  mkv_strerror(status));
+    else if (status)
         MKV_WARN("client", "authentication refused peer=%s key=%s err=\"%s\"",
                  mkv_peer_address(h->peer), h->c->cred.access_key, mkv_strerror(status));
     mkv_peer_hello_done(h->peer, status);

@@ -1014,7 +1014,9 @@ void mkv_peer_hello_done(struct mkv_peer *p, int status)
     }
     /* Refused: what waits fails with the reason, and the connection goes
      * (the next call starts over). */
-    MKV_WARN("net", "hello refused peer=%s err=\"%s\"", p->address, mkv_strerror(status));
+    if (status == MKV_ENOTLEADER || status == MKV_EUNAVAILABLE) /* the caller goes elsewhere */
+        MKV_DEBUG("net", "hello deferred peer=%s err=\"%s\"", p->address, mkv_strerror(status));
+    else MKV_WARN("net", "hello refused peer=%s err=\"%s\"", p->address, mkv_strerror(status));
     if (p->conn) {
         struct mkv_conn *c = p->conn;
         p->conn = NULL;

@@ -639,6 +639,17 @@ int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size
     return 0;
 }
 
+int mkv_node_read_stale(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply)
+{
+    mkv_buf_reset(reply);
+    if (n->fatal || n->stopping || mkv_ns_read(n->ns, type, req, len, status, reply)) {
+        *status = MKV_EUNAVAILABLE;
+        return -EAGAIN;
+    }
+    return 0;
+}
+
 int mkv_node_ready(const struct mkv_node *n)
 {
     return n->ready && !n->fatal && !n->stopping &&

@@ -156,6 +156,11 @@ int mkv_node_read_wait(struct mkv_node *n, struct mkv_node_read *r,
 int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
                         struct mkv_buf *reply);
 
+/* On the loop, any role: answers a read-only request from this member's
+ * committed state, which on a follower may lag the leader's. Only for
+ * what may be stale (the access-key lookup of authentication). */
+int mkv_node_read_stale(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
+                        struct mkv_buf *reply);
 /* 1 when leader and ready for reads. */
 int mkv_node_ready(const struct mkv_node *n);
 /* The leader's meta client address ("" when unknown) and id (0). */

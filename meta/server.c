@@ -363,6 +363,13 @@ static int key_secret(struct mkv_meta *m, const char *access_key, uint8_t *out, 
     q.access_key = mkv_slice_str(access_key);
     if (mkv_msg_encode(&mkv_desc_key_get_req, &q, payload, sizeof payload, &len)) return -EINVAL;
     mkv_node_query(m->node, MKV_MSG_KEY_GET, payload, len, &status, &m->scratch);
+    /* A follower checks keys against its own replica of the key store (a
+     * key made a moment ago may not be there yet: the client is then sent
+     * to the leader), so that clients may authenticate with any member. */
+    if (status == MKV_ENOTLEADER) {
+        mkv_node_read_stale(m->node, MKV_MSG_KEY_GET, payload, len, &status, &m->scratch);
+        if (status == MKV_ENOKEY || status == MKV_EUNAVAILABLE) status = MKV_ENOTLEADER;
+    }
     if (status) return status == MKV_ENOKEY ? -EACCES : status;
     if (mkv_msg_decode(&mkv_desc_key_get_rep, m->scratch.p, m->scratch.len, &rep)) return -EIO;
     if (rep.flags & MKV_KEYF_DISABLED) return -EACCES;

@@ -62,13 +62,15 @@ static void on_chunk_stat(struct mkv_call *call, int status, struct mkv_frame *r
     struct s3req *r = p->r;
     if (!r->aborted) {
         p->chunk_status = status;
-        if (status == 0) p->chunk_status = mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &p->cs);
+        if (status == 0)
+            p->chunk_status = mkv_frame_decode(reply, &mkv_desc_chunk_stat_rep, &p->cs);
         if (p->chunk_status == 0) {
             snprintf(p->backend, sizeof p->backend, "%.*s", (int)p->cs.io_backend.len,
                      (const char *)p->cs.io_backend.p);
             if (p->cs.fsync_hist.len == 8u * (MKV_HIST_BUCKETS + 2)) {
                 const uint8_t *h = p->cs.fsync_hist.p;
-                for (int i = 0; i < MKV_HIST_BUCKETS; i++) p->fsync.bucket[i] = mkv_get_le64(h + 8 * i);
+                for (int i = 0; i < MKV_HIST_BUCKETS; i++)
+                    p->fsync.bucket[i] = mkv_get_le64(h + 8 * i);
                 p->fsync.count = mkv_get_le64(h + 8 * MKV_HIST_BUCKETS);
                 p->fsync.sum_ns = mkv_get_le64(h + 8 * (MKV_HIST_BUCKETS + 1));
             }
@@ -155,8 +157,12 @@ static int node_ready(const struct probe *p, char *why, size_t len)
         snprintf(why, len, "metadata service: %s", mkv_strerror(p->meta_status));
         return 0;
     }
-    if (!p->ms.ready) {
-        snprintf(why, len, "metadata service has no ready leader (role %s)", role_name(p->ms.role));
+    /* The member the gateway is connected to answers status itself: the
+     * ready leader, or a member that follows a known leader (requests
+     * then go to that one). */
+    if (!p->ms.ready && (p->ms.leader_id == 0 || p->ms.leader_id == p->ms.id)) {
+        snprintf(why, len, "metadata service has no ready leader (member %llu is %s)",
+                 (unsigned long long)p->ms.id, role_name(p->ms.role));
         return 0;
     }
     if (p->chunk_status) {
@@ -222,8 +228,9 @@ static void render_metrics(struct probe *p)
             uint64_t v = 0;
             for (int w = 0; w < gw->nworkers; w++)
                 v += mkv_counter_get(&gw->workers[w].stats.requests[op][c]);
-            if (v) mkv_buf_printf(&b, "minikv_s3_requests_total{op=\"%s\",code=\"%s\"} %" PRIu64 "\n",
-                                  s3_op_names[op], cls[c], v);
+            if (v)
+                mkv_buf_printf(&b, "minikv_s3_requests_total{op=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                               s3_op_names[op], cls[c], v);
         }
     }
     metric_header(&b, "minikv_s3_request_duration_seconds", "histogram",
@@ -231,7 +238,8 @@ static void render_metrics(struct probe *p)
     for (int op = 0; op < S3_OP_COUNT; op++) {
         struct mkv_hist sum = {0};
         char labels[64];
-        for (int w = 0; w < gw->nworkers; w++) mkv_hist_merge(&sum, &gw->workers[w].stats.latency[op]);
+        for (int w = 0; w < gw->nworkers; w++)
+            mkv_hist_merge(&sum, &gw->workers[w].stats.latency[op]);
         if (!sum.count) continue;
         snprintf(labels, sizeof labels, "op=\"%s\"", s3_op_names[op]);
         mkv_hist_render(&b, "minikv_s3_request_duration_seconds", labels, &sum);
@@ -246,7 +254,8 @@ static void render_metrics(struct probe *p)
         const struct metric gw_metrics[] = {
             {"minikv_s3_received_bytes_total", "counter", "Request body bytes received.", in},
             {"minikv_s3_sent_bytes_total", "counter", "Response body bytes sent.", out},
-            {"minikv_s3_auth_failures_total", "counter", "Requests refused for their credentials.", authf},
+            {"minikv_s3_auth_failures_total", "counter", "Requests refused for their credentials.",
+             authf},
             {"minikv_http_open_connections", "gauge", "Open HTTP connections.", conns},
             {"minikv_ready", "gauge", "1 when the node can serve writes.",
              (uint64_t)node_ready(p, why, sizeof why)},
@@ -254,26 +263,31 @@ static void render_metrics(struct probe *p)
              p->meta_status == 0},
         };
         const struct metric meta_metrics[] = {
-            {"minikv_raft_term", "gauge", "Current Raft term of the answering metadata server.", p->ms.term},
+            {"minikv_raft_term", "gauge", "Current Raft term of the answering metadata server.",
+             p->ms.term},
             {"minikv_raft_commit_index", "gauge", "Raft commit index.", p->ms.commit_index},
             {"minikv_raft_applied_index", "gauge", "Last Raft index applied to the namespace.",
              p->ms.applied_index},
-            {"minikv_raft_snapshot_index", "gauge", "Index of the last Raft snapshot.", p->ms.snapshot_index},
+            {"minikv_raft_snapshot_index", "gauge", "Index of the last Raft snapshot.",
+             p->ms.snapshot_index},
             {"minikv_raft_leader", "gauge", "1 when the answering metadata server is the leader.",
              p->ms.role == 3},
             {"minikv_buckets", "gauge", "Buckets.", p->ms.buckets},
             {"minikv_objects", "gauge", "Objects (files and explicit directories).", p->ms.objects},
             {"minikv_object_bytes", "gauge", "Sum of object sizes.", p->ms.bytes},
             {"minikv_multipart_uploads", "gauge", "Multipart uploads in progress.", p->ms.uploads},
-            {"minikv_gc_pending_chunks", "gauge", "Chunk versions waiting to be deleted.", p->ms.garbage},
+            {"minikv_gc_pending_chunks", "gauge", "Chunk versions waiting to be deleted.",
+             p->ms.garbage},
         };
         const struct metric chunk_up[] = {
             {"minikv_chunk_up", "gauge", "1 when the chunk server answered this scrape.",
              p->chunk_status == 0},
         };
         const struct metric chunk_metrics[] = {
-            {"minikv_chunk_capacity_bytes", "gauge", "Size of the chunk server's file system.", p->cs.capacity},
-            {"minikv_chunk_free_bytes", "gauge", "Space the chunk server can still write.", p->cs.free},
+            {"minikv_chunk_capacity_bytes", "gauge", "Size of the chunk server's file system.",
+             p->cs.capacity},
+            {"minikv_chunk_free_bytes", "gauge", "Space the chunk server can still write.",
+             p->cs.free},
             {"minikv_chunk_used_bytes", "gauge", "Bytes in segment files.", p->cs.used},
             {"minikv_chunk_live_bytes", "gauge", "Bytes of live block data.", p->cs.live},
             {"minikv_chunk_corrupt_blocks_total", "counter", "Blocks that failed their checksum.",
@@ -317,13 +331,16 @@ static void render_admin(struct probe *p)
     for (int w = 0; w < gw->nworkers; w++) {
         if (gw->workers[w].http) conns += mkv_http_server_connections(gw->workers[w].http);
         for (int op = 0; op < S3_OP_COUNT; op++)
-            for (int c = 0; c < 6; c++) reqs += mkv_counter_get(&gw->workers[w].stats.requests[op][c]);
+            for (int c = 0; c < 6; c++)
+                reqs += mkv_counter_get(&gw->workers[w].stats.requests[op][c]);
     }
-    mkv_buf_printf(&b, "{\"version\":\"%s\",\"uptime_seconds\":%" PRId64 ",\"ready\":%s,", PACKAGE_VERSION,
-                   (int64_t)((mkv_now_ns() - gw->start_time) / 1000000000LL), ready ? "true" : "false");
+    mkv_buf_printf(&b, "{\"version\":\"%s\",\"uptime_seconds\":%" PRId64 ",\"ready\":%s,",
+                   PACKAGE_VERSION, (int64_t)((mkv_now_ns() - gw->start_time) / 1000000000LL),
+                   ready ? "true" : "false");
     json_kv_str(&b, "ready_reason", why, 1);
-    mkv_buf_printf(&b, "\"gateway\":{\"port\":%d,\"workers\":%d,\"open_connections\":%" PRIu64
-                       ",\"requests\":%" PRIu64 ",",
+    mkv_buf_printf(&b,
+                   "\"gateway\":{\"port\":%d,\"workers\":%d,\"open_connections\":%" PRIu64
+                   ",\"requests\":%" PRIu64 ",",
                    gw->port, gw->nworkers, conns, reqs);
     json_kv_str(&b, "region", gw->o.region, 0);
     mkv_buf_puts(&b, "},\"meta\":");
@@ -332,17 +349,19 @@ static void render_admin(struct probe *p)
         json_kv_str(&b, "error", mkv_strerror(p->meta_status), 0);
         mkv_buf_puts(&b, "}");
     } else {
-        mkv_buf_printf(&b, "{\"id\":%" PRIu64 ",\"role\":\"%s\",\"ready\":%s,\"term\":%" PRIu64
-                           ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64
-                           ",\"last_index\":%" PRIu64 ",\"snapshot_index\":%" PRIu64
-                           ",\"leader_id\":%" PRIu64 ",\"voters\":%u,",
+        mkv_buf_printf(&b,
+                       "{\"id\":%" PRIu64 ",\"role\":\"%s\",\"ready\":%s,\"term\":%" PRIu64
+                       ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64
+                       ",\"last_index\":%" PRIu64 ",\"snapshot_index\":%" PRIu64
+                       ",\"leader_id\":%" PRIu64 ",\"voters\":%u,",
                        p->ms.id, role_name(p->ms.role), p->ms.ready ? "true" : "false", p->ms.term,
                        p->ms.commit_index, p->ms.applied_index, p->ms.last_index,
                        p->ms.snapshot_index, p->ms.leader_id, p->ms.voters);
         json_kv_str(&b, "leader", p->leader, 1);
         json_kv_str(&b, "address", p->address, 1);
-        mkv_buf_printf(&b, "\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
-                           ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "}",
+        mkv_buf_printf(&b,
+                       "\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
+                       ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "}",
                        p->ms.buckets, p->ms.objects, p->ms.bytes, p->ms.uploads, p->ms.garbage);
     }
     mkv_buf_puts(&b, ",\"chunk\":");
@@ -354,9 +373,10 @@ static void render_admin(struct probe *p)
         mkv_buf_puts(&b, "{");
         json_kv_str(&b, "address", gw->o.chunk, 1);
         json_kv_str(&b, "io_backend", p->backend, 1);
-        mkv_buf_printf(&b, "\"capacity\":%" PRIu64 ",\"free\":%" PRIu64 ",\"used\":%" PRIu64
-                           ",\"live\":%" PRIu64 ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64
-                           ",\"fsyncs\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64 "}",
+        mkv_buf_printf(&b,
+                       "\"capacity\":%" PRIu64 ",\"free\":%" PRIu64 ",\"used\":%" PRIu64
+                       ",\"live\":%" PRIu64 ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64
+                       ",\"fsyncs\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64 "}",
                        p->cs.capacity, p->cs.free, p->cs.used, p->cs.live, p->cs.chunks,
                        p->cs.segments, p->cs.fsyncs, p->cs.corrupt_blocks);
     }
