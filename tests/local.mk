@@ -75,11 +75,12 @@ INTEGRATION_TESTS = \
 	tests/integration/t_fuse_s3.sh \
 	tests/integration/t_fuse_full.sh \
 	tests/integration/t_fuse_fragment.sh \
-	tests/integration/t_meta_group.sh
+	tests/integration/t_meta_group.sh \
+	tests/integration/t_cluster_failover.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
-	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py \
+	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py tests/integration/failload.py \
 	tests/integration/bigobject.py
 
 # The POSIX test program (tests/posix/README): run by t_fuse_posix.sh

@@ -2,7 +2,7 @@
 """Checks the outcome of crashload.py runs after restarts: every
 acknowledged upload reads back identical; an attempt that was not
 acknowledged is absent, or whole if its commit landed before the kill.
-Usage: crashverify.py BUCKET ATTEMPTS_FILE ACKS_FILE"""
+Usage: crashverify.py BUCKET ATTEMPTS_FILE ACKS_FILE (lines "KEY SHA256 ...")"""
 import hashlib
 import os
 import socket
@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import s3req  # noqa: E402
 
 bucket, attempts_path, acks_path = sys.argv[1:4]
-acks = dict(line.split() for line in open(acks_path) if line.strip())
+acks = dict(line.split()[:2] for line in open(acks_path) if line.strip())
 attempts = [line.split() for line in open(attempts_path) if line.strip()]
 sock = socket.create_connection(s3req.endpoint(), timeout=30)
 bad = 0

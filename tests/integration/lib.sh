@@ -6,7 +6,8 @@
 # test fails). A watchdog ends a test that runs past MKV_TEST_TIMEOUT.
 #
 # Provides: mkv_start_server [extra server args], mkv_stop_server,
-# mkv_kill_server, aws_v2/aws_new (the two AWS CLIs), s3req (python
+# mkv_kill_server, mkv_start_cluster (3 metadata members, a chunk server, a
+# gateway) with mkv_meta_start/mkv_meta_leader/mkv_daemon_*, aws_v2/aws_new (the two AWS CLIs), s3req (python
 # signed raw requests), expect_eq/expect_contains/fail, rand_file.
 
 set -u
@@ -59,6 +60,21 @@ mkv_cleanup() {
             rc=1
         fi
     fi
+    # Cluster daemons (mkv_daemon_start): stopped like the server.
+    local name pid st
+    for name in "${!DAEMONS[@]}"; do
+        pid=${DAEMONS[$name]}
+        kill -CONT "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        st=0
+        wait "$pid" 2>/dev/null || st=$?
+        if [ "$st" -ne 0 ] && [ "$rc" -eq 0 ]; then
+            log "FAIL: $name exited with status $st on SIGTERM"
+            rc=1
+        fi
+    done
     # A sanitizer report anywhere in the life of the server or of a FUSE
     # daemon (their logs are $T/*.log) fails the test.
     if [ "$rc" -eq 0 ]; then
@@ -167,6 +183,104 @@ mkv_start_server() {
     export MINIKV_META="127.0.0.1:$META_PORT" MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT"
 }
 
+# free_port_pairs N: N ports P whose P+1 is free too (a metadata member's
+# client port and its Raft port), or fewer if they cannot be found.
+free_port_pairs() {
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+want, got, socks = int(sys.argv[1]), [], []
+for _ in range(200):
+    if len(got) == want:
+        break
+    a = socket.socket(); a.bind(("127.0.0.1", 0))
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", a.getsockname()[1] + 1))
+    except OSError:
+        a.close(); b.close(); continue
+    got.append(a.getsockname()[1]); socks += [a, b]
+print(" ".join(map(str, got)))
+EOF
+}
+
+# Daemons besides the server (cluster members): mkv_daemon_start NAME
+# CMD... runs CMD with its output in $T/NAME.log; mkv_daemon_stop NAME
+# (SIGTERM, which it must survive with status 0), mkv_daemon_kill NAME
+# (SIGKILL). The cleanup stops the rest like the server.
+declare -A DAEMONS
+mkv_daemon_start() {
+    local name=$1
+    shift
+    "$@" >>"$T/$name.log" 2>&1 &
+    DAEMONS[$name]=$!
+}
+mkv_daemon_stop() {
+    local pid=${DAEMONS[$1]}
+    kill -TERM "$pid"
+    wait "$pid" || fail "$1 exited with status $? on SIGTERM"
+    unset "DAEMONS[$1]"
+}
+mkv_daemon_kill() {
+    local pid=${DAEMONS[$1]}
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+    unset "DAEMONS[$1]"
+}
+
+# mkv_start_cluster: three minikv-meta members (one Raft group, bootstrapped
+# from --peers), one minikv-chunk and one minikv-s3gw, on fresh ports with
+# one cluster key ($KEY); waits until the gateway is ready. Sets what
+# mkv_start_server sets (ENDPOINT, AWS_*, MINIKV_META naming all three
+# members) plus META_PORTS, PEERS and MKV_MOUNT_SRC (for mkv_mount).
+# mkv_meta_start ID [ARGS] (re)starts member ID; mkv_meta_leader prints
+# the leader's id (0: none known).
+MKV_ELECTION=${MKV_ELECTION:-1s}
+mkv_meta_start() {
+    local id=$1
+    shift
+    mkv_daemon_start "meta-$id" "$top_builddir/meta/minikv-meta" --data "$T/meta-$id" \
+        --listen "127.0.0.1:${META_PORTS[$((id - 1))]}" --id "$id" --peers "$PEERS" \
+        --cluster-key "$KEY" --chunk-servers "127.0.0.1:$CHUNK_PORT" \
+        --election-timeout "$MKV_ELECTION" "$@"
+}
+mkv_meta_leader() {
+    # (status exits 1 when the member it asked is not the ready leader)
+    { "$MINIKVCTL" --cluster-key "$KEY" --json status 2>/dev/null || true; } |
+        "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["meta"]["leader_id"])
+except Exception: print(0)'
+}
+mkv_start_cluster() {
+    local ports i
+    KEY=$T/cluster.key
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY"
+    echo >>"$KEY"
+    chmod 600 "$KEY"
+    read -r -a META_PORTS <<<"$(free_port_pairs 3)"
+    [ "${#META_PORTS[@]}" -eq 3 ] || fail "no free port pairs for the metadata members"
+    ports=$(free_ports 2)
+    S3_PORT=${ports%% *}
+    CHUNK_PORT=${ports##* }
+    PEERS="1=127.0.0.1:${META_PORTS[0]},2=127.0.0.1:${META_PORTS[1]},3=127.0.0.1:${META_PORTS[2]}"
+    MINIKV_META="127.0.0.1:${META_PORTS[0]},127.0.0.1:${META_PORTS[1]},127.0.0.1:${META_PORTS[2]}"
+    export MINIKV_META MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT" KEY
+    for i in 1 2 3; do mkv_meta_start "$i"; done
+    mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
+        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
+    mkv_daemon_start s3gw "$top_builddir/s3gw/minikv-s3gw" --listen "127.0.0.1:$S3_PORT" \
+        --meta "$MINIKV_META" --chunk "127.0.0.1:$CHUNK_PORT" --cluster-key-file "$KEY" \
+        --credentials-file "$T/credentials"
+    mkv_wait_ready 30 || fail "the cluster's gateway did not become ready"
+    ENDPOINT="http://127.0.0.1:$S3_PORT"
+    AWS_ACCESS_KEY_ID=$(sed -n 's/^aws_access_key_id = //p' "$T/credentials")
+    AWS_SECRET_ACCESS_KEY=$(sed -n 's/^aws_secret_access_key = //p' "$T/credentials")
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY ENDPOINT S3_PORT CHUNK_PORT
+    export MINIKV_ACCESS_KEY=$AWS_ACCESS_KEY_ID MINIKV_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
+    export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER=""
+    MKV_MOUNT_SRC=$MINIKV_META
+}
+
 mkv_wait_ready() {
     local limit=$(( $1 * 10 )) i
     for i in $(seq "$limit"); do
@@ -222,7 +336,7 @@ fuse_usable() {
     [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v fusermount3 >/dev/null
 }
 mkv_mount() {
-    local src="127.0.0.1:$META_PORT$1" mnt=$2
+    local src="${MKV_MOUNT_SRC:-127.0.0.1:$META_PORT}$1" mnt=$2
     shift 2
     mkdir -p "$mnt"
     MOUNTS="$MOUNTS $mnt"
