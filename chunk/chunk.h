@@ -23,8 +23,15 @@
 struct mkv_chunk_server_opts
 {
     struct mkv_store_opts store;
-    const char *listen;          /* HOST:PORT of the chunk service */
-    const char *meta;            /* meta addresses for the collectors; NULL: none */
+    const char *listen; /* HOST:PORT of the chunk service */
+    /* Meta addresses: the collectors, registration and heartbeats; NULL:
+     * none (a chunk server on its own). */
+    const char *meta;
+    /* Registered as this address (NULL: listen, with the port it got) and
+     * failure zone (NULL: none); the id the group gives is kept in the
+     * store's directory (node.id). */
+    const char *advertise;
+    const char *zone;
     uint64_t gc_interval_ms;     /* 0: 2 s between garbage polls */
     uint64_t orphan_age_ms;      /* 0: 10 min */
     uint64_t orphan_interval_ms; /* 0: 60 s */

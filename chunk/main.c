@@ -21,6 +21,8 @@ struct settings
     char *data;
     char *listen;
     char *meta;
+    char *advertise;
+    char *zone;
     char *io;
     char *compression;
     long long compression_level;
@@ -38,10 +40,16 @@ static const struct mkv_option options[] = {
             "data directory (created if missing; required)", NULL),
     MKV_OPT("listen", MKV_OPT_STR, S, listen, "127.0.0.1:7100", "HOST:PORT",
             "address of the chunk service", mkv_validate_hostport),
-    MKV_OPT(
-        "meta", MKV_OPT_STR, S, meta, NULL, "H:P[,H:P]",
-        "metadata service, for garbage and orphan collection (without it no data is ever freed)",
-        NULL),
+    MKV_OPT("meta", MKV_OPT_STR, S, meta, NULL, "H:P[,H:P]",
+            "metadata service: the server registers there (its id is kept in DIR/node.id), "
+            "reports every few seconds, and learns what data to free (without it no data is "
+            "ever freed)",
+            NULL),
+    MKV_OPT("advertise", MKV_OPT_STR, S, advertise, NULL, "HOST:PORT",
+            "the address clients are told to use (default: --listen, with the port it got)",
+            mkv_validate_hostport),
+    MKV_OPT("zone", MKV_OPT_STR, S, zone, NULL, "NAME",
+            "failure zone (rack, room), registered with the server (at most 64 bytes)", NULL),
     MKV_OPT("io", MKV_OPT_STR, S, io, "auto", "auto|uring|sync",
             "data path: io_uring, pread/pwrite on threads, or io_uring when available", NULL),
     MKV_OPT("compression", MKV_OPT_STR, S, compression, "none", "none|lz4|zstd",
@@ -137,6 +145,12 @@ int main(int argc, char **argv)
     o.store.segment_size = s.segment_size;
     o.listen = s.listen;
     o.meta = s.meta;
+    o.advertise = s.advertise;
+    o.zone = s.zone;
+    if (s.zone && strlen(s.zone) > 64) {
+        fprintf(stderr, "minikv-chunk: --zone is at most 64 bytes\n");
+        return 2;
+    }
     o.orphan_age_ms = s.orphan_age_ms;
     if (s.cluster_key) {
         if (mkv_cluster_key_read(s.cluster_key, cluster_key, err, sizeof err)) {

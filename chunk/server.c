@@ -1,8 +1,11 @@
 /* minikv chunk server: wire protocol handlers and collectors (chunk.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chunk.h"
 #include "minikv/auth.h"
@@ -23,6 +26,15 @@ struct mkv_chunk_server
     int auth; /* clients must show a token */
     uv_timer_t gc_timer;
     uv_timer_t orphan_timer;
+    /* Registration and heartbeats (NODE_REGISTER, NODE_HEARTBEAT). */
+    uv_timer_t hb_timer;
+    struct mkv_meta_req hb_req;
+    int hb_busy;
+    uint64_t node_id; /* 0: not registered yet */
+    int registered;   /* this run's registration went through */
+    char id_path[PATH_MAX];
+    char advertise[288];
+    char zone[65];
     uint64_t gc_interval_ms, orphan_age_ms, orphan_interval_ms;
     int gc_running, orphan_running;
     int stopping;
@@ -537,6 +549,125 @@ void mkv_chunk_server_collect(struct mkv_chunk_server *cs)
     orphan_run(cs);
 }
 
+/* ---- registration and heartbeats ---- */
+
+static void hb_send(struct mkv_chunk_server *cs);
+
+static int fsync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    int fd, rv = 0;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) return -errno;
+    if (fsync(fd)) rv = -errno;
+    close(fd);
+    return rv;
+}
+
+/* node.id: written once, when the group first gives this server an id. */
+static int save_id(struct mkv_chunk_server *cs)
+{
+    char tmp[PATH_MAX + 8], text[32];
+    int fd, n, rv = 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp", cs->id_path);
+    n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)cs->node_id);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    if (write(fd, text, (size_t)n) != n || fsync(fd)) rv = errno ? -errno : -EIO;
+    close(fd);
+    if (!rv && rename(tmp, cs->id_path)) rv = -errno;
+    if (!rv) rv = fsync_dir_of(cs->id_path);
+    return rv;
+}
+
+static int load_id(struct mkv_chunk_server *cs, char *err, size_t errlen)
+{
+    char text[32] = "", *end;
+    FILE *f = fopen(cs->id_path, "re");
+    unsigned long long v;
+    if (!f) return errno == ENOENT ? 0 : mkv_errf(err, errlen, -errno, "%s", cs->id_path);
+    if (!fgets(text, sizeof text, f)) text[0] = 0;
+    fclose(f);
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || v == 0 || (*end && *end != '\n'))
+        return mkv_errf(err, errlen, -EINVAL, "%s: not a node id", cs->id_path);
+    cs->node_id = v;
+    return 0;
+}
+
+static void on_hb_timer(uv_timer_t *t)
+{
+    hb_send(t->data);
+}
+
+static void on_heartbeat(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_chunk_server *cs = MKV_CONTAINER_OF(req, struct mkv_chunk_server, hb_req);
+    struct mkv_node_heartbeat_rep rep = {0};
+    uint64_t next = 2000;
+    cs->hb_busy = 0;
+    if (status == 0 && mkv_frame_decode(reply, &mkv_desc_node_heartbeat_rep, &rep) == 0 &&
+        rep.interval_ms >= 100)
+        next = rep.interval_ms;
+    else if (status && status != -ECANCELED)
+        MKV_DEBUG("chunk", "heartbeat failed err=\"%s\"", mkv_strerror(status));
+    if (!cs->stopping) uv_timer_start(&cs->hb_timer, on_hb_timer, next, 0);
+}
+
+static void on_registered(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_chunk_server *cs = MKV_CONTAINER_OF(req, struct mkv_chunk_server, hb_req);
+    struct mkv_node_register_rep rep = {0};
+    int rv;
+    cs->hb_busy = 0;
+    if (cs->stopping || status == -ECANCELED) return;
+    if (status || mkv_frame_decode(reply, &mkv_desc_node_register_rep, &rep) || rep.id == 0) {
+        MKV_WARN("chunk", "registration failed err=\"%s\" (retrying)",
+                 mkv_strerror(status ? status : -EPROTO));
+        uv_timer_start(&cs->hb_timer, on_hb_timer, 2000, 0);
+        return;
+    }
+    if (cs->node_id == 0) {
+        cs->node_id = rep.id;
+        if ((rv = save_id(cs))) /* registered again under a new id next start */
+            MKV_ERROR("chunk", "cannot save the node id path=%s err=\"%s\"", cs->id_path,
+                      mkv_strerror(rv));
+    }
+    cs->registered = 1;
+    MKV_INFO("chunk", "registered id=%llu address=%s zone=%s", (unsigned long long)cs->node_id,
+             cs->advertise, cs->zone);
+    hb_send(cs);
+}
+
+static void hb_send(struct mkv_chunk_server *cs)
+{
+    int rv;
+    if (cs->stopping || cs->hb_busy || !cs->meta) return;
+    if (!cs->registered) {
+        struct mkv_node_register_req q = {0};
+        q.id = cs->node_id;
+        q.address = mkv_slice_str(cs->advertise);
+        q.zone = mkv_slice_str(cs->zone);
+        rv = mkv_meta_call(cs->meta, &cs->hb_req, MKV_MSG_NODE_REGISTER,
+                           &mkv_desc_node_register_req, &q, on_registered);
+    } else {
+        struct mkv_store_stats st;
+        struct mkv_node_heartbeat_req q = {0};
+        mkv_store_get_stats(cs->store, &st);
+        q.id = cs->node_id;
+        q.capacity = st.capacity;
+        q.free = st.free;
+        q.used = st.used;
+        q.chunks = st.chunks;
+        rv = mkv_meta_call(cs->meta, &cs->hb_req, MKV_MSG_NODE_HEARTBEAT,
+                           &mkv_desc_node_heartbeat_req, &q, on_heartbeat);
+    }
+    if (rv == 0) cs->hb_busy = 1;
+    else uv_timer_start(&cs->hb_timer, on_hb_timer, 2000, 0);
+}
+
 /* ---- start / stop ---- */
 
 int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *o,
@@ -557,6 +688,18 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
         memcpy(cs->cluster_key, o->cluster_key, 32);
         cs->auth = 1;
     }
+    snprintf(cs->id_path, sizeof cs->id_path, "%s/node.id", o->store.dir);
+    snprintf(cs->zone, sizeof cs->zone, "%s", o->zone ? o->zone : "");
+    if (o->advertise && *o->advertise) {
+        snprintf(cs->advertise, sizeof cs->advertise, "%s", o->advertise);
+    } else {
+        /* The listen address with the port it got (--listen H:0). */
+        const char *colon = strrchr(o->listen, ':');
+        snprintf(cs->advertise, sizeof cs->advertise, "%.*s:%d",
+                 colon ? (int)(colon - o->listen) : (int)strlen(o->listen), o->listen,
+                 mkv_server_port(cs->srv));
+    }
+    if (o->meta && *o->meta && (rv = load_id(cs, err, errlen))) goto err_after_listen;
     if (o->meta && *o->meta) {
         struct mkv_client_opts co = {0};
         struct mkv_cred cred;
@@ -571,9 +714,11 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
     }
     uv_timer_init(loop, &cs->gc_timer);
     uv_timer_init(loop, &cs->orphan_timer);
-    cs->gc_timer.data = cs->orphan_timer.data = cs;
-    cs->handles = 2;
+    uv_timer_init(loop, &cs->hb_timer);
+    cs->gc_timer.data = cs->orphan_timer.data = cs->hb_timer.data = cs;
+    cs->handles = 3;
     if (cs->meta) {
+        uv_timer_start(&cs->hb_timer, on_hb_timer, 0, 0); /* register now */
         uv_timer_start(&cs->gc_timer, on_gc_timer, cs->gc_interval_ms, cs->gc_interval_ms);
         uv_timer_start(&cs->orphan_timer, on_orphan_timer, cs->orphan_interval_ms,
                        cs->orphan_interval_ms);
@@ -651,5 +796,6 @@ void mkv_chunk_server_stop(struct mkv_chunk_server *cs, void (*cb)(void *data), 
     }
     uv_close((uv_handle_t *)&cs->gc_timer, on_timer_closed);
     uv_close((uv_handle_t *)&cs->orphan_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cs->hb_timer, on_timer_closed);
     mkv_server_close(cs->srv, on_server_closed, cs);
 }

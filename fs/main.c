@@ -237,11 +237,7 @@ static int probe_cluster(struct fs_opts *o, const struct mkv_cred *cred, struct 
             rv = -EPROTO;
             snprintf(pr->err, sizeof pr->err, "metadata service %s: malformed status", o->meta);
         } else {
-            struct mkv_chunk_server_info ci;
-            struct mkv_slice cur = st.chunk_servers;
-            if (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1)
-                snprintf(pr->chunk, sizeof pr->chunk, "%.*s", (int)ci.address.len,
-                         (const char *)ci.address.p);
+            mkv_chunk_server_pick(st.chunk_servers, pr->chunk, sizeof pr->chunk);
         }
         if (reply) mkv_frame_unref(reply);
         reply = NULL;

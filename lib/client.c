@@ -662,3 +662,18 @@ int mkv_meta_call_sync(struct mkv_client *c, uint16_t type, const struct mkv_msg
     *reply = s.reply;
     return 0;
 }
+
+int mkv_chunk_server_pick(struct mkv_slice list, char *out, size_t outlen)
+{
+    static const uint32_t order[] = {MKV_NODE_UP, MKV_NODE_UNKNOWN, MKV_NODE_DOWN, MKV_NODE_DEAD};
+    struct mkv_chunk_server_info ci;
+    for (size_t i = 0; i < MKV_ARRAY_SIZE(order); i++) {
+        struct mkv_slice cur = list;
+        while (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1) {
+            if (ci.state != order[i]) continue;
+            snprintf(out, outlen, "%.*s", (int)ci.address.len, (const char *)ci.address.p);
+            return 1;
+        }
+    }
+    return 0;
+}

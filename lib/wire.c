@@ -293,7 +293,8 @@ int mkv_msg_is_raft(uint16_t type)
     case MKV_MSG_INO_ETAG:
     case MKV_MSG_XATTR_SET:
     case MKV_MSG_XATTR_REMOVE:
-    case MKV_MSG_ORPHAN_DROP: return 1;
+    case MKV_MSG_ORPHAN_DROP:
+    case MKV_MSG_NODE_REGISTER: return 1;
     default: return 0;
     }
 }

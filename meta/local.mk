@@ -6,7 +6,7 @@ meta_libmeta_a_SOURCES = \
 	meta/ns.h meta/ns_int.h \
 	meta/ns_store.c meta/ns_path.c meta/ns_obj.c meta/ns_list.c meta/ns_mpu.c \
 	meta/ns_misc.c meta/ns_apply.c meta/ns_ino.c \
-	meta/node.h meta/node_int.h meta/node.c meta/fsm.c meta/member.c \
+	meta/node.h meta/node_int.h meta/node.c meta/fsm.c meta/member.c meta/nodes.h meta/nodes.c \
 	meta/meta.h meta/server.c meta/locks.h meta/locks.c
 meta_libmeta_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(RAFT_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 

@@ -28,6 +28,8 @@ struct settings
     char *peers;
     int join;
     char *chunk_servers;
+    uint64_t chunk_heartbeat_ms;
+    uint64_t chunk_dead_ms;
     long long snapshot_threshold;
     uint64_t raft_segment_size;
     long long snapshot_trailing;
@@ -48,7 +50,12 @@ static const struct mkv_option options[] = {
             "metadata service address (Raft listens on PORT+1)", mkv_validate_hostport),
     MKV_OPT("id", MKV_OPT_INT, S, id, "1", "N", "this member's id in --peers", NULL),
     MKV_OPT("chunk-servers", MKV_OPT_STR, S, chunk_servers, NULL, "H:P[,H:P]",
-            "chunk servers to tell clients about (mounts find the data through it)", NULL),
+            "chunk servers to tell clients about besides those that register themselves", NULL),
+    MKV_OPT("chunk-heartbeat", MKV_OPT_DURATION, S, chunk_heartbeat_ms, "2s", "DURATION",
+            "how often chunk servers report to the leader (three missed: the server is down)",
+            NULL),
+    MKV_OPT("chunk-dead-after", MKV_OPT_DURATION, S, chunk_dead_ms, "60s", "DURATION",
+            "a chunk server silent this long is declared dead", NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),
     MKV_OPT("join", MKV_OPT_BOOL, S, join, "0", NULL,
@@ -173,6 +180,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-meta: cannot open log file '%s'\n", s.log_file);
         goto usage_error;
     }
+    if (s.chunk_heartbeat_ms < 100 || s.chunk_heartbeat_ms > 600000 ||
+        s.chunk_dead_ms < 3 * s.chunk_heartbeat_ms || s.chunk_dead_ms > 86400000) {
+        fprintf(stderr, "minikv-meta: --chunk-heartbeat must be 100ms-10m and --chunk-dead-after "
+                        "at least three heartbeats (and at most a day)\n");
+        goto usage_error;
+    }
     if (s.join && s.peers) {
         fprintf(stderr, "minikv-meta: --join and --peers exclude each other: --peers bootstraps "
                         "a new group, --join waits to be added to a running one\n");
@@ -191,6 +204,8 @@ int main(int argc, char **argv)
     o.peers = s.peers;
     o.join = s.join;
     o.chunk_servers = s.chunk_servers;
+    o.chunk_heartbeat_ms = (unsigned)s.chunk_heartbeat_ms;
+    o.chunk_dead_ms = (unsigned)s.chunk_dead_ms;
     o.snapshot_threshold = (unsigned)s.snapshot_threshold;
     o.segment_size = (size_t)s.raft_segment_size;
     o.snapshot_trailing = (unsigned)s.snapshot_trailing;

@@ -47,10 +47,12 @@ struct mkv_meta_opts
      * has less than this free; deletes and garbage collection go on, so
      * that space can be freed. 0: no reserve. */
     uint64_t reserve_bytes;
-    /* Chunk server addresses ("h:p[,h:p]") META_STATUS reports, so that
-     * clients given only the meta address (mounts) find the data. Until
-     * chunk servers register themselves this is configuration. */
+    /* Chunk server addresses ("h:p[,h:p]") META_STATUS reports besides
+     * the chunk servers that registered themselves (NODE_REGISTER), so that
+     * clients given only the meta address (mounts) find the data. */
     const char *chunk_servers;
+    unsigned chunk_heartbeat_ms; /* period asked of chunk servers; 0: 2 s */
+    unsigned chunk_dead_ms;      /* silent this long: DEAD; 0: 60 s */
     /* The cluster key (32 bytes; copied): clients must authenticate
      * (minikv/auth.h) with an access key of the key store or the key
      * itself. NULL: every client is served (a trusted network only). */

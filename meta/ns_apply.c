@@ -38,6 +38,7 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_XATTR_SET: return ns_xattr_set;
     case MKV_MSG_XATTR_REMOVE: return ns_xattr_remove;
     case MKV_MSG_ORPHAN_DROP: return ns_orphan_drop;
+    case MKV_MSG_NODE_REGISTER: return ns_node_register;
     default: return NULL;
     }
 }
@@ -61,6 +62,7 @@ static ns_handler query_handler(uint16_t type)
     case MKV_MSG_INO_READDIR: return ns_ino_readdir;
     case MKV_MSG_XATTR_GET: return ns_xattr_get;
     case MKV_MSG_XATTR_LIST: return ns_xattr_list;
+    case MKV_MSG_NODE_LIST: return ns_node_list;
     default: return NULL;
     }
 }

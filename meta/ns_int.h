@@ -78,7 +78,7 @@ struct mkv_ns
 {
     MDB_env *env;
     MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts, db_refs,
-        db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans, db_dirseq;
+        db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans, db_dirseq, db_nodes;
     MDB_txn *batch; /* pending write transaction, or NULL */
     /* State mirrored in memory: the *_c copies are what is committed. */
     uint64_t applied, applied_c;
@@ -248,6 +248,8 @@ int ns_key_put(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_get(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_delete(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_node_register(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len);
 
 /* ns_ino.c: the POSIX front. */
 int ns_ino_lookup(struct ns_op *op, const uint8_t *p, size_t len);

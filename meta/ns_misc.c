@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "meta/ns_int.h"
+#include "minikv/log.h"
 
 #define DECODE(desc, p, len, msg) \
     if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
@@ -206,6 +207,78 @@ int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len)
     }
     rep.keys = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
     rv = ns_reply(op, &mkv_desc_key_list_rep, &rep);
+    mkv_buf_free(&list);
+    return rv;
+}
+
+/* ---- chunk servers (NODE_REGISTER, NODE_LIST) ---- */
+
+int ns_node_register(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_node_register_req req;
+    struct mkv_node_register_rep rep = {0};
+    struct mkv_node_rec rec = {0};
+    uint8_t key[8];
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, rv;
+    DECODE(mkv_desc_node_register_req, p, len, &req);
+    if (req.address.len == 0) return -EINVAL;
+    if (req.id) {
+        mkv_put_be64(key, req.id);
+        rv = ns_get_msg(op, op->ns->db_nodes, key, sizeof key, &mkv_desc_node_rec, &rec);
+        if (rv) return rv; /* -ENOENT: an id this group never gave */
+        if (mkv_slice_same(rec.address, req.address) && mkv_slice_same(rec.zone, req.zone)) {
+            rep.id = req.id;
+            return ns_reply(op, &mkv_desc_node_register_rep, &rep);
+        }
+    } else {
+        /* A new chunk server: the id after the largest given. */
+        if ((rv = ns_cursor(op, op->ns->db_nodes, &c))) return rv;
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        mdb_cursor_close(c);
+        if (rc && rc != MDB_NOTFOUND) return ns_fail(op, rc, "node_register");
+        req.id = rc == 0 && k.mv_size == 8 ? mkv_get_be64(k.mv_data) + 1 : 1;
+        mkv_put_be64(key, req.id);
+        rec.registered = op->now;
+    }
+    rec.id = req.id;
+    rec.address = req.address;
+    rec.zone = req.zone;
+    if ((rv = ns_put_msg(op, op->ns->db_nodes, key, sizeof key, &mkv_desc_node_rec, &rec)))
+        return rv;
+    MKV_INFO("meta", "chunk server registered id=%llu address=%.*s zone=%.*s",
+             (unsigned long long)rec.id, (int)rec.address.len, (const char *)rec.address.p,
+             (int)rec.zone.len, (const char *)rec.zone.p);
+    rep.id = rec.id;
+    return ns_reply(op, &mkv_desc_node_register_rep, &rep);
+}
+
+int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_node_list_req req;
+    struct mkv_node_list_rep rep;
+    struct mkv_buf list = MKV_BUF_INIT;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, rv;
+    DECODE(mkv_desc_node_list_req, p, len, &req);
+    if ((rv = ns_cursor(op, op->ns->db_nodes, &c))) return rv;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (list.len + v.mv_size > (1u << 20)) break; /* reply bound */
+        if (mkv_buf_append(&list, v.mv_data, v.mv_size)) {
+            rc = ENOMEM;
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        mkv_buf_free(&list);
+        return ns_fail(op, rc, "node_list");
+    }
+    rep.nodes = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
+    rv = ns_reply(op, &mkv_desc_node_list_rep, &rep);
     mkv_buf_free(&list);
     return rv;
 }

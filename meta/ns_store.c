@@ -278,6 +278,7 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         {"xattrs", offsetof(struct mkv_ns, db_xattrs)},
         {"orphans", offsetof(struct mkv_ns, db_orphans)},
         {"dirseq", offsetof(struct mkv_ns, db_dirseq)},
+        {"nodes", offsetof(struct mkv_ns, db_nodes)}, /* chunk servers: id (be64) -> node_rec */
     };
     uint64_t schema;
     int rc;

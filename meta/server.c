@@ -24,6 +24,7 @@
 #include "meta/locks.h"
 #include "meta/meta.h"
 #include "meta/node.h"
+#include "meta/nodes.h"
 #include "meta/ns.h"
 #include "minikv/auth.h"
 #include "minikv/config.h"
@@ -39,6 +40,9 @@ struct mkv_meta
     struct mkv_buf scratch; /* query replies */
     char *dir;
     struct mkv_buf chunk_servers; /* chunk_server_info records for META_STATUS */
+    struct mkv_buf node_regs;     /* node_rec records read for META_STATUS */
+    struct mkv_nodes *nodes;      /* heartbeats heard while leading (nodes.h) */
+    char *static_chunks;          /* --chunk-servers */
     uint64_t reserve;
     uint64_t free_bytes;   /* last statvfs of dir */
     uint64_t free_checked; /* uv_now of that statvfs */
@@ -267,9 +271,54 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
     if ((rv = mkv_node_read_wait(m->node, &p->r, read_ready))) read_ready(&p->r, rv);
 }
 
-/* ---- group membership ---- */
+/* ---- chunk servers ---- */
+
+/* m->chunk_servers: the registered chunk servers (this member's replica of
+ * the table), with what the leader has heard, and the configured ones. */
+static void chunk_servers(struct mkv_meta *m)
+{
+    struct mkv_node_list_req q = {0};
+    uint8_t pl[16];
+    size_t len = 0;
+    int status = -EIO;
+    if (mkv_msg_encode(&mkv_desc_node_list_req, &q, pl, sizeof pl, &len) == 0)
+        mkv_node_read_stale(m->node, MKV_MSG_NODE_LIST, pl, len, &status, &m->node_regs);
+    struct mkv_node_list_rep rep = {0};
+    if (status || mkv_msg_decode(&mkv_desc_node_list_rep, m->node_regs.p, m->node_regs.len, &rep))
+        rep.nodes = mkv_slice_mem("", 0);
+    if (mkv_nodes_info(m->nodes, rep.nodes, mkv_node_ready(m->node), m->static_chunks,
+                       &m->chunk_servers))
+        m->chunk_servers.len = 0;
+}
 
 static int is_admin(struct mkv_meta *m, struct mkv_conn *c);
+
+/* NODE_HEARTBEAT: kept in the leader's memory, never in the log. */
+static void handle_heartbeat(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_node_heartbeat_req req;
+    struct mkv_node_heartbeat_rep rep = {0};
+    if (mkv_frame_decode(f, &mkv_desc_node_heartbeat_req, &req)) {
+        reply_error(m, c, &f->hdr, -EPROTO, "malformed heartbeat");
+        return;
+    }
+    if (!is_admin(m, c)) {
+        reply_error(m, c, &f->hdr, -EACCES, "only the cluster's own services send heartbeats");
+        return;
+    }
+    if (!mkv_node_ready(m->node)) {
+        reply_error(m, c, &f->hdr, MKV_ENOTLEADER, NULL);
+        return;
+    }
+    if (mkv_nodes_heard(m->nodes, &req)) {
+        reply_error(m, c, &f->hdr, -ENOMEM, NULL);
+        return;
+    }
+    rep.interval_ms = mkv_nodes_interval_ms(m->nodes);
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_node_heartbeat_rep, &rep);
+}
+
+/* ---- group membership ---- */
 
 static void handle_member(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
 {
@@ -515,6 +564,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
             reply_error(m, c, &f->hdr, -EPROTO, "malformed status request");
         } else {
             mkv_node_status(m->node, &rep);
+            chunk_servers(m);
             rep.chunk_servers =
                 mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p : (const uint8_t *)"",
                               m->chunk_servers.len);
@@ -527,6 +577,10 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         handle_sync(m, c, f);
     } else if (type == MKV_MSG_META_MEMBER) {
         handle_member(m, c, f);
+    } else if (type == MKV_MSG_NODE_HEARTBEAT) {
+        handle_heartbeat(m, c, f);
+    } else if (type == MKV_MSG_NODE_REGISTER && !is_admin(m, c)) {
+        reply_error(m, c, &f->hdr, -EACCES, "only the cluster's own services register");
     } else if (type == MKV_MSG_LOCK) {
         handle_lock(m, c, f);
     } else if (mkv_ns_is_command(type)) {
@@ -578,22 +632,11 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
         memcpy(m->cluster_key, o->cluster_key, 32);
         m->auth = 1;
     }
-    if (o->chunk_servers && *o->chunk_servers) {
-        char list[1024], *tok, *save = NULL;
-        uint64_t id = 1;
-        snprintf(list, sizeof list, "%s", o->chunk_servers);
-        for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            struct mkv_chunk_server_info ci = {0};
-            ci.id = id++;
-            ci.address = mkv_slice_str(tok);
-            ci.state = 1;
-            if (mkv_msg_append(&m->chunk_servers, &mkv_desc_chunk_server_info, &ci)) {
-                mkv_buf_free(&m->chunk_servers);
-                free(m->dir);
-                free(m);
-                return -ENOMEM;
-            }
-        }
+    m->nodes = mkv_nodes_new(o->chunk_heartbeat_ms, o->chunk_dead_ms);
+    if (o->chunk_servers && *o->chunk_servers) m->static_chunks = strdup(o->chunk_servers);
+    if (!m->nodes || (o->chunk_servers && *o->chunk_servers && !m->static_chunks)) {
+        rv = -ENOMEM;
+        goto err_after_alloc;
     }
     m->fatal_data = o->fatal_data;
     memset(&no, 0, sizeof no);
@@ -623,7 +666,8 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
 err_after_listen:
     mkv_server_close(m->srv, NULL, NULL);
 err_after_alloc:
-    mkv_buf_free(&m->chunk_servers);
+    mkv_nodes_free(m->nodes);
+    free(m->static_chunks);
     free(m->dir);
     free(m);
     return rv;
@@ -657,6 +701,9 @@ void mkv_meta_free(struct mkv_meta *m)
     memset(m->cluster_key, 0, sizeof m->cluster_key);
     mkv_buf_free(&m->scratch);
     mkv_buf_free(&m->chunk_servers);
+    mkv_buf_free(&m->node_regs);
+    mkv_nodes_free(m->nodes);
+    free(m->static_chunks);
     free(m->dir);
     free(m);
 }

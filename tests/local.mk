@@ -76,7 +76,8 @@ INTEGRATION_TESTS = \
 	tests/integration/t_fuse_full.sh \
 	tests/integration/t_fuse_fragment.sh \
 	tests/integration/t_meta_group.sh \
-	tests/integration/t_cluster_failover.sh
+	tests/integration/t_cluster_failover.sh \
+	tests/integration/t_cluster_nodes.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

@@ -58,6 +58,10 @@ static void usage(FILE *out)
             "  stat BUCKET KEY           show an object's metadata and extents\n"
             "  uploads BUCKET            list multipart uploads in progress\n"
             "  keys                      list access keys (secrets are never shown)\n"
+            "  nodes                     chunk servers as the metadata leader knows them:\n"
+            "                            id, address, zone, state (up, down after three\n"
+            "                            missed heartbeats, dead after --chunk-dead-after,\n"
+            "                            unknown before the leader has heard), capacity\n"
             "  meta add H:P [--id N] [--standby]\n"
             "                            add the metadata server at H:P (started with\n"
             "                            --join) to the group: a voter once it has caught\n"
@@ -208,14 +212,8 @@ static int cmd_status(struct ctl *c)
     }
     /* The chunk server: --chunk / MINIKV_CHUNK, else the one the cluster
      * has registered. */
-    if (c->chunk) {
-        snprintf(chunk, sizeof chunk, "%s", c->chunk);
-    } else {
-        struct mkv_chunk_server_info ci;
-        struct mkv_slice cur = s.chunk_servers;
-        if (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1)
-            snprintf(chunk, sizeof chunk, "%.*s", (int)ci.address.len, (const char *)ci.address.p);
-    }
+    if (c->chunk) snprintf(chunk, sizeof chunk, "%s", c->chunk);
+    else mkv_chunk_server_pick(s.chunk_servers, chunk, sizeof chunk);
     memset(&cp, 0, sizeof cp);
     cp.status = -ENOENT; /* none registered */
     if (chunk[0]) {
@@ -297,6 +295,81 @@ static int cmd_status(struct ctl *c)
     }
     mkv_frame_unref(reply);
     return s.ready && cp.status == 0 ? 0 : EXIT_FAILED;
+}
+
+/* ---- nodes ---- */
+
+static const char *node_state(uint32_t state)
+{
+    static const char *const names[] = {"unknown", "up", "down", "dead"};
+    return state < 4 ? names[state] : "invalid";
+}
+
+static void fmt_bytes(uint64_t v, char *buf, size_t len)
+{
+    static const char units[] = "BKMGTP";
+    double d = (double)v;
+    int u = 0;
+    while (d >= 1024 && u < 5) d /= 1024, u++;
+    if (u == 0) snprintf(buf, len, "%llu B", (unsigned long long)v);
+    else snprintf(buf, len, "%.1f %ciB", d, units[u]);
+}
+
+/* The chunk servers as the leader knows them: registered (Raft state) and
+ * heard from (its heartbeats). */
+static int cmd_nodes(struct ctl *c)
+{
+    struct mkv_node_list_req lq = {0};
+    struct mkv_meta_status_req q = {0};
+    struct mkv_meta_status_rep s;
+    struct mkv_chunk_server_info ci;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    int first = 1, rv;
+    /* A read first: it goes to the leader (and the client stays there),
+     * whose status is the one that has heard the heartbeats. */
+    if ((rv = call(c, MKV_MSG_NODE_LIST, &mkv_desc_node_list_req, &lq, &reply)))
+        return exit_for(rv);
+    mkv_frame_unref(reply);
+    if ((rv = call(c, MKV_MSG_META_STATUS, &mkv_desc_meta_status_req, &q, &reply)))
+        return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_meta_status_rep, &s)) {
+        mkv_frame_unref(reply);
+        fprintf(stderr, "minikvctl: malformed status reply\n");
+        return EXIT_FAILED;
+    }
+    if (c->json) printf("[");
+    else
+        printf("%-4s %-22s %-10s %-8s %10s %10s %10s %s\n", "ID", "ADDRESS", "ZONE", "STATE",
+               "CAPACITY", "FREE", "CHUNKS", "HEARD");
+    cur = s.chunk_servers;
+    while (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1) {
+        if (c->json) {
+            printf("%s{\"id\":%" PRIu64 ",\"address\":", first ? "" : ",", ci.id);
+            json_str((const char *)ci.address.p, ci.address.len);
+            printf(",\"zone\":");
+            json_str((const char *)ci.zone.p, ci.zone.len);
+            printf(",\"state\":\"%s\",\"capacity\":%" PRIu64 ",\"free\":%" PRIu64
+                   ",\"used\":%" PRIu64 ",\"chunks\":%" PRIu64,
+                   node_state(ci.state), ci.capacity, ci.free, ci.used, ci.chunks);
+            if (ci.heard_ms != UINT64_MAX) printf(",\"heard_ms_ago\":%" PRIu64, ci.heard_ms);
+            printf("}");
+        } else {
+            char cap[16], fr[16], id[24], heard[24];
+            fmt_bytes(ci.capacity, cap, sizeof cap);
+            fmt_bytes(ci.free, fr, sizeof fr);
+            snprintf(id, sizeof id, ci.id ? "%" PRIu64 : "-", ci.id);
+            if (ci.heard_ms == UINT64_MAX) snprintf(heard, sizeof heard, "-");
+            else snprintf(heard, sizeof heard, "%.1fs ago", (double)ci.heard_ms / 1000);
+            printf("%-4s %-22.*s %-10.*s %-8s %10s %10s %10" PRIu64 " %s\n", id,
+                   (int)ci.address.len, (const char *)ci.address.p, (int)ci.zone.len,
+                   (const char *)ci.zone.p, node_state(ci.state), cap, fr, ci.chunks, heard);
+        }
+        first = 0;
+    }
+    if (c->json) printf("]\n");
+    mkv_frame_unref(reply);
+    return 0;
 }
 
 /* ---- buckets ---- */
@@ -791,6 +864,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "uploads")) rv = cmd_uploads(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(argv[i], "keys") && i + 1 == argc) rv = cmd_keys(&c);
     else if (!strcmp(argv[i], "meta")) rv = cmd_meta(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(argv[i], "nodes") && i + 1 == argc) rv = cmd_nodes(&c);
     else {
         fprintf(stderr, "minikvctl: unknown command '%s' (see --help)\n", argv[i]);
         rv = EXIT_USAGE;

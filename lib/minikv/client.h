@@ -210,6 +210,12 @@ MKV_API void mkv_reader_free(struct mkv_reader *r);
 
 /* ---- for single-threaded tools ---- */
 
+/* The chunk server to use from a META_STATUS list (chunk_server_info
+ * records): the first UP, else the first the answering member could not
+ * judge (UNKNOWN), else the first. Returns 1 with its address in out, or
+ * 0 when the list is empty. */
+MKV_API int mkv_chunk_server_pick(struct mkv_slice list, char *out, size_t outlen);
+
 /* Runs loop until *done is non-zero or timeout_ms passes (-ETIMEDOUT). */
 MKV_API int mkv_run_until(uv_loop_t *loop, const int *done, uint64_t timeout_ms);
 /* A blocking meta call for tools: on 0, *reply holds a referenced frame the

@@ -12,8 +12,7 @@
 #define MKV_API __attribute__((visibility("default")))
 
 #define MKV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MKV_CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define MKV_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 #define MKV_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MKV_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MKV_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -47,6 +46,11 @@ static inline int mkv_slice_eq(struct mkv_slice a, const char *s)
     return a.len == n && (n == 0 || memcmp(a.p, s, n) == 0);
 }
 
+static inline int mkv_slice_same(struct mkv_slice a, struct mkv_slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
 /* Little-endian load/store. The wire format and every on-disk format are
  * little-endian; keys in LMDB that must sort numerically are big-endian. */
 static inline void mkv_put_le16(uint8_t *p, uint16_t v)
@@ -72,8 +76,7 @@ static inline uint16_t mkv_get_le16(const uint8_t *p)
 }
 static inline uint32_t mkv_get_le32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static inline uint64_t mkv_get_le64(const uint8_t *p)
 {
@@ -93,8 +96,7 @@ static inline void mkv_put_be64(uint8_t *p, uint64_t v)
 }
 static inline uint32_t mkv_get_be32(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 static inline uint64_t mkv_get_be64(const uint8_t *p)
 {

@@ -449,6 +449,31 @@ struct mkv_msgdesc
 #define MKV_FIELDS_key_delete_rep(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_key_list_req(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_key_list_rep(F, s) F(s, BLOB, keys, 1u << 20) /* key_info records */
+/* Chunk servers known to the group (Raft state). NODE_REGISTER (cluster
+ * principal): a chunk server with id 0 gets a new id, one with an id
+ * updates its address and zone (an unknown id is refused: -ENOENT).
+ * NODE_HEARTBEAT (not in the log: the leader keeps the last one per node in
+ * memory) reports what a chunk server holds. NODE_LIST: the registered
+ * nodes (node_rec records). */
+#define MKV_FIELDS_node_register_req(F, s) /* [raft] */ \
+    F(s, U64, id, 0)                                    \
+    F(s, STR, address, 256)                             \
+    F(s, STR, zone, 64)
+#define MKV_FIELDS_node_register_rep(F, s) F(s, U64, id, 0)
+#define MKV_FIELDS_node_heartbeat_req(F, s) \
+    F(s, U64, id, 0)                        \
+    F(s, U64, capacity, 0)                  \
+    F(s, U64, free, 0)                      \
+    F(s, U64, used, 0)                      \
+    F(s, U64, chunks, 0)
+#define MKV_FIELDS_node_heartbeat_rep(F, s) F(s, U32, interval_ms, 0) /* when to send the next */
+#define MKV_FIELDS_node_list_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_node_list_rep(F, s) F(s, BLOB, nodes, 1u << 20) /* node_rec records */
+#define MKV_FIELDS_node_rec(F, s) \
+    F(s, U64, id, 0)              \
+    F(s, STR, address, 256)       \
+    F(s, STR, zone, 64)           \
+    F(s, I64, registered, 0)
 
 /* Inodes: the POSIX front (FUSE). A name is one path component; inode
  * numbers are those of obj_info, and replies that carry an inode are
@@ -656,12 +681,19 @@ enum { MKV_MEMBER_ADD = 1, MKV_MEMBER_REMOVE = 2, MKV_MEMBER_TRANSFER = 3 };
     F(s, U8, role, 0)         /* MKV_MEMBER_* */                         \
     F(s, U64, match_index, 0) /* leader's view of its log (0: unknown) */
 
-#define MKV_FIELDS_chunk_server_info(F, s) \
-    F(s, U64, id, 0)                       \
-    F(s, STR, address, 256)                \
-    F(s, U32, state, 0)                    \
-    F(s, U64, capacity, 0)                 \
-    F(s, U64, free, 0)
+/* States of chunk_server_info: as the member that answered knows them
+ * (only the leader receives heartbeats: a follower says UNKNOWN). */
+enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD = 3 };
+#define MKV_FIELDS_chunk_server_info(F, s)                         \
+    F(s, U64, id, 0) /* 0: from --chunk-servers, not registered */ \
+    F(s, STR, address, 256)                                        \
+    F(s, U32, state, 0) /* MKV_NODE_* */                           \
+    F(s, U64, capacity, 0)                                         \
+    F(s, U64, free, 0)                                             \
+    F(s, STR, zone, 64)                                            \
+    F(s, U64, used, 0)                                             \
+    F(s, U64, chunks, 0)                                           \
+    F(s, U64, heard_ms, 0) /* since its last heartbeat; UINT64_MAX: none heard */
 
 /* Every layout, with its type code. Requests and their replies share the
  * code; records and the envelope have code 0 (they never head a frame). */
@@ -773,6 +805,12 @@ enum { MKV_MEMBER_ADD = 1, MKV_MEMBER_REMOVE = 2, MKV_MEMBER_TRANSFER = 3 };
     M(ORPHAN_DROP, 0x0274, orphan_drop_rep)           \
     M(LOCK, 0x0280, lock_req)                         \
     M(LOCK, 0x0280, lock_rep)                         \
+    M(NODE_REGISTER, 0x0290, node_register_req)       \
+    M(NODE_REGISTER, 0x0290, node_register_rep)       \
+    M(NODE_HEARTBEAT, 0x0291, node_heartbeat_req)     \
+    M(NODE_HEARTBEAT, 0x0291, node_heartbeat_rep)     \
+    M(NODE_LIST, 0x0292, node_list_req)               \
+    M(NODE_LIST, 0x0292, node_list_rep)               \
     M(RECORD, 0x0000, raft_cmd)                       \
     M(RECORD, 0x0000, chunk_ref)                      \
     M(RECORD, 0x0000, extent)                         \
@@ -787,7 +825,8 @@ enum { MKV_MEMBER_ADD = 1, MKV_MEMBER_REMOVE = 2, MKV_MEMBER_TRANSFER = 3 };
     M(RECORD, 0x0000, key_info)                       \
     M(RECORD, 0x0000, dirent)                         \
     M(RECORD, 0x0000, chunk_server_info)              \
-    M(RECORD, 0x0000, member_info)
+    M(RECORD, 0x0000, member_info)                    \
+    M(RECORD, 0x0000, node_rec)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by
@@ -847,6 +886,9 @@ enum mkv_msg_type {
     MKV_MSG_XATTR_REMOVE = 0x0273,
     MKV_MSG_ORPHAN_DROP = 0x0274,
     MKV_MSG_LOCK = 0x0280,
+    MKV_MSG_NODE_REGISTER = 0x0290,
+    MKV_MSG_NODE_HEARTBEAT = 0x0291,
+    MKV_MSG_NODE_LIST = 0x0292,
 };
 
 /* Values of small enumerated fields. */

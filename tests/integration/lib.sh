@@ -232,8 +232,10 @@ mkv_daemon_kill() {
 # one cluster key ($KEY); waits until the gateway is ready. Sets what
 # mkv_start_server sets (ENDPOINT, AWS_*, MINIKV_META naming all three
 # members) plus META_PORTS, PEERS and MKV_MOUNT_SRC (for mkv_mount).
-# mkv_meta_start ID [ARGS] (re)starts member ID; mkv_meta_leader prints
-# the leader's id (0: none known).
+# mkv_meta_start ID [ARGS] (re)starts member ID, mkv_meta_wait ID waits
+# until it answers; mkv_meta_leader prints
+# the leader's id (0: none known). MKV_META_ARGS: more options for every
+# member (word-split).
 MKV_ELECTION=${MKV_ELECTION:-1s}
 mkv_meta_start() {
     local id=$1
@@ -241,7 +243,7 @@ mkv_meta_start() {
     mkv_daemon_start "meta-$id" "$top_builddir/meta/minikv-meta" --data "$T/meta-$id" \
         --listen "127.0.0.1:${META_PORTS[$((id - 1))]}" --id "$id" --peers "$PEERS" \
         --cluster-key "$KEY" --chunk-servers "127.0.0.1:$CHUNK_PORT" \
-        --election-timeout "$MKV_ELECTION" "$@"
+        --election-timeout "$MKV_ELECTION" ${MKV_META_ARGS:-} "$@"
 }
 mkv_meta_leader() {
     # (status exits 1 when the member it asked is not the ready leader)
@@ -249,6 +251,19 @@ mkv_meta_leader() {
         "$PY" -c 'import json,sys
 try: print(json.load(sys.stdin)["meta"]["leader_id"])
 except Exception: print(0)'
+}
+# mkv_meta_wait ID: until member ID answers as a follower or the leader.
+mkv_meta_wait() {
+    local r
+    for _ in $(seq 100); do
+        r=$({ "$MINIKVCTL" --cluster-key "$KEY" --meta "127.0.0.1:${META_PORTS[$(($1 - 1))]}" \
+            --json status 2>/dev/null || true; } | "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["meta"]["role"])
+except Exception: print("")')
+        case "$r" in follower | leader) return 0 ;; esac
+        sleep 0.1
+    done
+    fail "member $1 did not come up"
 }
 mkv_start_cluster() {
     local ports i
