@@ -3,9 +3,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <glob.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -867,13 +869,35 @@ static int build_config(struct mkv_node *n, const struct mkv_node_opts *o,
     return 0;
 }
 
+/* Why Raft could not listen on hostport, if binding it fails now (libraft
+ * 0.15 reports a failed listen with an empty message); 0 when it binds. */
+static int bind_error(const char *hostport)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    struct addrinfo hints = {0}, *ai = NULL;
+    int fd, one = 1, rv = 0;
+    if (!colon || (size_t)(colon - hostport) >= sizeof host) return 0;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai) return 0;
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen)) rv = errno;
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rv;
+}
+
 int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_node **out, char *err,
                    size_t errlen)
 {
     struct mkv_ns_opts nso = {0};
     struct raft_configuration conf;
     struct mkv_node *n;
-    char path[PATH_MAX], bind[288];
+    char path[PATH_MAX], bind[288] = "";
     unsigned election = o->election_ms ? o->election_ms : 1000;
     unsigned heartbeat = o->heartbeat_ms ? o->heartbeat_ms : 100;
     int rv;
@@ -977,7 +1001,11 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     rv = raft_start(&n->raft);
     n->starting = 0;
     if (rv) {
-        mkv_errf(err, errlen, -EIO, "raft start: %s", raft_errmsg(&n->raft));
+        int be = bind_error(bind[0] ? bind : n->raft_address);
+        if (be)
+            mkv_errf(err, errlen, -be, "Raft cannot listen on %s (the metadata port + 1)",
+                     bind[0] ? bind : n->raft_address);
+        else mkv_errf(err, errlen, -EIO, "raft start: %s", raft_errmsg(&n->raft));
         rv = -EIO;
         goto err_after_raft_conf_closed;
     }

@@ -41,10 +41,10 @@ expect_eq "$(cat "$T/open.txt")" "still open at shutdown" "the buffered file's c
 
 log "a mountpoint already in use is refused with a clear message"
 mkv_mount "" "$M"
-ports=$(free_ports 3)
-set -- $ports
-"$MINIKV" server --data "$T/data2" --listen "127.0.0.1:$1" --meta-listen "127.0.0.1:$2" \
-    --chunk-listen "127.0.0.1:$3" --mount "$M" >"$T/server2.log" 2>&1 &
+ports=$(free_ports 2)
+set -- $ports "$(free_port_pairs 1)" # the metadata port's next one is Raft's
+"$MINIKV" server --data "$T/data2" --listen "127.0.0.1:$1" --meta-listen "127.0.0.1:$3" \
+    --chunk-listen "127.0.0.1:$2" --mount "$M" >"$T/server2.log" 2>&1 &
 pid2=$!
 for _ in $(seq 300); do kill -0 "$pid2" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid2" 2>/dev/null && { kill -KILL "$pid2"; fail "a server whose --mount failed kept running"; }
