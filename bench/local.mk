@@ -6,6 +6,13 @@ bench_mkvload_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) -Wno-missing-prototypes
 bench_mkvload_LDADD = $(CRYPTO_LIBS) -lpthread
 EXTRA_DIST += bench/s3bench.sh
 
+# Namespace operations through the client library, beside etcd (metabench.sh).
+noinst_PROGRAMS += bench/metaload
+bench_metaload_SOURCES = bench/metaload.c
+bench_metaload_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS)
+bench_metaload_LDADD = $(MKV_LIBS)
+EXTRA_DIST += bench/metabench.sh bench/etcdput.py
+
 # A plain FUSE passthrough (low-level API): the reference bench/fs.sh runs
 # beside the minikv mount. fuse3 is a hard requirement of configure.
 noinst_PROGRAMS += bench/passthrough
