@@ -35,6 +35,7 @@ struct settings
     long long snapshot_trailing;
     uint64_t election_ms;
     uint64_t heartbeat_ms;
+    uint64_t catch_up_ms;
     uint64_t map_size;
     uint64_t reserve;
     char *log_level;
@@ -72,6 +73,10 @@ static const struct mkv_option options[] = {
             "Raft election timeout", NULL),
     MKV_OPT("heartbeat", MKV_OPT_DURATION, S, heartbeat_ms, "100ms", "DURATION",
             "Raft heartbeat interval (shorter than the election timeout)", NULL),
+    MKV_OPT("catch-up-timeout", MKV_OPT_DURATION, S, catch_up_ms, "60s", "DURATION",
+            "a member being added must catch up (a snapshot, then the log) within this, or "
+            "minikvctl meta add fails",
+            NULL),
     MKV_OPT("reserve", MKV_OPT_SIZE, S, reserve, "64M", "SIZE",
             "refuse commands that add state when less than this is free on DIR's disk", NULL),
     MKV_OPT("map-size", MKV_OPT_SIZE, S, map_size, "16G", "SIZE",
@@ -211,6 +216,7 @@ int main(int argc, char **argv)
     o.snapshot_trailing = (unsigned)s.snapshot_trailing;
     o.election_ms = (unsigned)s.election_ms;
     o.heartbeat_ms = (unsigned)s.heartbeat_ms;
+    o.catch_up_ms = (unsigned)s.catch_up_ms;
     o.map_size = s.map_size;
     o.reserve_bytes = s.reserve;
     o.on_fatal = on_fatal;

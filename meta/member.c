@@ -24,7 +24,6 @@
 struct member_op
 {
     struct raft_change change;
-    struct raft_transfer transfer;
     struct mkv_node *n;
     struct mkv_node_req *req;
     raft_id id;
@@ -104,7 +103,11 @@ static void on_assigned(struct raft_change *change, int status)
         /* A spare that never caught up (unreachable, or too slow) is
          * taken out again, so that a failed ADD leaves the group as it was. */
         op->status = raft_status(status);
-        if (op->added && raft_remove(&op->n->raft, &op->change, op->id, on_unadded) == 0) return;
+        /* Only when it did not catch up: on a lost leadership or a close,
+         * libraft calls back while the change is still recorded. */
+        if (op->added && status == RAFT_NOCONNECTION &&
+            raft_remove(&op->n->raft, &op->change, op->id, on_unadded) == 0)
+            return;
         op_finish(op, op->status);
         return;
     }
@@ -115,10 +118,18 @@ static void on_assigned(struct raft_change *change, int status)
 
 static void assign(struct member_op *op)
 {
+    struct raft *r = &op->n->raft;
     int rv;
     op->change.data = op;
-    rv = raft_assign(&op->n->raft, &op->change, op->id, op->role, on_assigned);
-    if (rv) op_finish(op, raft_status(rv));
+    rv = raft_assign(r, &op->change, op->id, op->role, on_assigned);
+    if (rv) {
+        /* libraft 0.15 records the change before it appends the entry and
+         * leaves it recorded when the append fails: it would call back
+         * into op, freed below, at the next leadership loss. */
+        if (raft_state(r) == RAFT_LEADER && r->leader_state.change == &op->change)
+            r->leader_state.change = NULL;
+        op_finish(op, raft_status(rv));
+    }
 }
 
 static void on_added(struct raft_change *change, int status)
@@ -143,11 +154,17 @@ static void on_removed(struct raft_change *change, int status)
 static void on_transferred(struct raft_transfer *t)
 {
     struct member_op *op = t->data;
-    /* libraft does not say whether it worked: this member no longer
-     * leading is the sign. */
-    int moved = raft_state(&op->n->raft) != RAFT_LEADER;
-    if (moved) MKV_INFO("meta", "leadership handed over to=%llu", (unsigned long long)op->id);
-    op_finish(op, moved ? 0 : -ETIMEDOUT);
+    struct mkv_node *n = op->n;
+    raft_id lid = 0;
+    const char *addr = NULL;
+    /* libraft does not say whether it worked: the target leading is the
+     * sign. (The transfer struct is the node's, not op's: libraft 0.15
+     * may still hold its TimeoutNow send after this callback.) */
+    raft_leader(&n->raft, &lid, &addr);
+    n->transfer_busy = 0;
+    int ok = lid != 0 && lid != n->id && (t->id == 0 || lid == t->id);
+    if (ok) MKV_INFO("meta", "leadership handed over to=%llu", (unsigned long long)lid);
+    op_finish(op, ok ? 0 : n->stopping ? MKV_EUNAVAILABLE : -ETIMEDOUT);
 }
 
 int mkv_node_member(struct mkv_node *n, struct mkv_node_req *req,
@@ -196,6 +213,11 @@ int mkv_node_member(struct mkv_node *n, struct mkv_node_req *req,
             op_finish(op, 0);
             return 0;
         }
+        if (s && s->role == RAFT_VOTER) {
+            rv = mkv_errf(err, errlen, -EEXIST, "member %llu is already a voter",
+                          (unsigned long long)m->id);
+            break;
+        }
         if (s) {
             assign(op);
             return 0;
@@ -230,8 +252,13 @@ int mkv_node_member(struct mkv_node *n, struct mkv_node_req *req,
             op_finish(op, 0);
             return 0;
         }
-        op->transfer.data = op;
-        if ((rv = raft_transfer(r, &op->transfer, m->id, on_transferred))) {
+        if (n->transfer_busy) {
+            rv = mkv_errf(err, errlen, -EBUSY, "a leadership transfer is under way");
+            break;
+        }
+        memset(&n->transfer, 0, sizeof n->transfer);
+        n->transfer.data = op;
+        if ((rv = raft_transfer(r, &n->transfer, m->id, on_transferred))) {
             if (rv == RAFT_NOTFOUND)
                 rv = mkv_errf(err, errlen, -ENOENT, "no other voter to hand leadership to");
             else if (rv == RAFT_BADID)
@@ -240,6 +267,7 @@ int mkv_node_member(struct mkv_node *n, struct mkv_node_req *req,
             else rv = mkv_errf(err, errlen, raft_status(rv), "%s", raft_errmsg(r));
             break;
         }
+        n->transfer_busy = 1;
         MKV_INFO("meta", "handing leadership over to=%llu", (unsigned long long)m->id);
         return 0;
     default: rv = mkv_errf(err, errlen, -EINVAL, "unknown member operation %u", m->op);

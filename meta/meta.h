@@ -41,6 +41,7 @@ struct mkv_meta_opts
     unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: 1024 */
     unsigned election_ms;        /* 0: 1000 */
     unsigned heartbeat_ms;       /* 0: 100 */
+    unsigned catch_up_ms;        /* mkv_node_opts.catch_up_ms; 0: 60 s */
     uint64_t map_size;           /* LMDB map size; 0: 16 GiB */
     /* Commands that add state (puts, uploads, buckets, keys, chunk id
      * allocation) are refused with -ENOSPC while the file system of dir

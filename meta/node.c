@@ -997,6 +997,9 @@ int mkv_node_start(uv_loop_t *loop, const struct mkv_node_opts *o, struct mkv_no
     raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold ? o->snapshot_threshold : 32768);
     raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 1024);
     raft_set_pre_vote(&n->raft, true);
+    /* A new member's first catch-up round copies a snapshot of the whole
+     * namespace: libraft's 5 s would give up on a large one. */
+    raft_set_max_catch_up_round_duration(&n->raft, o->catch_up_ms ? o->catch_up_ms : 60000);
     n->starting = 1;
     rv = raft_start(&n->raft);
     n->starting = 0;

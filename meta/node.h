@@ -45,8 +45,12 @@ struct mkv_node_opts
     unsigned snapshot_trailing;  /* 0: 1024 */
     unsigned election_ms;        /* 0: 1000 */
     unsigned heartbeat_ms;       /* 0: 100 */
-    uint64_t map_size;           /* LMDB map size, 0: default */
-    int no_sync;                 /* LMDB without fsync (tests only) */
+    /* A spare being promoted must finish a catch-up round (replication up
+     * to where the log stood when the round began; the first may be a
+     * snapshot) within this, or the promotion fails. 0: 60 s. */
+    unsigned catch_up_ms;
+    uint64_t map_size; /* LMDB map size, 0: default */
+    int no_sync;       /* LMDB without fsync (tests only) */
     /* Called (once, on the loop) when the state machine failed: the node
      * then refuses every request and its owner must stop it. */
     void (*on_fatal)(void *data);
@@ -156,9 +160,11 @@ int mkv_node_read_wait(struct mkv_node *n, struct mkv_node_read *r,
 int mkv_node_read_local(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
                         struct mkv_buf *reply);
 
-/* On the loop, any role: answers a read-only request from this member's
- * committed state, which on a follower may lag the leader's. Only for
- * what may be stale (the access-key lookup of authentication). */
+/* On the loop: answers a read-only request from this member's committed
+ * state, on the leader or on a follower that has heard from the leader
+ * within an election timeout (else *status = MKV_ENOTLEADER); a
+ * follower's may lag the leader's by what it has not applied yet. Only
+ * for what may be that stale (the access-key lookup of authentication). */
 int mkv_node_read_stale(struct mkv_node *n, uint16_t type, const void *req, size_t len, int *status,
                         struct mkv_buf *reply);
 /* 1 when leader and ready for reads. */

@@ -55,6 +55,11 @@ struct mkv_node
     struct mkv_node_read *reads_next;   /* for the next barrier */
     struct mkv_node_read *reads_flight; /* covered by the one out */
 
+    /* A leadership transfer (member.c): one at a time, and kept here for
+     * the node's life (libraft 0.15 can use it after its callback). */
+    struct raft_transfer transfer;
+    int transfer_busy;
+
     int fatal, fatal_reported, stopping;
     void (*stop_cb)(void *data);
     /* libraft 0.15 may call the io close callback again after it fired

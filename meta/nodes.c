@@ -27,7 +27,7 @@ struct mkv_nodes
     struct heard *v;
     size_t n, cap;
     unsigned interval_ms, dead_ms;
-    int leading;
+    uint64_t term; /* the term this table is for (0: not leading) */
     int64_t leading_since_ns;
 };
 
@@ -58,21 +58,22 @@ static int64_t down_ns(const struct mkv_nodes *t)
     return 3ll * t->interval_ms * 1000000ll;
 }
 
-static void track(struct mkv_nodes *t, int leading, int64_t now)
+/* term: the term this member leads (0: it does not). */
+static void track(struct mkv_nodes *t, uint64_t term, int64_t now)
 {
-    if (leading && !t->leading) {
+    if (term && term != t->term) {
         /* What an earlier term heard may be stale by now: start over. */
         t->n = 0;
         t->leading_since_ns = now;
     }
-    t->leading = leading;
+    t->term = term;
 }
 
-int mkv_nodes_heard(struct mkv_nodes *t, const struct mkv_node_heartbeat_req *hb)
+int mkv_nodes_heard(struct mkv_nodes *t, uint64_t term, const struct mkv_node_heartbeat_req *hb)
 {
     int64_t now = (int64_t)mkv_mono_ns();
     size_t i;
-    track(t, 1, now);
+    track(t, term, now);
     for (i = 0; i < t->n && t->v[i].id != hb->id; i++) {
     }
     if (i == t->n) {
@@ -98,14 +99,14 @@ static const struct heard *find(const struct mkv_nodes *t, uint64_t id)
     return NULL;
 }
 
-int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, int leading,
+int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, uint64_t term,
                    const char *static_list, struct mkv_buf *out)
 {
     int64_t now = (int64_t)mkv_mono_ns();
     struct mkv_slice cur = registered;
     struct mkv_node_rec rec;
-    int rv;
-    track(t, leading, now);
+    int leading = term != 0, rv;
+    track(t, term, now);
     out->len = 0;
     while ((rv = mkv_msg_next(&mkv_desc_node_rec, &cur, &rec)) == 1) {
         struct mkv_chunk_server_info ci = {0};

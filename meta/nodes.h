@@ -12,12 +12,13 @@ struct mkv_nodes;
 struct mkv_nodes *mkv_nodes_new(unsigned interval_ms, unsigned dead_ms);
 void mkv_nodes_free(struct mkv_nodes *t);
 unsigned mkv_nodes_interval_ms(const struct mkv_nodes *t);
-/* Records a heartbeat (this member leads). */
-int mkv_nodes_heard(struct mkv_nodes *t, const struct mkv_node_heartbeat_req *hb);
+/* Records a heartbeat; term: the term this member leads (the table starts
+ * over when it changes). */
+int mkv_nodes_heard(struct mkv_nodes *t, uint64_t term, const struct mkv_node_heartbeat_req *hb);
 /* chunk_server_info records into out (replacing its content): every
  * registered node (node_rec records), with its state and figures when
- * leading (else UNKNOWN), then the addresses of static_list ("h:p,...")
- * that are not registered, as UP. */
-int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, int leading,
+ * leading term (else, term 0, UNKNOWN), then the addresses of static_list
+ * ("h:p,...") that are not registered, as UP. */
+int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, uint64_t term,
                    const char *static_list, struct mkv_buf *out);
 #endif

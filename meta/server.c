@@ -286,8 +286,8 @@ static void chunk_servers(struct mkv_meta *m)
     struct mkv_node_list_rep rep = {0};
     if (status || mkv_msg_decode(&mkv_desc_node_list_rep, m->node_regs.p, m->node_regs.len, &rep))
         rep.nodes = mkv_slice_mem("", 0);
-    if (mkv_nodes_info(m->nodes, rep.nodes, mkv_node_ready(m->node), m->static_chunks,
-                       &m->chunk_servers))
+    if (mkv_nodes_info(m->nodes, rep.nodes, mkv_node_ready(m->node) ? mkv_node_term(m->node) : 0,
+                       m->static_chunks, &m->chunk_servers))
         m->chunk_servers.len = 0;
 }
 
@@ -310,7 +310,7 @@ static void handle_heartbeat(struct mkv_meta *m, struct mkv_conn *c, struct mkv_
         reply_error(m, c, &f->hdr, MKV_ENOTLEADER, NULL);
         return;
     }
-    if (mkv_nodes_heard(m->nodes, &req)) {
+    if (mkv_nodes_heard(m->nodes, mkv_node_term(m->node), &req)) {
         reply_error(m, c, &f->hdr, -ENOMEM, NULL);
         return;
     }
@@ -392,6 +392,30 @@ static int is_admin(struct mkv_meta *m, struct mkv_conn *c)
     if (!m->auth) return 1;
     a = conn_auth(c);
     return a && a->authed && (a->flags & MKV_KEYF_ADMIN);
+}
+
+/* Access keys are managed by admins (the gateways, as the cluster, and
+ * admin keys): any other key may only read its own record. */
+static int key_op_denied(struct mkv_meta *m, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_key_get_req q;
+    struct conn_auth *a;
+    const uint8_t *p = f->payload;
+    size_t len = f->hdr.length;
+    uint16_t t = f->hdr.type;
+    if (t != MKV_MSG_KEY_PUT && t != MKV_MSG_KEY_DELETE && t != MKV_MSG_KEY_LIST &&
+        t != MKV_MSG_KEY_GET)
+        return 0;
+    if (is_admin(m, c)) return 0;
+    if (t != MKV_MSG_KEY_GET) return 1;
+    if (f->hdr.flags & MKV_FRAME_SESSION) {
+        if (len < MKV_SESSION_PREFIX) return 1;
+        p += MKV_SESSION_PREFIX;
+        len -= MKV_SESSION_PREFIX;
+    }
+    a = conn_auth(c);
+    return !a || mkv_msg_decode(&mkv_desc_key_get_req, p, len, &q) ||
+           !mkv_slice_eq(q.access_key, a->principal);
 }
 
 /* The secret of access_key: the cluster key for the cluster principal,
@@ -579,6 +603,8 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         handle_member(m, c, f);
     } else if (type == MKV_MSG_NODE_HEARTBEAT) {
         handle_heartbeat(m, c, f);
+    } else if (key_op_denied(m, c, f)) {
+        reply_error(m, c, &f->hdr, -EACCES, "managing access keys needs an admin key");
     } else if (type == MKV_MSG_NODE_REGISTER && !is_admin(m, c)) {
         reply_error(m, c, &f->hdr, -EACCES, "only the cluster's own services register");
     } else if (type == MKV_MSG_LOCK) {
@@ -650,6 +676,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     no.segment_size = o->segment_size;
     no.election_ms = o->election_ms;
     no.heartbeat_ms = o->heartbeat_ms;
+    no.catch_up_ms = o->catch_up_ms;
     no.map_size = o->map_size;
     no.on_fatal = on_fatal;
     no.data = m;
