@@ -132,18 +132,37 @@ skip() {
     exit 77
 }
 
-# Free TCP ports on 127.0.0.1: bound to port 0 and released, so another
-# process could take one in between; the server then fails to start and the
-# test fails loudly rather than talking to something else.
-free_ports() {
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+# Free TCP ports on 127.0.0.1, taken below the kernel's ephemeral range:
+# a client that keeps reconnecting to a port nobody listens on (a server
+# the test killed) can otherwise be given that very port as its own
+# source port and connect to itself, and the restarted server then finds
+# its port taken. Each port is bound and released, so another process
+# could take one in between; the server then fails to start and the test
+# fails loudly rather than talking to something else.
+# port_runs N WIDTH: N ports P with P..P+WIDTH-1 all free.
+port_runs() {
+    "$PY" - "$1" "$2" <<'EOF'
+import random, socket, sys
+want, width = int(sys.argv[1]), int(sys.argv[2])
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+socks, got = [], []
+rng = random.SystemRandom()
+while len(got) < want:
+    p = rng.randrange(10000, max(lo, 10000 + width + 1) - width)
+    if any(abs(p - q) < width for q in got):
+        continue
+    held = []
+    try:
+        for i in range(width):
+            s = socket.socket(); held.append(s); s.bind(("127.0.0.1", p + i))
+    except OSError:
+        for s in held: s.close()
+        continue
+    socks += held; got.append(p)
+print(" ".join(map(str, got)))
 EOF
 }
+free_ports() { port_runs "$1" 1; }
 
 # Starts `minikv server` on fresh ports with its data in $DATA (default
 # $T/data) and waits until /health/ready answers 200. Sets S3_PORT,
@@ -184,24 +203,8 @@ mkv_start_server() {
 }
 
 # free_port_pairs N: N ports P whose P+1 is free too (a metadata member's
-# client port and its Raft port), or fewer if they cannot be found.
-free_port_pairs() {
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-want, got, socks = int(sys.argv[1]), [], []
-for _ in range(200):
-    if len(got) == want:
-        break
-    a = socket.socket(); a.bind(("127.0.0.1", 0))
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", a.getsockname()[1] + 1))
-    except OSError:
-        a.close(); b.close(); continue
-    got.append(a.getsockname()[1]); socks += [a, b]
-print(" ".join(map(str, got)))
-EOF
-}
+# client port and its Raft port).
+free_port_pairs() { port_runs "$1" 2; }
 
 # Daemons besides the server (cluster members): mkv_daemon_start NAME
 # CMD... runs CMD with its output in $T/NAME.log; mkv_daemon_stop NAME
@@ -247,16 +250,17 @@ mkv_meta_start() {
 }
 mkv_meta_leader() {
     # (status exits 1 when the member it asked is not the ready leader)
-    { "$MINIKVCTL" --cluster-key "$KEY" --json status 2>/dev/null || true; } |
+    { timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --json status 2>/dev/null || true; } |
         "$PY" -c 'import json,sys
 try: print(json.load(sys.stdin)["meta"]["leader_id"])
 except Exception: print(0)'
 }
 # mkv_meta_wait ID: until member ID answers as a follower or the leader.
 mkv_meta_wait() {
-    local r
-    for _ in $(seq 100); do
-        r=$({ "$MINIKVCTL" --cluster-key "$KEY" --meta "127.0.0.1:${META_PORTS[$(($1 - 1))]}" \
+    local r end=$((SECONDS + 20))
+    while [ "$SECONDS" -lt "$end" ]; do
+        kill -0 "${DAEMONS[meta-$1]}" 2>/dev/null || fail "member $1 exited"
+        r=$({ timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --meta "127.0.0.1:${META_PORTS[$(($1 - 1))]}" \
             --json status 2>/dev/null || true; } | "$PY" -c 'import json,sys
 try: print(json.load(sys.stdin)["meta"]["role"])
 except Exception: print("")')
@@ -271,11 +275,12 @@ mkv_start_cluster() {
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY"
     echo >>"$KEY"
     chmod 600 "$KEY"
-    read -r -a META_PORTS <<<"$(free_port_pairs 3)"
-    [ "${#META_PORTS[@]}" -eq 3 ] || fail "no free port pairs for the metadata members"
-    ports=$(free_ports 2)
-    S3_PORT=${ports%% *}
-    CHUNK_PORT=${ports##* }
+    # All in one call, so that none is another's Raft port.
+    read -r -a ports <<<"$(free_port_pairs 5)"
+    [ "${#ports[@]}" -eq 5 ] || fail "no free ports for the cluster"
+    META_PORTS=("${ports[@]:0:3}")
+    S3_PORT=${ports[3]}
+    CHUNK_PORT=${ports[4]}
     PEERS="1=127.0.0.1:${META_PORTS[0]},2=127.0.0.1:${META_PORTS[1]},3=127.0.0.1:${META_PORTS[2]}"
     MINIKV_META="127.0.0.1:${META_PORTS[0]},127.0.0.1:${META_PORTS[1]},127.0.0.1:${META_PORTS[2]}"
     export MINIKV_META MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT" KEY

@@ -57,14 +57,16 @@ check_writers kill 5
 # The killed member comes back with its old command line and catches up.
 mkv_meta_start "$l"
 member_status() { # member_status ID FIELD
-    { "$MINIKVCTL" --cluster-key "$KEY" --meta "127.0.0.1:${META_PORTS[$(($1 - 1))]}" --json status \
+    { timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --meta "127.0.0.1:${META_PORTS[$(($1 - 1))]}" --json status \
         2>/dev/null || true; } |
         "$PY" -c 'import json,sys
 try: print(json.load(sys.stdin)["meta"][sys.argv[1]])
 except Exception: print("")' "$2"
 }
 commit=$(member_status "$n" commit_index)
-for _ in $(seq 300); do
+end=$((SECONDS + 30))
+while [ "$SECONDS" -lt "$end" ]; do
+    kill -0 "${DAEMONS[meta-$l]}" 2>/dev/null || fail "member $l exited after its restart"
     a=$(member_status "$l" applied_index)
     [ -n "$a" ] && [ "$a" -ge "$commit" ] && break
     sleep 0.1
@@ -76,10 +78,12 @@ log "member $l rejoined and applied $a"
 writers 10 stop
 sleep 2
 l=$(mkv_meta_leader)
+[ "$l" != 0 ] || fail "no leader before the stop"
 kill -STOP "${DAEMONS[meta-$l]}"
 t0=$(date +%s.%N)
 # Stopped until the others have elected a leader (they ask each other).
-for _ in $(seq 150); do
+end=$((SECONDS + 15))
+while [ "$SECONDS" -lt "$end" ]; do
     for o in 1 2 3; do
         [ "$o" = "$l" ] && continue
         n=$(member_status "$o" leader_id)
@@ -91,7 +95,8 @@ log "leader $l stopped; member $n leads after $(echo "$(date +%s.%N) - $t0" | bc
 [ -n "$n" ] && [ "$n" != 0 ] && [ "$n" != "$l" ] || fail "no new leader while $l was stopped"
 sleep 1
 kill -CONT "${DAEMONS[meta-$l]}"
-for _ in $(seq 50); do
+end=$((SECONDS + 10))
+while [ "$SECONDS" -lt "$end" ]; do
     r=$(member_status "$l" role)
     [ "$r" = follower ] && break
     sleep 0.1

@@ -19,7 +19,7 @@ chunk2() {
 chunk2
 # state_of ADDRESS: the state minikvctl nodes gives it.
 state_of() {
-    { "${CTL[@]}" --json nodes 2>/dev/null || true; } | "$PY" -c 'import json,sys
+    { timeout 5 "${CTL[@]}" --json nodes 2>/dev/null || true; } | "$PY" -c 'import json,sys
 try: print([n["state"] for n in json.load(sys.stdin) if n["address"] == sys.argv[1]][0])
 except Exception: print("")' "$1"
 }

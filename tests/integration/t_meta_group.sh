@@ -32,6 +32,7 @@ start() {
     shift
     "$META" --data "$T/m$id" --listen "$(addr "$id")" --id "$id" --cluster-key "$KEY" \
         --election-timeout 500ms --heartbeat 50ms --snapshot-threshold 64 --snapshot-trailing 16 \
+        --catch-up-timeout 3s \
         "$@" >>"$T/meta-$id.log" 2>&1 &
     PID[$id]=$!
 }
@@ -43,9 +44,29 @@ stop() { # stop ID: SIGTERM, and it must exit with status 0
 export MINIKV_META="$(addr 1),$(addr 2),$(addr 3)"
 # The JSON status of the member at $1 (default: the group); its exit status
 # is 1 without a chunk server, which these members do not have.
-status_of() { "${CTL[@]}" --meta "${1:-$MINIKV_META}" --json status 2>/dev/null || true; }
+status_of() { timeout 5 "${CTL[@]}" --meta "${1:-$MINIKV_META}" --json status 2>/dev/null || true; }
 field() { "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
-leader() { status_of | field 'd["meta"]["leader_id"]'; }
+# The leader's id, as the member asked knows it (waits while it knows none).
+leader() {
+    local l
+    for _ in $(seq 50); do
+        l=$(status_of | field 'd["meta"]["leader_id"]')
+        [ -n "$l" ] && [ "$l" != 0 ] && break
+        sleep 0.1
+    done
+    echo "$l"
+}
+# wait_members EXPR VALUE: until EXPR over the status of the group's leader
+# (it has the latest configuration) gives VALUE.
+wait_members() {
+    local v
+    for _ in $(seq 50); do
+        v=$(status_of "$(addr "$(leader)")" | field "$1")
+        [ "$v" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "$1 is $v, not $2"
+}
 
 for i in 1 2 3; do start "$i" --peers "$PEERS"; done
 for _ in $(seq 100); do [ "$(leader)" != 0 ] && [ -n "$(leader)" ] && break; sleep 0.1; done
@@ -60,10 +81,9 @@ for i in $(seq 1 80); do "${CTL[@]}" bucket create "bkt-$i" >/dev/null || fail "
 start 4 --join
 "${CTL[@]}" meta add "$(addr 4)" >"$T/out" || fail "meta add 4: $(cat "$T/out")"
 expect_contains "$(cat "$T/out")" "added as a voter (4 voters)"
-st=$(status_of)
-expect_eq "$(echo "$st" | field 'len([m for m in d["meta"]["members"] if m["role"] == "voter"])')" 4 "voters after add"
+wait_members 'len([m for m in d["meta"]["members"] if m["role"] == "voter"])' 4
 # It has the state: it restored a snapshot and applied up to the commit.
-commit=$(echo "$st" | field 'd["meta"]["commit_index"]')
+commit=$(status_of "$(addr "$(leader)")" | field 'd["meta"]["commit_index"]')
 for _ in $(seq 50); do
     a=$(status_of "$(addr 4)" | field 'd["meta"]["applied_index"]')
     [ "$a" -ge "$commit" ] && break
@@ -125,8 +145,7 @@ rc=0
 "${CTL[@]}" meta add "$(addr 6)" --id 6 2>"$T/err" || rc=$?
 expect_eq "$rc" 1 "exit status of adding an unreachable member"
 grep -q "did not catch up" "$T/err" || fail "add 6: $(cat "$T/err")"
-n=$(status_of | field 'len(d["meta"]["members"])')
-expect_eq "$n" 3 "members after the refused adds"
+wait_members 'len(d["meta"]["members"])' 3
 
 for id in "${!PID[@]}"; do stop "$id"; done
 log "ok"
