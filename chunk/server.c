@@ -623,6 +623,15 @@ static void on_registered(struct mkv_meta_req *req, int status, struct mkv_frame
     int rv;
     cs->hb_busy = 0;
     if (cs->stopping || status == -ECANCELED) return;
+    if (status == -ENOENT) {
+        /* Retried slowly: an operator has to act. */
+        MKV_ERROR("chunk",
+                  "id unknown to the metadata group (a node.id from another cluster? remove the "
+                  "file to register as a new server) id=%llu path=%s",
+                  (unsigned long long)cs->node_id, cs->id_path);
+        uv_timer_start(&cs->hb_timer, on_hb_timer, 30000, 0);
+        return;
+    }
     if (status || mkv_frame_decode(reply, &mkv_desc_node_register_rep, &rep) || rep.id == 0) {
         MKV_WARN("chunk", "registration failed err=\"%s\" (retrying)",
                  mkv_strerror(status ? status : -EPROTO));
