@@ -267,7 +267,11 @@ static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *r
     char leader[256] = "";
     if (status < 0 && reply)
         mkv_reply_error(reply, req->errmsg, sizeof req->errmsg, leader, sizeof leader);
-    if (status == 0 && c->early && req->slot >= 0 && req->type != MKV_MSG_META_ALLOC)
+    /* Only replies the service flags as early may be lost with it: in a
+     * group of several voters every reply comes after the commit, and a
+     * reconnection (a leader change) then loses nothing. */
+    if (status == 0 && c->early && req->slot >= 0 && req->type != MKV_MSG_META_ALLOC && reply &&
+        (reply->hdr.flags & MKV_FRAME_EARLY))
         early_seen(c, req);
     if (status == 0 && req->type == MKV_MSG_META_SYNC && (status = early_synced(c, req))) {
         meta_finish(req, status, NULL);

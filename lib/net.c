@@ -625,15 +625,21 @@ int mkv_conn_send(struct mkv_conn *c, struct mkv_outframe *of, uint16_t type, ui
     return conn_write(c, of);
 }
 
-int mkv_conn_reply_raw(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
-                       const void *payload, size_t len)
+int mkv_conn_reply_flags(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
+                         uint8_t flags, const void *payload, size_t len)
 {
     struct mkv_outframe *of;
     if (!c->open) return -ENOTCONN;
     of = mkv_outframe_new(len);
     if (!of) return -ENOMEM;
     if (len) memcpy(mkv_outframe_payload(of), payload, len);
-    return mkv_conn_send(c, of, req->type, MKV_FRAME_REPLY, status, req->req_id, len);
+    return mkv_conn_send(c, of, req->type, MKV_FRAME_REPLY | flags, status, req->req_id, len);
+}
+
+int mkv_conn_reply_raw(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
+                       const void *payload, size_t len)
+{
+    return mkv_conn_reply_flags(c, req, status, 0, payload, len);
 }
 
 int mkv_conn_reply(struct mkv_conn *c, const struct mkv_frame_hdr *req, const struct mkv_msgdesc *d,

@@ -513,8 +513,12 @@ static int submit_ahead(struct mkv_node *n, struct mkv_node_req *req, struct raf
     n->ahead_last = idx;
     n->stats.applied_ahead++;
     __atomic_store_n(&n->local_reads, 0, __ATOMIC_RELEASE);
-    if (flags & MKV_NODE_EARLY) answer(req, h->status, &h->reply);
-    else h->req = req;
+    if (flags & MKV_NODE_EARLY) {
+        req->early = 1;
+        answer(req, h->status, &h->reply);
+    } else {
+        h->req = req;
+    }
     rv = raft_apply(&n->raft, &h->apply, b, 1, ahead_cb);
     if (rv || raft_last_index(&n->raft) != idx) {
         /* Applied but not in the log: the batch must go. */

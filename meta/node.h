@@ -70,6 +70,7 @@ struct mkv_node_req
     int status;
     struct mkv_buf reply;
     uint64_t sync_index; /* mkv_node_sync: answered once this is applied */
+    int early;           /* answered before its commit (applied ahead, MKV_NODE_EARLY) */
     struct mkv_node_req *next;
 };
 

@@ -89,7 +89,10 @@ static void command_done(struct mkv_node_req *req, int status, const uint8_t *re
 {
     struct pending *p = MKV_CONTAINER_OF(req, struct pending, req);
     if (mkv_conn_is_open(p->conn)) {
-        if (status == 0) mkv_conn_reply_raw(p->conn, &p->hdr, 0, reply, len);
+        /* An early reply says so: the client's next META_SYNC must find it
+         * committed (a reply after the commit needs no such check). */
+        if (status == 0)
+            mkv_conn_reply_flags(p->conn, &p->hdr, 0, req->early ? MKV_FRAME_EARLY : 0, reply, len);
         else reply_error(p->m, p->conn, &p->hdr, status, NULL);
     }
     mkv_conn_unref(p->conn);

@@ -84,6 +84,10 @@ MKV_API int mkv_conn_reply(struct mkv_conn *c, const struct mkv_frame_hdr *req,
 MKV_API int mkv_conn_reply_error(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
                                  const char *message, const char *leader);
 /* Replies with a payload already encoded (payload[len], copied). */
+/* As mkv_conn_reply_raw, with flags added to MKV_FRAME_REPLY (e.g.
+ * MKV_FRAME_EARLY: the command was answered before its commit). */
+MKV_API int mkv_conn_reply_flags(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
+                                 uint8_t flags, const void *payload, size_t len);
 MKV_API int mkv_conn_reply_raw(struct mkv_conn *c, const struct mkv_frame_hdr *req, int status,
                                const void *payload, size_t len);
 

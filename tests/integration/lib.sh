@@ -241,10 +241,11 @@ mkv_daemon_kill() {
 # member (word-split).
 MKV_ELECTION=${MKV_ELECTION:-1s}
 mkv_meta_start() {
-    local id=$1
+    local id=$1 how=(--peers "$PEERS")
     shift
+    [ "$id" -le 3 ] || how=(--join) # member 4: a spare port pair, added at run time
     mkv_daemon_start "meta-$id" "$top_builddir/meta/minikv-meta" --data "$T/meta-$id" \
-        --listen "127.0.0.1:${META_PORTS[$((id - 1))]}" --id "$id" --peers "$PEERS" \
+        --listen "127.0.0.1:${META_PORTS[$((id - 1))]}" --id "$id" "${how[@]}" \
         --cluster-key "$KEY" --chunk-servers "127.0.0.1:$CHUNK_PORT" \
         --election-timeout "$MKV_ELECTION" ${MKV_META_ARGS:-} "$@"
 }
@@ -269,6 +270,61 @@ except Exception: print("")')
     done
     fail "member $1 did not come up"
 }
+# mkv_cluster_fronts: (re)starts the cluster's chunk server and gateway,
+# and waits until the gateway is ready.
+mkv_cluster_fronts() {
+    mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
+        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
+    mkv_daemon_start s3gw "$top_builddir/s3gw/minikv-s3gw" --listen "127.0.0.1:$S3_PORT" \
+        --meta "$MINIKV_META" --chunk "127.0.0.1:$CHUNK_PORT" --cluster-key-file "$KEY" \
+        --credentials-file "$T/credentials"
+    mkv_wait_ready 30 || fail "the cluster's gateway did not become ready"
+}
+
+# mkv_writers SECONDS TAG BUCKET MOUNTDIR: two S3 writers and one writer in
+# MOUNTDIR (create, write, fsync) in the background (failload.py), for
+# SECONDS; attempts and acknowledgements go to $T/s3.* and $T/fs.*.
+# mkv_check_writers TAG MAX_GAP waits for them: each got writes through
+# and none waited longer than MAX_GAP seconds between two.
+mkv_writers() {
+    local w load="$top_srcdir/tests/integration/failload.py"
+    WPIDS=""
+    for w in 1 2; do
+        "$PY" "$load" s3 "$3" "$2-s3w$w" "$1" "$T/s3.attempts" "$T/s3.acks" >"$T/$2-s3w$w.out" &
+        WPIDS="$WPIDS $!"
+    done
+    "$PY" "$load" fs "$4" "$2-fs" "$1" "$T/fs.attempts" "$T/fs.acks" >"$T/$2-fs.out" &
+    WPIDS="$WPIDS $!"
+}
+mkv_check_writers() {
+    local f gap p
+    for p in $WPIDS; do wait "$p" || fail "a writer failed"; done
+    for f in "$T/$1"-*.out; do
+        log "$(basename "$f" .out): $(cat "$f")"
+        gap=$(sed -n 's/.*longest_gap=\([0-9.]*\).*/\1/p' "$f")
+        awk -v g="$gap" -v m="$2" 'BEGIN { exit !(g <= m) }' ||
+            fail "$(basename "$f" .out): no write went through for ${gap}s (more than $2 s)"
+    done
+}
+
+# mkv_verify_writes BUCKET MOUNTDIR: every acknowledged upload reads back
+# identical through S3 (an unacknowledged one is absent or whole), every
+# fsynced file through MOUNTDIR, and S3 lists them all.
+mkv_verify_writes() {
+    local bad=0 key digest got n s3n
+    "$PY" "$top_srcdir/tests/integration/crashverify.py" "$1" "$T/s3.attempts" "$T/s3.acks" ||
+        fail "S3 writes lost or changed"
+    while read -r key digest _; do
+        got=$(sha256sum "$2/$key" 2>/dev/null | cut -d' ' -f1)
+        [ "$got" = "$digest" ] || { log "fsynced $key: ${got:-missing}"; bad=1; }
+    done <"$T/fs.acks"
+    [ "$bad" = 0 ] || fail "fsynced files lost or changed"
+    n=$(wc -l <"$T/fs.acks")
+    s3n=$(aws_v2 s3 ls "s3://$1/${2##*/}/" | wc -l)
+    [ "$s3n" -ge "$n" ] || fail "S3 lists $s3n files under ${2##*/}/, the mount acknowledged $n"
+    log "$n fsynced files and $(wc -l <"$T/s3.acks") S3 uploads intact"
+}
+
 mkv_start_cluster() {
     local ports i
     KEY=$T/cluster.key
@@ -276,21 +332,16 @@ mkv_start_cluster() {
     echo >>"$KEY"
     chmod 600 "$KEY"
     # All in one call, so that none is another's Raft port.
-    read -r -a ports <<<"$(free_port_pairs 5)"
-    [ "${#ports[@]}" -eq 5 ] || fail "no free ports for the cluster"
-    META_PORTS=("${ports[@]:0:3}")
-    S3_PORT=${ports[3]}
-    CHUNK_PORT=${ports[4]}
+    read -r -a ports <<<"$(free_port_pairs 6)"
+    [ "${#ports[@]}" -eq 6 ] || fail "no free ports for the cluster"
+    META_PORTS=("${ports[@]:0:4}") # the fourth for a member a test adds
+    S3_PORT=${ports[4]}
+    CHUNK_PORT=${ports[5]}
     PEERS="1=127.0.0.1:${META_PORTS[0]},2=127.0.0.1:${META_PORTS[1]},3=127.0.0.1:${META_PORTS[2]}"
     MINIKV_META="127.0.0.1:${META_PORTS[0]},127.0.0.1:${META_PORTS[1]},127.0.0.1:${META_PORTS[2]}"
     export MINIKV_META MINIKV_CHUNK="127.0.0.1:$CHUNK_PORT" KEY
     for i in 1 2 3; do mkv_meta_start "$i"; done
-    mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
-        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
-    mkv_daemon_start s3gw "$top_builddir/s3gw/minikv-s3gw" --listen "127.0.0.1:$S3_PORT" \
-        --meta "$MINIKV_META" --chunk "127.0.0.1:$CHUNK_PORT" --cluster-key-file "$KEY" \
-        --credentials-file "$T/credentials"
-    mkv_wait_ready 30 || fail "the cluster's gateway did not become ready"
+    mkv_cluster_fronts
     ENDPOINT="http://127.0.0.1:$S3_PORT"
     AWS_ACCESS_KEY_ID=$(sed -n 's/^aws_access_key_id = //p' "$T/credentials")
     AWS_SECRET_ACCESS_KEY=$(sed -n 's/^aws_secret_access_key = //p' "$T/credentials")

@@ -13,34 +13,8 @@ mkv_start_cluster
 aws_v2 s3 mb s3://fover >/dev/null || fail "mb"
 mkv_mount /fover "$T/mnt"
 mkdir "$T/mnt/fs" || fail "mkdir through the mount"
-LOAD="$top_srcdir/tests/integration/failload.py"
-
-# writers SECONDS TAG: two S3 writers and one FUSE writer in the
-# background; their summaries go to $T/TAG-*.out.
-writers() {
-    WPIDS=""
-    for w in 1 2; do
-        "$PY" "$LOAD" s3 fover "$2-s3w$w" "$1" "$T/s3.attempts" "$T/s3.acks" >"$T/$2-s3w$w.out" &
-        WPIDS="$WPIDS $!"
-    done
-    "$PY" "$LOAD" fs "$T/mnt/fs" "$2-fs" "$1" "$T/fs.attempts" "$T/fs.acks" >"$T/$2-fs.out" &
-    WPIDS="$WPIDS $!"
-}
-# check_writers TAG MAX_GAP: every writer got writes through, none waited
-# longer than MAX_GAP seconds between two acknowledgements.
-check_writers() {
-    local f gap
-    for p in $WPIDS; do wait "$p" || fail "a writer failed"; done
-    for f in "$T/$1"-*.out; do
-        log "$(basename "$f" .out): $(cat "$f")"
-        gap=$(sed -n 's/.*longest_gap=\([0-9.]*\).*/\1/p' "$f")
-        awk -v g="$gap" -v m="$2" 'BEGIN { exit !(g <= m) }' ||
-            fail "$(basename "$f" .out): no write went through for ${gap}s (more than $2 s)"
-    done
-}
-
 # 1. kill -9 of the leader under load.
-writers 10 kill
+mkv_writers 10 kill fover "$T/mnt/fs"
 sleep 3
 l=$(mkv_meta_leader)
 [ "$l" != 0 ] || fail "no leader before the kill"
@@ -53,7 +27,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 log "new leader $n after $(echo "$(date +%s.%N) - $t0" | bc) s"
-check_writers kill 5
+mkv_check_writers kill 5
 # The killed member comes back with its old command line and catches up.
 mkv_meta_start "$l"
 member_status() { # member_status ID FIELD
@@ -75,7 +49,7 @@ done
 log "member $l rejoined and applied $a"
 
 # 2. The leader stopped past its election timeout, then let go.
-writers 10 stop
+mkv_writers 10 stop fover "$T/mnt/fs"
 sleep 2
 l=$(mkv_meta_leader)
 [ "$l" != 0 ] || fail "no leader before the stop"
@@ -104,21 +78,10 @@ done
 expect_eq "$r" follower "the stopped leader after SIGCONT"
 # A request in flight to the stopped member waits for the client's
 # per-attempt timeout (10 s) before it is sent elsewhere.
-check_writers stop 12
+mkv_check_writers stop 12
 
 # Everything acknowledged is there, through both fronts; an S3 upload that
 # was not acknowledged is absent or whole.
-"$PY" "$top_srcdir/tests/integration/crashverify.py" fover "$T/s3.attempts" "$T/s3.acks" ||
-    fail "S3 writes after the faults"
-bad=0
-while read -r key digest _; do
-    got=$(sha256sum "$T/mnt/fs/$key" 2>/dev/null | cut -d' ' -f1)
-    [ "$got" = "$digest" ] || { log "fsynced $key: ${got:-missing}"; bad=1; }
-done <"$T/fs.acks"
-[ "$bad" = 0 ] || fail "fsynced files lost or changed"
-n=$(wc -l <"$T/fs.acks")
-s3n=$(aws_v2 s3 ls s3://fover/fs/ | wc -l)
-[ "$s3n" -ge "$n" ] || fail "S3 lists $s3n files under fs/, the mount acknowledged $n"
-log "$n fsynced files and $(wc -l <"$T/s3.acks") S3 uploads intact"
+mkv_verify_writes fover "$T/mnt/fs"
 mkv_umount "$T/mnt"
 log "ok"
