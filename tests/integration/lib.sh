@@ -170,16 +170,13 @@ free_ports() { port_runs "$1" 1; }
 mkv_start_server() {
     DATA=${DATA:-$T/data}
     if [ -z "${S3_PORT:-}" ]; then
-        # META_PORT+1 is Raft's: ask for a pair and use the first two.
-        set -- "$@"
+        # META_PORT+1 is Raft's: ask for three runs of two free ports, so
+        # that no port picked is another one's +1, and use the first of each.
         local ports
-        ports=$(free_ports 4)
+        ports=$(port_runs 3 2)
         S3_PORT=$(echo "$ports" | cut -d' ' -f1)
         CHUNK_PORT=$(echo "$ports" | cut -d' ' -f2)
         META_PORT=$(echo "$ports" | cut -d' ' -f3)
-        # Raft takes META_PORT+1; make sure it is free too.
-        "$PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $META_PORT + 1))" 2>/dev/null ||
-            { S3_PORT=""; mkv_start_server "$@"; return; }
     fi
     ENDPOINT="${MKV_SCHEME:-http}://127.0.0.1:$S3_PORT"
     "$MINIKV" server --data "$DATA" --listen "127.0.0.1:$S3_PORT" --meta-listen "127.0.0.1:$META_PORT" \

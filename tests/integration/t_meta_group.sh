@@ -15,14 +15,7 @@ chmod 600 "$KEY"
 CTL=("$MINIKVCTL" --cluster-key "$KEY")
 
 # Six members' ports: each needs PORT and PORT+1 (Raft) free.
-PORTS=()
-while [ "${#PORTS[@]}" -lt 6 ]; do
-    for p in $(free_ports 12); do
-        [ "${#PORTS[@]}" -lt 6 ] || break
-        "$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', $p + 1))" 2>/dev/null &&
-            PORTS+=("$p")
-    done
-done
+read -r -a PORTS <<<"$(free_port_pairs 6)"
 addr() { echo "127.0.0.1:${PORTS[$(($1 - 1))]}"; }
 PEERS="1=$(addr 1),2=$(addr 2),3=$(addr 3)"
 declare -A PID

@@ -41,8 +41,7 @@ expect_eq "$(cat "$T/open.txt")" "still open at shutdown" "the buffered file's c
 
 log "a mountpoint already in use is refused with a clear message"
 mkv_mount "" "$M"
-ports=$(free_ports 2)
-set -- $ports "$(free_port_pairs 1)" # the metadata port's next one is Raft's
+set -- $(port_runs 3 2) # the metadata port's next one is Raft's
 "$MINIKV" server --data "$T/data2" --listen "127.0.0.1:$1" --meta-listen "127.0.0.1:$3" \
     --chunk-listen "127.0.0.1:$2" --mount "$M" >"$T/server2.log" 2>&1 &
 pid2=$!
