@@ -14,7 +14,8 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/client.h lib/client_priv.h lib/client.c lib/client_auth.c lib/stream.c \
 	lib/minikv/names.h lib/names.c \
 	lib/minikv/trust.h lib/trust.c \
-	lib/minikv/auth.h lib/auth.c
+	lib/minikv/auth.h lib/auth.c \
+	lib/minikv/vshard.h lib/vshard.c
 lib_libminikv_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
 # llhttp, compiled from Debian's node-llhttp sources (configure --with-llhttp).

@@ -5,8 +5,9 @@ noinst_LIBRARIES += meta/libmeta.a
 meta_libmeta_a_SOURCES = \
 	meta/ns.h meta/ns_int.h \
 	meta/ns_store.c meta/ns_path.c meta/ns_obj.c meta/ns_list.c meta/ns_mpu.c \
-	meta/ns_misc.c meta/ns_apply.c meta/ns_ino.c \
+	meta/ns_misc.c meta/ns_apply.c meta/ns_ino.c meta/ns_vshard.c \
 	meta/node.h meta/node_int.h meta/node.c meta/fsm.c meta/member.c meta/nodes.h meta/nodes.c \
+	meta/place.h meta/place.c meta/placer.h meta/placer.c \
 	meta/meta.h meta/server.c meta/locks.h meta/locks.c
 meta_libmeta_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(RAFT_CFLAGS) $(UV_CFLAGS) $(CRYPTO_CFLAGS)
 
@@ -41,3 +42,9 @@ tests_unit_test_raft_service_SOURCES = tests/unit/test_raft_service.c
 tests_unit_test_raft_service_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_raft_service_LDADD = $(META_LIBS) $(UNIT_LIBS)
 TESTS += tests/unit/test_raft_service
+
+check_PROGRAMS += tests/unit/test_place
+tests_unit_test_place_SOURCES = tests/unit/test_place.c
+tests_unit_test_place_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_place_LDADD = $(META_LIBS) $(UNIT_LIBS)
+TESTS += tests/unit/test_place

@@ -19,6 +19,7 @@
 #include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
+#include "minikv/wire.h"
 
 struct settings
 {
@@ -30,6 +31,7 @@ struct settings
     char *chunk_servers;
     uint64_t chunk_heartbeat_ms;
     uint64_t chunk_dead_ms;
+    long long replicas;
     long long snapshot_threshold;
     uint64_t raft_segment_size;
     long long snapshot_trailing;
@@ -57,6 +59,10 @@ static const struct mkv_option options[] = {
             NULL),
     MKV_OPT("chunk-dead-after", MKV_OPT_DURATION, S, chunk_dead_ms, "60s", "DURATION",
             "a chunk server silent this long is declared dead", NULL),
+    MKV_OPT("replicas", MKV_OPT_INT, S, replicas, "3", "N",
+            "copies of the data the vshard map aims at (1-6; fewer while fewer chunk servers "
+            "are registered)",
+            NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),
     MKV_OPT("join", MKV_OPT_BOOL, S, join, "0", NULL,
@@ -191,6 +197,10 @@ int main(int argc, char **argv)
                         "at least three heartbeats (and at most a day)\n");
         goto usage_error;
     }
+    if (s.replicas < 1 || s.replicas >= MKV_REPLICAS_MAX) {
+        fprintf(stderr, "minikv-meta: --replicas must be 1-%d\n", MKV_REPLICAS_MAX - 1);
+        goto usage_error;
+    }
     if (s.join && s.peers) {
         fprintf(stderr, "minikv-meta: --join and --peers exclude each other: --peers bootstraps "
                         "a new group, --join waits to be added to a running one\n");
@@ -211,6 +221,7 @@ int main(int argc, char **argv)
     o.chunk_servers = s.chunk_servers;
     o.chunk_heartbeat_ms = (unsigned)s.chunk_heartbeat_ms;
     o.chunk_dead_ms = (unsigned)s.chunk_dead_ms;
+    o.replicas = (unsigned)s.replicas;
     o.snapshot_threshold = (unsigned)s.snapshot_threshold;
     o.segment_size = (size_t)s.raft_segment_size;
     o.snapshot_trailing = (unsigned)s.snapshot_trailing;

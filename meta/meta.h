@@ -54,6 +54,7 @@ struct mkv_meta_opts
     const char *chunk_servers;
     unsigned chunk_heartbeat_ms; /* period asked of chunk servers; 0: 2 s */
     unsigned chunk_dead_ms;      /* silent this long: DEAD; 0: 60 s */
+    unsigned replicas;           /* copies of each vshard placement aims at; 0: 3 */
     /* The cluster key (32 bytes; copied): clients must authenticate
      * (minikv/auth.h) with an access key of the key store or the key
      * itself. NULL: every client is served (a trusted network only). */

@@ -14,6 +14,7 @@
 
 #include "meta/nodes.h"
 #include "minikv/log.h"
+#include "minikv/vshard.h"
 
 struct heard
 {
@@ -99,8 +100,49 @@ static const struct heard *find(const struct mkv_nodes *t, uint64_t id)
     return NULL;
 }
 
-int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, uint64_t term,
-                   const char *static_list, struct mkv_buf *out)
+/* The state of a node while leading: h its last heartbeat (NULL: none
+ * heard since this member took over). */
+static uint32_t state_of(const struct mkv_nodes *t, const struct heard *h, int64_t now)
+{
+    int64_t age = now - (h ? h->at_ns : t->leading_since_ns);
+    if (age > (int64_t)t->dead_ms * 1000000ll) return MKV_NODE_DEAD;
+    if (age > down_ns(t)) return MKV_NODE_DOWN;
+    return h ? MKV_NODE_UP : MKV_NODE_UNKNOWN;
+}
+
+uint32_t mkv_nodes_state(struct mkv_nodes *t, uint64_t term, uint64_t id)
+{
+    int64_t now = (int64_t)mkv_mono_ns();
+    track(t, term, now);
+    return term ? state_of(t, find(t, id), now) : MKV_NODE_UNKNOWN;
+}
+
+/* How many vshards id holds a replica of, and fills. */
+static void share_of(struct mkv_slice vshards, uint64_t id, uint32_t *held, uint32_t *filling)
+{
+    struct mkv_vshard_rec r;
+    struct mkv_vshard v;
+    *held = *filling = 0;
+    while (mkv_msg_next(&mkv_desc_vshard_rec, &vshards, &r) == 1) {
+        int i;
+        if (mkv_vshard_from_rec(&r, &v) || (i = mkv_vshard_find(&v, id)) < 0) continue;
+        (*held)++;
+        if (v.filling & (1u << i)) (*filling)++;
+    }
+}
+
+uint32_t mkv_vshards_degraded(struct mkv_slice vshards, uint32_t replicas)
+{
+    struct mkv_vshard_rec r;
+    struct mkv_vshard v;
+    uint32_t n = 0;
+    while (mkv_msg_next(&mkv_desc_vshard_rec, &vshards, &r) == 1)
+        if (mkv_vshard_from_rec(&r, &v) || v.filling || v.n < replicas) n++;
+    return n;
+}
+
+int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, struct mkv_slice vshards,
+                   uint64_t term, const char *static_list, struct mkv_buf *out)
 {
     int64_t now = (int64_t)mkv_mono_ns();
     struct mkv_slice cur = registered;
@@ -114,24 +156,17 @@ int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, uint64_t te
         ci.id = rec.id;
         ci.address = rec.address;
         ci.zone = rec.zone;
+        ci.flags = rec.flags;
+        share_of(vshards, rec.id, &ci.vshards, &ci.filling);
         ci.heard_ms = UINT64_MAX;
         if (h) {
-            int64_t age = now - h->at_ns;
-            ci.heard_ms = (uint64_t)(age / 1000000);
+            ci.heard_ms = (uint64_t)((now - h->at_ns) / 1000000);
             ci.capacity = h->hb.capacity;
             ci.free = h->hb.free;
             ci.used = h->hb.used;
             ci.chunks = h->hb.chunks;
-            ci.state = age <= down_ns(t)                        ? MKV_NODE_UP
-                       : age <= (int64_t)t->dead_ms * 1000000ll ? MKV_NODE_DOWN
-                                                                : MKV_NODE_DEAD;
-        } else if (leading) {
-            /* Never heard since this member took over. */
-            int64_t since = now - t->leading_since_ns;
-            ci.state = since <= down_ns(t)                        ? MKV_NODE_UNKNOWN
-                       : since <= (int64_t)t->dead_ms * 1000000ll ? MKV_NODE_DOWN
-                                                                  : MKV_NODE_DEAD;
         }
+        if (leading) ci.state = state_of(t, h, now);
         if ((rv = mkv_msg_append(out, &mkv_desc_chunk_server_info, &ci))) return rv;
     }
     if (rv < 0) return rv;

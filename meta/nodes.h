@@ -15,10 +15,17 @@ unsigned mkv_nodes_interval_ms(const struct mkv_nodes *t);
 /* Records a heartbeat; term: the term this member leads (the table starts
  * over when it changes). */
 int mkv_nodes_heard(struct mkv_nodes *t, uint64_t term, const struct mkv_node_heartbeat_req *hb);
+/* A node's state (MKV_NODE_*) as the leader of term knows it (term 0:
+ * UNKNOWN). */
+uint32_t mkv_nodes_state(struct mkv_nodes *t, uint64_t term, uint64_t id);
 /* chunk_server_info records into out (replacing its content): every
- * registered node (node_rec records), with its state and figures when
+ * registered node (node_rec records), with its share of the vshards
+ * (vshard_rec records), with its state and figures when
  * leading term (else, term 0, UNKNOWN), then the addresses of static_list
  * ("h:p,...") that are not registered, as UP. */
-int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, uint64_t term,
-                   const char *static_list, struct mkv_buf *out);
+int mkv_nodes_info(struct mkv_nodes *t, struct mkv_slice registered, struct mkv_slice vshards,
+                   uint64_t term, const char *static_list, struct mkv_buf *out);
+/* How many of the vshards (vshard_rec records) have a filling replica or
+ * fewer than replicas. */
+uint32_t mkv_vshards_degraded(struct mkv_slice vshards, uint32_t replicas);
 #endif

@@ -39,6 +39,8 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_XATTR_REMOVE: return ns_xattr_remove;
     case MKV_MSG_ORPHAN_DROP: return ns_orphan_drop;
     case MKV_MSG_NODE_REGISTER: return ns_node_register;
+    case MKV_MSG_VSHARD_SET: return ns_vshard_set;
+    case MKV_MSG_NODE_DRAIN: return ns_node_drain;
     default: return NULL;
     }
 }
@@ -63,6 +65,7 @@ static ns_handler query_handler(uint16_t type)
     case MKV_MSG_XATTR_GET: return ns_xattr_get;
     case MKV_MSG_XATTR_LIST: return ns_xattr_list;
     case MKV_MSG_NODE_LIST: return ns_node_list;
+    case MKV_MSG_VSHARD_LIST: return ns_vshard_list;
     default: return NULL;
     }
 }

@@ -24,9 +24,6 @@
 #include "meta/ns_int.h"
 #include "minikv/names.h"
 
-#define DECODE(desc, p, len, msg) \
-    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
-
 #define EMPTY_ETAG "\"d41d8cd98f00b204e9800998ecf8427e\""
 #define ETAG_UNKNOWN_LEN 40 /* "\"" + 32 hex + "-1\"" + NUL */
 /* Directory depth walked when looking for a bucket or an ancestor. */

@@ -78,7 +78,8 @@ struct mkv_ns
 {
     MDB_env *env;
     MDB_dbi db_meta, db_inodes, db_dentries, db_buckets, db_uploads, db_upidx, db_parts, db_refs,
-        db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans, db_dirseq, db_nodes;
+        db_garbage, db_sessions, db_keys, db_dirparent, db_xattrs, db_orphans, db_dirseq, db_nodes,
+        db_vshards;
     MDB_txn *batch; /* pending write transaction, or NULL */
     /* State mirrored in memory: the *_c copies are what is committed. */
     uint64_t applied, applied_c;
@@ -123,6 +124,10 @@ struct ns_op
 
 /* Frees what op allocated (scratch, copies). */
 void ns_op_done(struct ns_op *op);
+
+/* In a handler: decodes the request or returns -EPROTO. */
+#define DECODE(desc, p, len, msg) \
+    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
 
 /* Status a helper returns after recording a fatal LMDB error in op->fatal. */
 #define NS_EFATAL (-EIO)
@@ -250,6 +255,9 @@ int ns_key_delete(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_register(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_vshard_list(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_node_drain(struct ns_op *op, const uint8_t *p, size_t len);
 
 /* ns_ino.c: the POSIX front. */
 int ns_ino_lookup(struct ns_op *op, const uint8_t *p, size_t len);

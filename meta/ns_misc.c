@@ -6,9 +6,6 @@
 #include "meta/ns_int.h"
 #include "minikv/log.h"
 
-#define DECODE(desc, p, len, msg) \
-    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
-
 /* Largest range one meta_alloc hands out. */
 #define NS_ALLOC_MAX (1u << 20)
 

@@ -14,9 +14,6 @@
 #include "meta/ns_int.h"
 #include "minikv/names.h"
 
-#define DECODE(desc, p, len, msg) \
-    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
-
 static size_t upidx_key(uint8_t *k, uint64_t bino, struct mkv_slice key, struct mkv_slice id)
 {
     size_t n = key.len > NS_UPIDX_PREFIX ? NS_UPIDX_PREFIX : key.len;

@@ -6,9 +6,6 @@
 #include "meta/ns_int.h"
 #include "minikv/names.h"
 
-#define DECODE(desc, p, len, msg) \
-    if (mkv_msg_decode(&(desc), (p), (len), (msg))) return -EPROTO
-
 /* Copies *s into b and points *s at the copy. */
 static int dup_slice(struct ns_op *op, struct mkv_buf *b, struct mkv_slice *s)
 {

@@ -279,6 +279,7 @@ static int init_tables(struct mkv_ns *ns, MDB_txn *txn)
         {"orphans", offsetof(struct mkv_ns, db_orphans)},
         {"dirseq", offsetof(struct mkv_ns, db_dirseq)},
         {"nodes", offsetof(struct mkv_ns, db_nodes)}, /* chunk servers: id (be64) -> node_rec */
+        {"vshards", offsetof(struct mkv_ns, db_vshards)}, /* vshard (be16) -> vshard_rec */
     };
     uint64_t schema;
     int rc;

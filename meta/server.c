@@ -26,6 +26,7 @@
 #include "meta/node.h"
 #include "meta/nodes.h"
 #include "meta/ns.h"
+#include "meta/placer.h"
 #include "minikv/auth.h"
 #include "minikv/config.h"
 #include "minikv/err.h"
@@ -42,6 +43,7 @@ struct mkv_meta
     struct mkv_buf chunk_servers; /* chunk_server_info records for META_STATUS */
     struct mkv_buf node_regs;     /* node_rec records read for META_STATUS */
     struct mkv_nodes *nodes;      /* heartbeats heard while leading (nodes.h) */
+    struct mkv_placer *placer;    /* vshard placement while leading (placer.h) */
     char *static_chunks;          /* --chunk-servers */
     uint64_t reserve;
     uint64_t free_bytes;   /* last statvfs of dir */
@@ -277,21 +279,28 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
 /* ---- chunk servers ---- */
 
 /* m->chunk_servers: the registered chunk servers (this member's replica of
- * the table), with what the leader has heard, and the configured ones. */
-static void chunk_servers(struct mkv_meta *m)
+ * the table), with what the leader has heard, and the configured ones;
+ * st (if not NULL) gets the map's epoch, factor and degraded vshards. */
+static void chunk_servers(struct mkv_meta *m, struct mkv_meta_status_rep *st)
 {
-    struct mkv_node_list_req q = {0};
+    struct mkv_vshard_list_req q = {0};
+    struct mkv_vshard_list_rep rep = {0};
     uint8_t pl[16];
     size_t len = 0;
     int status = -EIO;
-    if (mkv_msg_encode(&mkv_desc_node_list_req, &q, pl, sizeof pl, &len) == 0)
-        mkv_node_read_stale(m->node, MKV_MSG_NODE_LIST, pl, len, &status, &m->node_regs);
-    struct mkv_node_list_rep rep = {0};
-    if (status || mkv_msg_decode(&mkv_desc_node_list_rep, m->node_regs.p, m->node_regs.len, &rep))
-        rep.nodes = mkv_slice_mem("", 0);
-    if (mkv_nodes_info(m->nodes, rep.nodes, mkv_node_ready(m->node) ? mkv_node_term(m->node) : 0,
-                       m->static_chunks, &m->chunk_servers))
+    if (mkv_msg_encode(&mkv_desc_vshard_list_req, &q, pl, sizeof pl, &len) == 0)
+        mkv_node_read_stale(m->node, MKV_MSG_VSHARD_LIST, pl, len, &status, &m->node_regs);
+    if (status || mkv_msg_decode(&mkv_desc_vshard_list_rep, m->node_regs.p, m->node_regs.len, &rep))
+        memset(&rep, 0, sizeof rep);
+    if (mkv_nodes_info(m->nodes, rep.nodes, rep.vshards,
+                       mkv_node_ready(m->node) ? mkv_node_term(m->node) : 0, m->static_chunks,
+                       &m->chunk_servers))
         m->chunk_servers.len = 0;
+    if (st) {
+        st->vshard_epoch = rep.epoch;
+        st->replicas = rep.replicas;
+        st->vshards_degraded = mkv_vshards_degraded(rep.vshards, rep.replicas);
+    }
 }
 
 static int is_admin(struct mkv_meta *m, struct mkv_conn *c);
@@ -317,6 +326,7 @@ static void handle_heartbeat(struct mkv_meta *m, struct mkv_conn *c, struct mkv_
         reply_error(m, c, &f->hdr, -ENOMEM, NULL);
         return;
     }
+    mkv_placer_tick(m->placer, m->node);
     rep.interval_ms = mkv_nodes_interval_ms(m->nodes);
     mkv_conn_reply(c, &f->hdr, &mkv_desc_node_heartbeat_rep, &rep);
 }
@@ -591,7 +601,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
             reply_error(m, c, &f->hdr, -EPROTO, "malformed status request");
         } else {
             mkv_node_status(m->node, &rep);
-            chunk_servers(m);
+            chunk_servers(m, &rep);
             rep.chunk_servers =
                 mkv_slice_mem(m->chunk_servers.p ? m->chunk_servers.p : (const uint8_t *)"",
                               m->chunk_servers.len);
@@ -610,6 +620,8 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         reply_error(m, c, &f->hdr, -EACCES, "managing access keys needs an admin key");
     } else if (type == MKV_MSG_NODE_REGISTER && !is_admin(m, c)) {
         reply_error(m, c, &f->hdr, -EACCES, "only the cluster's own services register");
+    } else if ((type == MKV_MSG_VSHARD_SET || type == MKV_MSG_NODE_DRAIN) && !is_admin(m, c)) {
+        reply_error(m, c, &f->hdr, -EACCES, "changing where data is placed needs an admin key");
     } else if (type == MKV_MSG_LOCK) {
         handle_lock(m, c, f);
     } else if (mkv_ns_is_command(type)) {
@@ -662,8 +674,9 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
         m->auth = 1;
     }
     m->nodes = mkv_nodes_new(o->chunk_heartbeat_ms, o->chunk_dead_ms);
+    m->placer = mkv_placer_new(m->nodes, o->replicas);
     if (o->chunk_servers && *o->chunk_servers) m->static_chunks = strdup(o->chunk_servers);
-    if (!m->nodes || (o->chunk_servers && *o->chunk_servers && !m->static_chunks)) {
+    if (!m->nodes || !m->placer || (o->chunk_servers && *o->chunk_servers && !m->static_chunks)) {
         rv = -ENOMEM;
         goto err_after_alloc;
     }
@@ -688,6 +701,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
     if (rv) goto err_after_alloc;
     rv = mkv_node_start(loop, &no, &m->node, err, errlen);
     if (rv) goto err_after_listen;
+
     MKV_INFO("meta", "metadata service listening address=%s id=%llu", o->listen,
              (unsigned long long)no.id);
     *out = m;
@@ -696,6 +710,7 @@ int mkv_meta_start(uv_loop_t *loop, const struct mkv_meta_opts *o, struct mkv_me
 err_after_listen:
     mkv_server_close(m->srv, NULL, NULL);
 err_after_alloc:
+    mkv_placer_free(m->placer);
     mkv_nodes_free(m->nodes);
     free(m->static_chunks);
     free(m->dir);
@@ -726,6 +741,7 @@ static void node_stopped(void *data)
 void mkv_meta_free(struct mkv_meta *m)
 {
     if (!m) return;
+    mkv_placer_free(m->placer);
     mkv_node_free(m->node);
     mkv_locks_free(m->locks);
     memset(m->cluster_key, 0, sizeof m->cluster_key);

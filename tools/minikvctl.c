@@ -17,6 +17,7 @@
 #include "minikv/err.h"
 #include "minikv/log.h"
 #include "minikv/names.h"
+#include "minikv/vshard.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -61,7 +62,12 @@ static void usage(FILE *out)
             "  nodes                     chunk servers as the metadata leader knows them:\n"
             "                            id, address, zone, state (up, down after three\n"
             "                            missed heartbeats, dead after --chunk-dead-after,\n"
-            "                            unknown before the leader has heard), capacity\n"
+            "                            unknown before the leader has heard), capacity,\n"
+            "                            vshards held (and still filling)\n"
+            "  vshards                   the vshard map: each vshard's chunk servers in\n"
+            "                            order ('+': still filling, reads go elsewhere)\n"
+            "  drain ID [--undo]         move every vshard off chunk server ID (copied\n"
+            "                            first), so that it can be removed\n"
             "  meta add H:P [--id N] [--standby]\n"
             "                            add the metadata server at H:P (started with\n"
             "                            --join) to the group: a voter once it has caught\n"
@@ -242,8 +248,10 @@ static int cmd_status(struct ctl *c)
         printf(",\"voters\":%u,\"members\":", s.voters);
         print_members(c, &s);
         printf("},\"namespace\":{\"buckets\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
-               ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64 "},\"chunk\":",
-               s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
+               ",\"uploads\":%" PRIu64 ",\"gc_pending\":%" PRIu64
+               "},\"vshards\":{\"epoch\":%" PRIu64 ",\"replicas\":%u,\"degraded\":%u},\"chunk\":",
+               s.buckets, s.objects, s.bytes, s.uploads, s.garbage, s.vshard_epoch, s.replicas,
+               s.vshards_degraded);
         if (cp.status) {
             printf("{\"address\":");
             json_str(chunk, strlen(chunk));
@@ -278,6 +286,11 @@ static int cmd_status(struct ctl *c)
                "\n  bytes           %" PRIu64 "\n  uploads         %" PRIu64
                "\n  gc pending      %" PRIu64 "\n",
                s.buckets, s.objects, s.bytes, s.uploads, s.garbage);
+        if (s.vshard_epoch)
+            printf("vshard map\n  epoch           %" PRIu64 "\n  replicas        %u\n"
+                   "  degraded        %u of %d (short of copies or filling)\n",
+                   s.vshard_epoch, s.replicas, s.vshards_degraded, MKV_VSHARDS);
+        else printf("vshard map       none (no chunk server registered and up)\n");
         printf("chunk server %s\n", chunk);
         if (cp.status) {
             printf("  state           down (%s)\n", mkv_strerror(cp.status));
@@ -340,8 +353,8 @@ static int cmd_nodes(struct ctl *c)
     }
     if (c->json) printf("[");
     else
-        printf("%-4s %-22s %-10s %-8s %10s %10s %10s %s\n", "ID", "ADDRESS", "ZONE", "STATE",
-               "CAPACITY", "FREE", "CHUNKS", "HEARD");
+        printf("%-4s %-22s %-10s %-14s %10s %10s %10s %-9s %s\n", "ID", "ADDRESS", "ZONE", "STATE",
+               "CAPACITY", "FREE", "CHUNKS", "VSHARDS", "HEARD");
     cur = s.chunk_servers;
     while (mkv_msg_next(&mkv_desc_chunk_server_info, &cur, &ci) == 1) {
         if (c->json) {
@@ -349,26 +362,130 @@ static int cmd_nodes(struct ctl *c)
             json_str((const char *)ci.address.p, ci.address.len);
             printf(",\"zone\":");
             json_str((const char *)ci.zone.p, ci.zone.len);
-            printf(",\"state\":\"%s\",\"capacity\":%" PRIu64 ",\"free\":%" PRIu64
-                   ",\"used\":%" PRIu64 ",\"chunks\":%" PRIu64,
-                   node_state(ci.state), ci.capacity, ci.free, ci.used, ci.chunks);
+            printf(",\"state\":\"%s\",\"draining\":%s,\"capacity\":%" PRIu64 ",\"free\":%" PRIu64
+                   ",\"used\":%" PRIu64 ",\"chunks\":%" PRIu64 ",\"vshards\":%u,\"filling\":%u",
+                   node_state(ci.state), (ci.flags & MKV_NODEF_DRAIN) ? "true" : "false",
+                   ci.capacity, ci.free, ci.used, ci.chunks, ci.vshards, ci.filling);
             if (ci.heard_ms != UINT64_MAX) printf(",\"heard_ms_ago\":%" PRIu64, ci.heard_ms);
             printf("}");
         } else {
-            char cap[16], fr[16], id[24], heard[24];
+            char cap[16], fr[16], id[24], heard[24], st[32], vs[24];
+            snprintf(st, sizeof st, "%s%s", node_state(ci.state),
+                     (ci.flags & MKV_NODEF_DRAIN) ? ",draining" : "");
+            if (ci.filling) snprintf(vs, sizeof vs, "%u(%u+)", ci.vshards, ci.filling);
+            else snprintf(vs, sizeof vs, "%u", ci.vshards);
             fmt_bytes(ci.capacity, cap, sizeof cap);
             fmt_bytes(ci.free, fr, sizeof fr);
             snprintf(id, sizeof id, ci.id ? "%" PRIu64 : "-", ci.id);
             if (ci.heard_ms == UINT64_MAX) snprintf(heard, sizeof heard, "-");
             else snprintf(heard, sizeof heard, "%.1fs ago", (double)ci.heard_ms / 1000);
-            printf("%-4s %-22.*s %-10.*s %-8s %10s %10s %10" PRIu64 " %s\n", id,
+            printf("%-4s %-22.*s %-10.*s %-14s %10s %10s %10" PRIu64 " %-9s %s\n", id,
                    (int)ci.address.len, (const char *)ci.address.p, (int)ci.zone.len,
-                   (const char *)ci.zone.p, node_state(ci.state), cap, fr, ci.chunks, heard);
+                   (const char *)ci.zone.p, st, cap, fr, ci.chunks, vs, heard);
         }
         first = 0;
     }
     if (c->json) printf("]\n");
     mkv_frame_unref(reply);
+    return 0;
+}
+
+/* ---- vshards, drain ---- */
+
+static const char *node_addr(struct mkv_slice nodes, uint64_t id, int *len)
+{
+    struct mkv_node_rec r;
+    while (mkv_msg_next(&mkv_desc_node_rec, &nodes, &r) == 1)
+        if (r.id == id) {
+            *len = (int)r.address.len;
+            return (const char *)r.address.p;
+        }
+    *len = 1;
+    return "?";
+}
+
+/* The vshard map: each vshard's replicas in order (a '+' marks one still
+ * filling: it takes new writes but may lack older data). */
+static int cmd_vshards(struct ctl *c)
+{
+    struct mkv_vshard_list_req q = {0};
+    struct mkv_vshard_list_rep rep;
+    struct mkv_vshard_rec r;
+    struct mkv_vshard v;
+    struct mkv_frame *reply = NULL;
+    struct mkv_slice cur;
+    unsigned degraded = 0;
+    int first = 1, rv;
+    if ((rv = call(c, MKV_MSG_VSHARD_LIST, &mkv_desc_vshard_list_req, &q, &reply)))
+        return exit_for(rv);
+    if (mkv_frame_decode(reply, &mkv_desc_vshard_list_rep, &rep)) {
+        mkv_frame_unref(reply);
+        fprintf(stderr, "minikvctl: malformed vshard list\n");
+        return EXIT_FAILED;
+    }
+    if (c->json)
+        printf("{\"epoch\":%" PRIu64 ",\"replicas\":%u,\"vshards\":[", rep.epoch, rep.replicas);
+    else if (rep.epoch == 0)
+        printf("no vshard map yet: it is made once chunk servers have registered and are up\n");
+    else
+        printf("map epoch %" PRIu64 ", %u replicas\n%-7s %-6s %s\n", rep.epoch, rep.replicas,
+               "VSHARD", "EPOCH", "REPLICAS (+ filling)");
+    cur = rep.vshards;
+    while (mkv_msg_next(&mkv_desc_vshard_rec, &cur, &r) == 1) {
+        if (mkv_vshard_from_rec(&r, &v)) continue;
+        if (v.filling || v.n < rep.replicas) degraded++;
+        if (c->json) {
+            printf("%s{\"vshard\":%u,\"epoch\":%" PRIu64 ",\"replicas\":[", first ? "" : ",",
+                   r.vshard, v.epoch);
+            for (unsigned i = 0; i < v.n; i++) {
+                int alen;
+                const char *a = node_addr(rep.nodes, v.rep[i], &alen);
+                printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", v.rep[i]);
+                json_str(a, (size_t)alen);
+                printf(",\"filling\":%s}", (v.filling >> i) & 1 ? "true" : "false");
+            }
+            printf("]}");
+        } else {
+            printf("%-7u %-6" PRIu64 " ", r.vshard, v.epoch);
+            for (unsigned i = 0; i < v.n; i++)
+                printf("%s%" PRIu64 "%s", i ? " " : "", v.rep[i], (v.filling >> i) & 1 ? "+" : "");
+            printf("\n");
+        }
+        first = 0;
+    }
+    if (c->json) printf("],\"degraded\":%u}\n", degraded);
+    else if (rep.epoch)
+        printf("%u of %d vshards under-replicated or filling\n", degraded, MKV_VSHARDS);
+    mkv_frame_unref(reply);
+    return 0;
+}
+
+static int cmd_drain(struct ctl *c, int argc, char **argv)
+{
+    struct mkv_node_drain_req q = {0};
+    struct mkv_frame *reply = NULL;
+    char *end;
+    int rv;
+    if (argc < 1 || argc > 2 || (argc == 2 && strcmp(argv[1], "--undo"))) {
+        fprintf(stderr, "minikvctl: usage: drain ID [--undo]\n");
+        return EXIT_USAGE;
+    }
+    q.id = strtoull(argv[0], &end, 10);
+    if (*end || q.id == 0) {
+        fprintf(stderr, "minikvctl: drain: '%s' is not a chunk server id (see minikvctl nodes)\n",
+                argv[0]);
+        return EXIT_USAGE;
+    }
+    q.undo = argc == 2;
+    rv = call(c, MKV_MSG_NODE_DRAIN, &mkv_desc_node_drain_req, &q, &reply);
+    if (rv == -ENOENT) fprintf(stderr, "minikvctl: no chunk server %" PRIu64 "\n", q.id);
+    if (rv) return exit_for(rv);
+    mkv_frame_unref(reply);
+    if (!c->json)
+        printf(q.undo ? "chunk server %" PRIu64 " is no longer draining\n"
+                      : "chunk server %" PRIu64 " is draining: its vshards move to the others "
+                        "(minikvctl nodes shows how many it still holds)\n",
+               q.id);
     return 0;
 }
 
@@ -865,6 +982,8 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "keys") && i + 1 == argc) rv = cmd_keys(&c);
     else if (!strcmp(argv[i], "meta")) rv = cmd_meta(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(argv[i], "nodes") && i + 1 == argc) rv = cmd_nodes(&c);
+    else if (!strcmp(argv[i], "vshards") && i + 1 == argc) rv = cmd_vshards(&c);
+    else if (!strcmp(argv[i], "drain")) rv = cmd_drain(&c, argc - i - 1, argv + i + 1);
     else {
         fprintf(stderr, "minikvctl: unknown command '%s' (see --help)\n", argv[i]);
         rv = EXIT_USAGE;

@@ -82,6 +82,11 @@ static inline uint64_t mkv_get_le64(const uint8_t *p)
 {
     return (uint64_t)mkv_get_le32(p) | ((uint64_t)mkv_get_le32(p + 4) << 32);
 }
+static inline void mkv_put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
 static inline void mkv_put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);

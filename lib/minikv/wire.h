@@ -245,26 +245,29 @@ struct mkv_msgdesc
  * (MKV_FRAME_EARLY) is committed and durable. */
 #define MKV_FIELDS_meta_sync_req(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_meta_sync_rep(F, s) F(s, U64, index, 0) /* last index now durable */
-#define MKV_FIELDS_meta_status_rep(F, s)                                     \
-    F(s, U64, id, 0)                                                         \
-    F(s, U8, role, 0) /* 0 unavailable, 1 follower, 2 candidate, 3 leader */ \
-    F(s, U8, ready, 0)                                                       \
-    F(s, U64, term, 0)                                                       \
-    F(s, U64, commit_index, 0)                                               \
-    F(s, U64, applied_index, 0)                                              \
-    F(s, U64, last_index, 0)                                                 \
-    F(s, U64, snapshot_index, 0)                                             \
-    F(s, U64, leader_id, 0)                                                  \
-    F(s, STR, leader, 256)                                                   \
-    F(s, STR, address, 256)                                                  \
-    F(s, U32, voters, 0)                                                     \
-    F(s, U64, buckets, 0)                                                    \
-    F(s, U64, objects, 0)                                                    \
-    F(s, U64, bytes, 0)                                                      \
-    F(s, U64, uploads, 0)                                                    \
-    F(s, U64, garbage, 0)                                                    \
-    F(s, BLOB, chunk_servers, 65536) /* chunk_server_info records */         \
-    F(s, BLOB, members, 65536)       /* member_info records: the Raft configuration */
+#define MKV_FIELDS_meta_status_rep(F, s)                                               \
+    F(s, U64, id, 0)                                                                   \
+    F(s, U8, role, 0) /* 0 unavailable, 1 follower, 2 candidate, 3 leader */           \
+    F(s, U8, ready, 0)                                                                 \
+    F(s, U64, term, 0)                                                                 \
+    F(s, U64, commit_index, 0)                                                         \
+    F(s, U64, applied_index, 0)                                                        \
+    F(s, U64, last_index, 0)                                                           \
+    F(s, U64, snapshot_index, 0)                                                       \
+    F(s, U64, leader_id, 0)                                                            \
+    F(s, STR, leader, 256)                                                             \
+    F(s, STR, address, 256)                                                            \
+    F(s, U32, voters, 0)                                                               \
+    F(s, U64, buckets, 0)                                                              \
+    F(s, U64, objects, 0)                                                              \
+    F(s, U64, bytes, 0)                                                                \
+    F(s, U64, uploads, 0)                                                              \
+    F(s, U64, garbage, 0)                                                              \
+    F(s, BLOB, chunk_servers, 65536) /* chunk_server_info records */                   \
+    F(s, BLOB, members, 65536)       /* member_info records: the Raft configuration */ \
+    F(s, U64, vshard_epoch, 0)       /* the vshard map's (0: none yet) */              \
+    F(s, U32, replicas, 0)           /* the factor placement aims at */                \
+    F(s, U32, vshards_degraded, 0)   /* vshards short of it or filling */
 /* META_MEMBER: changes the metadata group (admin keys only), on the
  * leader. ADD makes the member at address (its meta client HOST:PORT; Raft
  * on PORT+1) a spare, lets it catch up from a snapshot and the log, then a
@@ -473,7 +476,45 @@ struct mkv_msgdesc
     F(s, U64, id, 0)              \
     F(s, STR, address, 256)       \
     F(s, STR, zone, 64)           \
-    F(s, I64, registered, 0)
+    F(s, I64, registered, 0)      \
+    F(s, U32, flags, 0)          /* MKV_NODEF_* */
+enum { MKV_NODEF_DRAIN = 0x01 }; /* minikvctl drain: its vshards move away */
+
+/* The vshard map (Raft state): every chunk belongs to vshard
+ * chunk_id % MKV_VSHARDS, and the map gives each vshard an ordered set of
+ * chunk servers (node ids) that hold it. A replica still "filling" takes
+ * every new write of the vshard but may lack older data: readers try it
+ * last. VSHARD_SET (cluster principal; the leader proposes it itself)
+ * replaces the records it carries if the map is still at epoch (else
+ * MKV_ECONFLICT), and bumps the epoch. VSHARD_LIST: the whole map with the
+ * registered nodes, so that a client can route by it. */
+#define MKV_VSHARDS 256
+#define MKV_REPLICAS_MAX 7
+#define MKV_FIELDS_vshard_rec(F, s)                                                  \
+    F(s, U32, vshard, 0)                                                             \
+    F(s, U64, epoch, 0)                        /* the map's, when it last changed */ \
+    F(s, BLOB, replicas, 8 * MKV_REPLICAS_MAX) /* node ids, LE64, in order */        \
+    F(s, BLOB, filling, 8 * MKV_REPLICAS_MAX)  /* those of replicas still filling */
+#define MKV_FIELDS_vshard_map(F, s) \
+    F(s, U64, epoch, 0)             \
+    F(s, U32, replicas, 0)              /* the replication factor placement aims at */
+#define MKV_FIELDS_vshard_set_req(F, s) /* [raft] */                                \
+    F(s, U64, epoch, 0)                 /* the map epoch this change starts from */ \
+    F(s, U32, replicas, 0)              /* the factor it aims at */                 \
+    F(s, BLOB, vshards, 1u << 20)       /* vshard_rec records (their epoch is set) */
+#define MKV_FIELDS_vshard_set_rep(F, s) F(s, U64, epoch, 0)
+#define MKV_FIELDS_vshard_list_req(F, s) F(s, U32, flags, 0)
+/* NODE_DRAIN (admin): mark chunk server id draining (undo: not any more);
+ * placement moves its vshards to the others, copying first. */
+#define MKV_FIELDS_node_drain_req(F, s) /* [raft] */ \
+    F(s, U64, id, 0)                                 \
+    F(s, U32, undo, 0)
+#define MKV_FIELDS_node_drain_rep(F, s) F(s, U32, flags, 0) /* the node's MKV_NODEF_* now */
+#define MKV_FIELDS_vshard_list_rep(F, s)                             \
+    F(s, U64, epoch, 0) /* 0: no map yet */                          \
+    F(s, U32, replicas, 0)                                           \
+    F(s, BLOB, vshards, 1u << 20) /* vshard_rec records, in order */ \
+    F(s, BLOB, nodes, 1u << 20)   /* node_rec records */
 
 /* Inodes: the POSIX front (FUSE). A name is one path component; inode
  * numbers are those of obj_info, and replies that carry an inode are
@@ -684,16 +725,19 @@ enum { MKV_MEMBER_ADD = 1, MKV_MEMBER_REMOVE = 2, MKV_MEMBER_TRANSFER = 3 };
 /* States of chunk_server_info: as the member that answered knows them
  * (only the leader receives heartbeats: a follower says UNKNOWN). */
 enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD = 3 };
-#define MKV_FIELDS_chunk_server_info(F, s)                         \
-    F(s, U64, id, 0) /* 0: from --chunk-servers, not registered */ \
-    F(s, STR, address, 256)                                        \
-    F(s, U32, state, 0) /* MKV_NODE_* */                           \
-    F(s, U64, capacity, 0)                                         \
-    F(s, U64, free, 0)                                             \
-    F(s, STR, zone, 64)                                            \
-    F(s, U64, used, 0)                                             \
-    F(s, U64, chunks, 0)                                           \
-    F(s, U64, heard_ms, 0) /* since its last heartbeat; UINT64_MAX: none heard */
+#define MKV_FIELDS_chunk_server_info(F, s)                                        \
+    F(s, U64, id, 0) /* 0: from --chunk-servers, not registered */                \
+    F(s, STR, address, 256)                                                       \
+    F(s, U32, state, 0) /* MKV_NODE_* */                                          \
+    F(s, U64, capacity, 0)                                                        \
+    F(s, U64, free, 0)                                                            \
+    F(s, STR, zone, 64)                                                           \
+    F(s, U64, used, 0)                                                            \
+    F(s, U64, chunks, 0)                                                          \
+    F(s, U64, heard_ms, 0) /* since its last heartbeat; UINT64_MAX: none heard */ \
+    F(s, U32, flags, 0)    /* MKV_NODEF_* */                                      \
+    F(s, U32, vshards, 0)  /* vshards it holds a replica of */                    \
+    F(s, U32, filling, 0)  /* of those, how many it is still filling */
 
 /* Every layout, with its type code. Requests and their replies share the
  * code; records and the envelope have code 0 (they never head a frame). */
@@ -811,6 +855,12 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(NODE_HEARTBEAT, 0x0291, node_heartbeat_rep)     \
     M(NODE_LIST, 0x0292, node_list_req)               \
     M(NODE_LIST, 0x0292, node_list_rep)               \
+    M(VSHARD_SET, 0x0293, vshard_set_req)             \
+    M(VSHARD_SET, 0x0293, vshard_set_rep)             \
+    M(VSHARD_LIST, 0x0294, vshard_list_req)           \
+    M(VSHARD_LIST, 0x0294, vshard_list_rep)           \
+    M(NODE_DRAIN, 0x0295, node_drain_req)             \
+    M(NODE_DRAIN, 0x0295, node_drain_rep)             \
     M(RECORD, 0x0000, raft_cmd)                       \
     M(RECORD, 0x0000, chunk_ref)                      \
     M(RECORD, 0x0000, extent)                         \
@@ -826,7 +876,9 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(RECORD, 0x0000, dirent)                         \
     M(RECORD, 0x0000, chunk_server_info)              \
     M(RECORD, 0x0000, member_info)                    \
-    M(RECORD, 0x0000, node_rec)
+    M(RECORD, 0x0000, node_rec)                       \
+    M(RECORD, 0x0000, vshard_rec)                     \
+    M(RECORD, 0x0000, vshard_map)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by
@@ -889,6 +941,9 @@ enum mkv_msg_type {
     MKV_MSG_NODE_REGISTER = 0x0290,
     MKV_MSG_NODE_HEARTBEAT = 0x0291,
     MKV_MSG_NODE_LIST = 0x0292,
+    MKV_MSG_VSHARD_SET = 0x0293,
+    MKV_MSG_VSHARD_LIST = 0x0294,
+    MKV_MSG_NODE_DRAIN = 0x0295,
 };
 
 /* Values of small enumerated fields. */
