@@ -60,6 +60,7 @@ static void handle_closed(uv_handle_t *h)
     if (--c->handles > 0) return;
     mkv_buf_free(&c->local_buf);
     mkv_client_hellos_free(c);
+    mkv_client_route_free(c);
     free(c->chunk_addr);
     free(c);
 }
@@ -119,9 +120,10 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     }
     if (rv) goto err_after_peers;
     uv_timer_init(loop, &c->retry_timer);
+    uv_timer_init(loop, &c->vmap_timer);
     uv_idle_init(loop, &c->local_idle);
-    c->retry_timer.data = c->local_idle.data = c;
-    c->handles = 2;
+    c->retry_timer.data = c->local_idle.data = c->vmap_timer.data = c;
+    c->handles = 3;
     c->early = o->early_replies;
     c->local_meta_read = o->local_meta_read;
     c->local_meta_ctx = o->local_meta_ctx;
@@ -146,12 +148,6 @@ uv_loop_t *mkv_client_loop(const struct mkv_client *c)
 const char *mkv_client_leader(const struct mkv_client *c)
 {
     return c->meta[c->leader].addr;
-}
-
-struct mkv_peer *mkv_client_chunk_peer(struct mkv_client *c, uint64_t chunk_id)
-{
-    (void)chunk_id; /* one chunk server until the vshard map exists */
-    return c->chunk;
 }
 
 /* ---- meta calls ---- */
@@ -526,42 +522,67 @@ static void on_bg_reply(struct mkv_call *call, int status, struct mkv_frame *rep
     free(b);
 }
 
-static void send_refs(struct mkv_client *c, uint16_t type, struct mkv_buf *refs)
+static void send_refs(struct mkv_client *c, struct mkv_peer *peer, uint16_t type,
+                      struct mkv_buf *refs)
 {
     struct mkv_chunk_commit_req q; /* same layout as chunk_delete_req */
     struct bg_call *b;
-    if (!refs->len || !c->chunk) return;
+    if (!refs->len || !peer) return;
     b = calloc(1, sizeof *b);
     if (!b) return;
     b->c = c;
     q.ids = mkv_slice_mem(refs->p, refs->len);
     c->inflight++;
-    if (mkv_peer_call(c->chunk, &b->call, type, &mkv_desc_chunk_commit_req, &q, 0, on_bg_reply)) {
+    if (mkv_peer_call(peer, &b->call, type, &mkv_desc_chunk_commit_req, &q, 0, on_bg_reply)) {
         c->inflight--;
         free(b);
     }
 }
 
+/* One batch of refs per chunk server holding any of them. */
+struct ref_batch
+{
+    struct mkv_peer *peer;
+    struct mkv_buf refs;
+    unsigned n;
+};
+
 static void extents_to_chunks(struct mkv_client *c, struct mkv_slice extents, uint16_t type)
 {
+    struct ref_batch bt[32];
     struct mkv_extent e;
-    struct mkv_buf refs = MKV_BUF_INIT;
     struct mkv_slice cur = extents;
     uint64_t last = 0;
-    unsigned n = 0;
+    unsigned nb = 0;
+    memset(bt, 0, sizeof bt);
     while (mkv_msg_next(&mkv_desc_extent, &cur, &e) == 1) {
         struct mkv_chunk_ref r = {e.chunk_id, e.version, 0};
+        struct mkv_route rt;
         if (e.chunk_id == 0 || e.chunk_id == last) continue; /* one ref per chunk run */
         last = e.chunk_id;
-        if (mkv_msg_append(&refs, &mkv_desc_chunk_ref, &r)) break;
-        if (++n == MKV_MULTI_MAX) {
-            send_refs(c, type, &refs);
-            mkv_buf_reset(&refs);
-            n = 0;
+        /* Without a route (no map yet) the chunk servers' collectors
+         * resolve it. */
+        if (mkv_client_route(c, e.chunk_id, &rt, NULL)) continue;
+        for (unsigned i = 0; i < rt.n; i++) {
+            unsigned k;
+            for (k = 0; k < nb && bt[k].peer != rt.peer[i]; k++) {
+            }
+            if (k == nb) {
+                if (nb == MKV_ARRAY_SIZE(bt)) continue;
+                bt[nb++].peer = rt.peer[i];
+            }
+            if (mkv_msg_append(&bt[k].refs, &mkv_desc_chunk_ref, &r)) continue;
+            if (++bt[k].n == MKV_MULTI_MAX) {
+                send_refs(c, bt[k].peer, type, &bt[k].refs);
+                mkv_buf_reset(&bt[k].refs);
+                bt[k].n = 0;
+            }
         }
     }
-    send_refs(c, type, &refs);
-    mkv_buf_free(&refs);
+    for (unsigned k = 0; k < nb; k++) {
+        send_refs(c, bt[k].peer, type, &bt[k].refs);
+        mkv_buf_free(&bt[k].refs);
+    }
 }
 
 void mkv_client_commit_extents(struct mkv_client *c, struct mkv_slice extents)
@@ -602,10 +623,12 @@ void mkv_client_close(struct mkv_client *c)
         meta_finish(req, -ECANCELED, NULL);
     }
     c->local_tail = NULL;
+    mkv_client_route_close(c);
     for (unsigned i = 0; i < c->nmeta; i++) mkv_peer_close(c->meta[i].peer);
     if (c->chunk) mkv_peer_close(c->chunk);
     uv_timer_stop(&c->retry_timer);
     uv_close((uv_handle_t *)&c->retry_timer, handle_closed);
+    uv_close((uv_handle_t *)&c->vmap_timer, handle_closed);
     uv_close((uv_handle_t *)&c->local_idle, handle_closed);
 }
 

@@ -169,7 +169,13 @@ int mkv_client_hello(struct mkv_client *c, struct mkv_peer *p, int chunk)
 {
     struct mkv_hello *h;
     if (!c->have_cred) return 0;
-    if (c->nhellos >= MKV_ARRAY_SIZE(c->hellos)) return -ENOSPC;
+    if (c->nhellos == c->cap_hellos) {
+        unsigned cap = c->cap_hellos ? 2 * c->cap_hellos : 16;
+        struct mkv_hello **v = realloc(c->hellos, cap * sizeof *v);
+        if (!v) return -ENOMEM;
+        c->hellos = v;
+        c->cap_hellos = cap;
+    }
     if (!(h = calloc(1, sizeof *h))) return -ENOMEM;
     h->c = c;
     h->peer = p;
@@ -182,6 +188,8 @@ int mkv_client_hello(struct mkv_client *c, struct mkv_peer *p, int chunk)
 void mkv_client_hellos_free(struct mkv_client *c)
 {
     for (unsigned i = 0; i < c->nhellos; i++) free(c->hellos[i]);
-    c->nhellos = 0;
+    free(c->hellos);
+    c->hellos = NULL;
+    c->nhellos = c->cap_hellos = 0;
     memset(&c->cred, 0, sizeof c->cred);
 }

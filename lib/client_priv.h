@@ -4,6 +4,7 @@
 
 #include "minikv/auth.h"
 #include "minikv/client.h"
+#include "minikv/vshard.h"
 
 struct mkv_hello;
 
@@ -11,6 +12,31 @@ struct meta_node
 {
     struct mkv_peer *peer;
     char addr[256];
+};
+
+/* A chunk server of the vshard map (route.c). */
+struct chunk_node
+{
+    uint64_t id;
+    char addr[256];
+    struct mkv_peer *peer;
+};
+
+/* Where a chunk's data goes (route.c): the vshard's replicas in order. */
+struct mkv_route
+{
+    unsigned n;
+    unsigned need;                   /* durable copies a write needs */
+    uint8_t filling;                 /* bit i: replica i may lack older data */
+    uint64_t node[MKV_REPLICAS_MAX]; /* 0: the configured chunk server */
+    struct mkv_peer *peer[MKV_REPLICAS_MAX];
+};
+
+/* Waiting for the first map. */
+struct mkv_map_wait
+{
+    void (*cb)(struct mkv_map_wait *w, int status);
+    struct mkv_map_wait *next;
 };
 
 struct mkv_client
@@ -62,18 +88,46 @@ struct mkv_client
     struct mkv_meta_req *local_head; /* answered locally, callbacks not yet run */
     struct mkv_meta_req *local_tail;
     uv_idle_t local_idle; /* runs them on the next loop turn */
-    int handles;          /* retry_timer, local_idle */
+    int handles;          /* retry_timer, local_idle, vmap_timer */
     /* Authentication (client_auth.c). */
     struct mkv_cred cred;
     int have_cred;
     uint8_t token[MKV_AUTH_MAC]; /* for chunk servers */
     uint64_t token_expiry_ns;
-    struct mkv_hello *hellos[17]; /* one per peer */
-    unsigned nhellos;
+    struct mkv_hello **hellos; /* one per peer */
+    unsigned nhellos, cap_hellos;
+    /* The vshard map (route.c). */
+    struct mkv_vshard *vmap; /* MKV_VSHARDS entries once loaded */
+    uint64_t vmap_epoch;     /* 0: the cluster has none */
+    int vmap_nodes;          /* chunk servers have registered */
+    uint32_t vmap_replicas;
+    int vmap_have, vmap_loading, vmap_stale;
+    unsigned vmap_retries;
+    uv_timer_t vmap_timer; /* the next load while the cluster has no map */
+    uint64_t vmap_loaded_ms;
+    struct mkv_meta_req vmap_req;
+    struct mkv_map_wait *map_wait_head, *map_wait_tail;
+    struct chunk_node *cnodes;
+    size_t ncnodes, cap_cnodes;
 };
 
 /* Sets the authentication hello of a new peer (nothing without credentials). */
 int mkv_client_hello(struct mkv_client *c, struct mkv_peer *p, int chunk);
 void mkv_client_hellos_free(struct mkv_client *c);
+
+/* Routing (route.c). mkv_client_route: 0 with rt filled; 1 when the map
+ * is being loaded (w->cb runs once it is, with its status); a negative
+ * code (w NULL and no map yet: -EAGAIN). */
+int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *rt,
+                     struct mkv_map_wait *w);
+/* The order to read rt's replicas in (indexes into rt); returns how many. */
+unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order);
+/* A chunk server failed a call: reload the map at the next use. */
+void mkv_client_map_stale(struct mkv_client *c);
+/* Reports (fire and forget) that node's copy of vshard failed: it goes
+ * back to filling (VSHARD_MARK). */
+void mkv_client_mark_missed(struct mkv_client *c, unsigned vshard, uint64_t node);
+void mkv_client_route_close(struct mkv_client *c);
+void mkv_client_route_free(struct mkv_client *c);
 
 #endif /* MKV_CLIENT_PRIV_H */

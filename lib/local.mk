@@ -11,7 +11,7 @@ lib_libminikv_a_SOURCES = \
 	lib/minikv/wire.h lib/wire.c \
 	lib/minikv/metrics.h lib/metrics.c \
 	lib/minikv/net.h lib/net.c \
-	lib/minikv/client.h lib/client_priv.h lib/client.c lib/client_auth.c lib/stream.c \
+	lib/minikv/client.h lib/client_priv.h lib/client.c lib/client_auth.c lib/stream.c lib/route.c \
 	lib/minikv/names.h lib/names.c \
 	lib/minikv/trust.h lib/trust.c \
 	lib/minikv/auth.h lib/auth.c \

@@ -22,14 +22,29 @@
 
 enum { W_OPEN, W_FINISHING, W_DONE, W_FAILED };
 
-struct wframe
+struct wframe;
+
+/* One copy of a frame on its way to one replica. */
+struct wsend
 {
     struct mkv_call call;
+    struct wframe *f;
+    unsigned idx; /* in f->rt */
+};
+
+struct wframe
+{
     struct mkv_writer *w;
     struct mkv_outframe *of;
     uint64_t file_off;
     uint32_t len;
     struct wframe *next;
+    /* Sent to every replica of its chunk's vshard: done once all answered,
+     * written once rt.need of them have it durable. */
+    struct mkv_route rt;
+    unsigned nsent, nanswered, nok;
+    int first_err;
+    struct wsend sends[MKV_REPLICAS_MAX];
 };
 
 struct mkv_writer
@@ -52,6 +67,13 @@ struct mkv_writer
     int pumping; /* writer_pump is on the stack: callbacks must not re-enter it */
     int busy;    /* entry points on the stack: a free requested meanwhile waits */
     struct mkv_id_req idreq;
+    int map_wanted; /* waiting for the client's first vshard map */
+    struct mkv_map_wait mapwait;
+    /* Replicas that missed a frame: reported (VSHARD_MARK) before
+     * on_done, so that reads avoid them until they have caught up. */
+    struct mkv_buf missed; /* vshard_mark records */
+    int marking;
+    struct mkv_meta_req markreq;
 };
 
 static void writer_pump(struct mkv_writer *w);
@@ -69,10 +91,6 @@ int mkv_writer_new(struct mkv_client *c, const struct mkv_writer_ops *ops, void 
 {
     struct mkv_writer *w = calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
-    if (!c->chunk) {
-        free(w);
-        return -ENOTCONN;
-    }
     w->c = c;
     w->ops = *ops;
     w->data = data;
@@ -110,6 +128,7 @@ static void writer_release(struct mkv_writer *w)
     if (w->fill) wframe_free(w->fill);
     w->fill = NULL;
     w->c->inflight--;
+    mkv_buf_free(&w->missed);
     free(w->chunks);
     free(w);
 }
@@ -120,7 +139,9 @@ static void writer_release(struct mkv_writer *w)
  * return through it). */
 static void writer_maybe_reap(struct mkv_writer *w)
 {
-    if (w->aborted && w->inflight == 0 && !w->id_wanted && w->busy == 0) writer_release(w);
+    if (w->aborted && w->inflight == 0 && !w->id_wanted && !w->map_wanted && !w->marking &&
+        w->busy == 0)
+        writer_release(w);
 }
 
 static void writer_enter(struct mkv_writer *w)
@@ -143,11 +164,45 @@ static void writer_fail(struct mkv_writer *w, int status)
     if (!w->aborted) w->ops.on_done(w, w->data, status, none);
 }
 
+static void writer_check_done(struct mkv_writer *w);
+
+static void on_marked(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_writer *w = req->data;
+    (void)reply;
+    w->marking = 0;
+    writer_enter(w);
+    if (w->aborted) {
+        /* reaped by writer_leave */
+    } else if (status) {
+        /* Nothing may say the copies are complete: fail rather than
+         * acknowledge data that reads could miss. */
+        MKV_WARN("client", "cannot report replicas that missed a write status=%d", status);
+        writer_fail(w, status);
+    } else {
+        w->missed.len = 0;
+        writer_check_done(w);
+    }
+    writer_leave(w);
+}
+
 static void writer_check_done(struct mkv_writer *w)
 {
     struct mkv_buf b = MKV_BUF_INIT;
     int rv;
-    if (w->state != W_FINISHING || w->inflight || w->npending || w->fill) return;
+    if (w->state != W_FINISHING || w->inflight || w->npending || w->fill || w->marking) return;
+    if (w->missed.len) {
+        struct mkv_vshard_mark_req q;
+        q.marks = mkv_slice_mem(w->missed.p, w->missed.len);
+        w->marking = 1;
+        w->markreq.data = w;
+        if ((rv = mkv_meta_call(w->c, &w->markreq, MKV_MSG_VSHARD_MARK, &mkv_desc_vshard_mark_req,
+                                &q, on_marked))) {
+            w->marking = 0;
+            writer_fail(w, rv);
+        }
+        return;
+    }
     rv = writer_extents(w, &b);
     if (rv) {
         writer_fail(w, rv);
@@ -159,19 +214,50 @@ static void writer_check_done(struct mkv_writer *w)
     mkv_buf_free(&b);
 }
 
+/* Remembers that replica idx of f's route missed it. */
+static void writer_missed(struct mkv_writer *w, struct wframe *f, unsigned idx)
+{
+    struct mkv_vshard_mark mk;
+    struct mkv_slice cur;
+    if (!f->rt.node[idx]) return; /* the configured chunk server: no map */
+    mk.vshard = mkv_vshard_of(w->chunks[f->file_off / MKV_CHUNK_SIZE]);
+    mk.node = f->rt.node[idx];
+    cur = mkv_slice_mem(w->missed.p, w->missed.len);
+    {
+        struct mkv_vshard_mark o;
+        while (mkv_msg_next(&mkv_desc_vshard_mark, &cur, &o) == 1)
+            if (o.vshard == mk.vshard && o.node == mk.node) return;
+    }
+    if (mkv_msg_append(&w->missed, &mkv_desc_vshard_mark, &mk)) w->status = -ENOMEM;
+}
+
 static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
-    struct wframe *f = MKV_CONTAINER_OF(call, struct wframe, call);
+    struct wsend *ws = MKV_CONTAINER_OF(call, struct wsend, call);
+    struct wframe *f = ws->f;
     struct mkv_writer *w = f->w;
     (void)reply;
+    f->nanswered++;
+    if (status == 0) {
+        f->nok++;
+    } else {
+        MKV_DEBUG("client", "chunk write failed status=%d replica=%u", status, ws->idx);
+        if (!f->first_err) f->first_err = status;
+        mkv_client_map_stale(w->c);
+        if (!w->aborted) writer_missed(w, f, ws->idx);
+    }
+    if (f->nanswered < f->nsent) return;
+    /* Every replica has answered. */
     w->inflight--;
-    free(f); /* the outframe belongs to the connection once sent */
+    status = f->nok >= f->rt.need ? 0 : f->first_err ? f->first_err : -EIO;
+    free(f); /* the outframes belong to the connections once sent */
     writer_enter(w);
     if (w->aborted) {
         /* nothing to do but let writer_leave reap it */
     } else if (status) {
-        MKV_DEBUG("client", "chunk write failed status=%d", status);
         writer_fail(w, status);
+    } else if (w->status == -ENOMEM) {
+        writer_fail(w, -ENOMEM);
     } else {
         writer_pump(w);
         if (!w->aborted && w->state == W_OPEN && w->need_ready &&
@@ -179,6 +265,22 @@ static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame
             w->need_ready = 0;
             w->ops.on_ready(w, w->data);
         }
+        if (!w->aborted) writer_check_done(w);
+    }
+    writer_leave(w);
+}
+
+static void on_map(struct mkv_map_wait *mw, int status)
+{
+    struct mkv_writer *w = MKV_CONTAINER_OF(mw, struct mkv_writer, mapwait);
+    w->map_wanted = 0;
+    writer_enter(w);
+    if (w->aborted) {
+        /* reaped by writer_leave */
+    } else if (status) {
+        writer_fail(w, status);
+    } else {
+        writer_pump(w);
         if (!w->aborted) writer_check_done(w);
     }
     writer_leave(w);
@@ -239,10 +341,24 @@ static void writer_pump(struct mkv_writer *w)
            w->inflight < w->c->write_window) {
         size_t idx = (size_t)(f->file_off / MKV_CHUNK_SIZE);
         uint8_t *p;
-        struct mkv_outframe *of;
+        unsigned n;
         int rv;
         if (!writer_chunk_ready(w, idx)) break;
         if (f != w->pending_head) continue;
+        if (w->map_wanted) break;
+        rv = mkv_client_route(w->c, w->chunks[idx], &f->rt, &w->mapwait);
+        if (rv == 1) {
+            /* The first map is on its way (or its failure already came:
+             * then on_map has run and the loop ends or goes on). */
+            if (w->state == W_FAILED || w->aborted) break;
+            w->map_wanted = 1;
+            w->mapwait.cb = on_map;
+            break;
+        }
+        if (rv) {
+            writer_fail(w, rv);
+            break;
+        }
         w->pending_head = f->next;
         if (!w->pending_head) w->pending_tail = NULL;
         w->npending--;
@@ -253,17 +369,26 @@ static void writer_pump(struct mkv_writer *w)
         mkv_put_le64(p + 16, f->file_off % MKV_CHUNK_SIZE);
         mkv_put_le32(p + 24, MKV_CHUNK_SYNC);
         mkv_put_le32(p + 28, f->len);
-        of = f->of;
-        f->of = NULL;
         w->inflight++;
-        rv = mkv_peer_call_frame(mkv_client_chunk_peer(w->c, w->chunks[idx]), &f->call,
-                                 MKV_MSG_CHUNK_WRITE, of, WRITE_PREFIX + f->len, 0, 0,
-                                 on_frame_written);
-        if (rv) {
-            w->inflight--;
-            free(f);
-            writer_fail(w, rv);
-            break;
+        /* One copy per replica but the last, which takes the frame. A send
+         * that fails at once is answered at once, as the replica would
+         * have been: the frame may then complete and be freed, so the loop
+         * keeps n and reads nothing of f after the last send. */
+        n = f->nsent = f->rt.n;
+        for (unsigned i = 0; i < n; i++) {
+            struct mkv_outframe *of = f->of;
+            f->sends[i].f = f;
+            f->sends[i].idx = i;
+            if (i + 1 < n) {
+                of = mkv_outframe_new(WRITE_PREFIX + f->len);
+                if (of) memcpy(mkv_outframe_payload(of), p, WRITE_PREFIX + f->len);
+            } else {
+                f->of = NULL;
+            }
+            rv = of ? mkv_peer_call_frame(f->rt.peer[i], &f->sends[i].call, MKV_MSG_CHUNK_WRITE, of,
+                                          WRITE_PREFIX + f->len, 0, 0, on_frame_written)
+                    : -ENOMEM;
+            if (rv) on_frame_written(&f->sends[i].call, rv, NULL);
         }
     }
     w->pumping = 0;
@@ -378,7 +503,11 @@ struct rpiece
 {
     struct mkv_call call;
     struct mkv_reader *r;
-    uint64_t chunk_id, offset; /* for error reports */
+    uint64_t chunk_id, offset;
+    /* The replicas to try, in order, and the request to send them. */
+    struct mkv_route rt;
+    unsigned order[MKV_REPLICAS_MAX], norder, tries;
+    struct mkv_chunk_read_req q;
     struct mkv_frame *frame;
     const uint8_t *p;
     size_t n;
@@ -403,7 +532,9 @@ struct mkv_reader
     int delivering;
     int ended;
     int aborted;
-    int busy; /* entry points on the stack: a free requested meanwhile waits */
+    int busy;       /* entry points on the stack: a free requested meanwhile waits */
+    int map_wanted; /* waiting for the client's first vshard map */
+    struct mkv_map_wait mapwait;
 };
 
 static void reader_request(struct mkv_reader *r);
@@ -413,7 +544,7 @@ static void reader_release_all(struct mkv_reader *r);
  * function is on the stack (on_end may free the reader from inside). */
 static void reader_maybe_reap(struct mkv_reader *r)
 {
-    if (!r->aborted || r->inflight || r->busy) return;
+    if (!r->aborted || r->inflight || r->busy || r->map_wanted) return;
     reader_release_all(r);
     r->c->inflight--;
     free(r->ext);
@@ -518,6 +649,8 @@ static void reader_deliver(struct mkv_reader *r)
     r->busy--;
 }
 
+static int piece_send(struct mkv_reader *r, struct rpiece *p);
+
 static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct rpiece *p = MKV_CONTAINER_OF(call, struct rpiece, call);
@@ -529,21 +662,55 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
     }
     r->busy++;
     r->inflight--;
-    p->done = 1;
-    p->status = status;
-    if (status)
+    if (status == 0 &&
+        (mkv_frame_decode(reply, &mkv_desc_chunk_read_rep, &rep) || rep.data.len != p->n))
+        status = -EIO;
+    if (status) {
+        unsigned i = p->order[p->tries];
         MKV_DEBUG("client", "chunk read failed chunk=%llx offset=%llu length=%zu status=%d",
                   (unsigned long long)p->chunk_id, (unsigned long long)p->offset, p->n, status);
-    if (status == 0) {
-        if (mkv_frame_decode(reply, &mkv_desc_chunk_read_rep, &rep) || rep.data.len != p->n) {
-            p->status = -EIO;
-        } else {
-            mkv_frame_ref(reply);
-            p->frame = reply;
-            p->p = rep.data.p;
+        mkv_client_map_stale(r->c);
+        /* A replica whose copy fails its checksum goes back to filling. */
+        if (status == MKV_ECHECKSUM && p->rt.node[i])
+            mkv_client_mark_missed(r->c, mkv_vshard_of(p->chunk_id), p->rt.node[i]);
+        /* The next replica, if any. */
+        if (!r->aborted && ++p->tries < p->norder && piece_send(r, p) == 0) {
+            r->busy--;
+            return;
         }
+        p->status = status;
+    } else {
+        mkv_frame_ref(reply);
+        p->frame = reply;
+        p->p = rep.data.p;
     }
+    p->done = 1;
     if (!r->aborted) reader_deliver(r);
+    r->busy--;
+    reader_maybe_reap(r);
+}
+
+/* Sends p's request to its next replica; 0 or a negative code. */
+static int piece_send(struct mkv_reader *r, struct rpiece *p)
+{
+    while (p->tries < p->norder) {
+        r->inflight++;
+        if (mkv_peer_call(p->rt.peer[p->order[p->tries]], &p->call, MKV_MSG_CHUNK_READ,
+                          &mkv_desc_chunk_read_req, &p->q, 0, on_piece) == 0)
+            return 0;
+        r->inflight--;
+        p->tries++;
+    }
+    return -ENOTCONN;
+}
+
+static void on_reader_map(struct mkv_map_wait *mw, int status)
+{
+    struct mkv_reader *r = MKV_CONTAINER_OF(mw, struct mkv_reader, mapwait);
+    r->map_wanted = 0;
+    r->busy++;
+    if (status) reader_end(r, status);
+    else if (!r->aborted) reader_request(r);
     r->busy--;
     reader_maybe_reap(r);
 }
@@ -571,6 +738,7 @@ static int piece_local(struct mkv_reader *r, struct rpiece *p, uint32_t version)
 static void reader_request(struct mkv_reader *r)
 {
     uint32_t fb = r->c->frame_bytes;
+    if (r->map_wanted) return;
     while (!r->ended && r->pos < r->end && r->queued + r->unreleased < r->c->read_window) {
         struct rpiece *p = calloc(1, sizeof *p);
         struct mkv_extent *e;
@@ -603,14 +771,25 @@ static void reader_request(struct mkv_reader *r)
             p->n = (size_t)n;
             p->chunk_id = q.chunk_id;
             p->offset = q.offset;
+            p->q = q;
             if (!piece_local(r, p, q.version)) {
-                r->inflight++;
-                if (mkv_peer_call(mkv_client_chunk_peer(r->c, e->chunk_id), &p->call,
-                                  MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req, &q, 0,
-                                  on_piece)) {
-                    r->inflight--;
+                int rv;
+                /* The first vshard map first: nothing is asked before it. */
+                r->map_wanted = 1;
+                r->mapwait.cb = on_reader_map;
+                rv = mkv_client_route(r->c, e->chunk_id, &p->rt, &r->mapwait);
+                if (rv == 1) {
+                    free(p);
+                    return; /* on_reader_map (perhaps already run) goes on */
+                }
+                r->map_wanted = 0;
+                if (rv == 0) {
+                    p->norder = mkv_route_read_order(&p->rt, e->chunk_id, p->order);
+                    rv = piece_send(r, p);
+                }
+                if (rv) {
                     p->done = 1;
-                    p->status = -ENOTCONN;
+                    p->status = rv;
                 }
             }
         }

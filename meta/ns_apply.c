@@ -41,6 +41,7 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_NODE_REGISTER: return ns_node_register;
     case MKV_MSG_VSHARD_SET: return ns_vshard_set;
     case MKV_MSG_NODE_DRAIN: return ns_node_drain;
+    case MKV_MSG_VSHARD_MARK: return ns_vshard_mark;
     default: return NULL;
     }
 }

@@ -75,6 +75,49 @@ int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len)
     return ns_reply(op, &mkv_desc_vshard_set_rep, &rep);
 }
 
+int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_vshard_mark_req req;
+    struct mkv_vshard_mark_rep rep = {0};
+    struct mkv_vshard_map map;
+    struct mkv_vshard_mark mk;
+    struct mkv_slice cur;
+    unsigned changed = 0;
+    int rv;
+    DECODE(mkv_desc_vshard_mark_req, p, len, &req);
+    cur = req.marks;
+    while ((rv = mkv_msg_next(&mkv_desc_vshard_mark, &cur, &mk)) == 1)
+        if (mk.vshard >= MKV_VSHARDS) return -EINVAL;
+    if (rv < 0) return -EPROTO;
+    if ((rv = map_get(op, &map))) return rv;
+    cur = req.marks;
+    while (mkv_msg_next(&mkv_desc_vshard_mark, &cur, &mk) == 1) {
+        uint8_t key[2], buf[16 * MKV_REPLICAS_MAX];
+        struct mkv_vshard_rec r;
+        struct mkv_vshard v;
+        int i;
+        mkv_put_be16(key, (uint16_t)mk.vshard);
+        rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+        if (rv == -ENOENT) continue;
+        if (rv) return rv;
+        if (mkv_vshard_from_rec(&r, &v)) return ns_fail(op, MDB_CORRUPTED, "vshard_mark");
+        if ((i = mkv_vshard_find(&v, mk.node)) < 0 || (v.filling & (1u << i))) continue;
+        if (!changed++) map.epoch++;
+        v.filling |= (uint8_t)(1u << i);
+        v.epoch = map.epoch;
+        mkv_vshard_to_rec(&v, mk.vshard, buf, &r);
+        if ((rv = ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r)))
+            return rv;
+        MKV_WARN("meta", "replica missed writes: back to filling vshard=%u node=%llu", mk.vshard,
+                 (unsigned long long)mk.node);
+    }
+    if (changed && (rv = ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
+                                    &mkv_desc_vshard_map, &map)))
+        return rv;
+    rep.epoch = map.epoch;
+    return ns_reply(op, &mkv_desc_vshard_mark_rep, &rep);
+}
+
 /* Appends every value of db (in key order) to out, up to 1 MiB. */
 static int table_values(struct ns_op *op, MDB_dbi db, struct mkv_buf *out, const char *what)
 {

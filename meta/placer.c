@@ -109,10 +109,11 @@ static int load(struct mkv_placer *p, uint64_t term, uint64_t *epoch, int *settl
         pn->dead = st == MKV_NODE_DEAD;
         pn->draining = (nr.flags & MKV_NODEF_DRAIN) != 0;
         /* Not settled while a node's state is not known yet, or one
-         * registered within the last few periods (servers started together
-         * register a moment apart: the first map should have them all). */
+         * registered within the last period (servers started together
+         * register a moment apart: the first map should have them all,
+         * since a replica added later starts filling). */
         if (st == MKV_NODE_UNKNOWN ||
-            now - nr.registered < 3ll * mkv_nodes_interval_ms(p->nodes) * 1000000ll)
+            now - nr.registered < (int64_t)mkv_nodes_interval_ms(p->nodes) * 1000000ll)
             *settled = 0;
     }
     if (rv < 0) return rv;

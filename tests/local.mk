@@ -78,7 +78,8 @@ INTEGRATION_TESTS = \
 	tests/integration/t_meta_group.sh \
 	tests/integration/t_cluster_failover.sh \
 	tests/integration/t_cluster_nodes.sh \
-	tests/integration/t_cluster_changes.sh
+	tests/integration/t_cluster_changes.sh \
+	tests/integration/t_cluster_data.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

@@ -504,6 +504,15 @@ enum { MKV_NODEF_DRAIN = 0x01 }; /* minikvctl drain: its vshards move away */
     F(s, BLOB, vshards, 1u << 20)       /* vshard_rec records (their epoch is set) */
 #define MKV_FIELDS_vshard_set_rep(F, s) F(s, U64, epoch, 0)
 #define MKV_FIELDS_vshard_list_req(F, s) F(s, U32, flags, 0)
+/* VSHARD_MARK: replicas that missed a write (a client could not make it
+ * durable there) go back to filling, so that reads avoid them until they
+ * have caught up. Marks for a node no longer a replica are ignored. */
+#define MKV_FIELDS_vshard_mark(F, s) \
+    F(s, U32, vshard, 0)             \
+    F(s, U64, node, 0)
+#define MKV_FIELDS_vshard_mark_req(F, s)                    /* [raft] */ \
+    F(s, BLOB, marks, 12u * MKV_VSHARDS * MKV_REPLICAS_MAX) /* vshard_mark records */
+#define MKV_FIELDS_vshard_mark_rep(F, s) F(s, U64, epoch, 0)
 /* NODE_DRAIN (admin): mark chunk server id draining (undo: not any more);
  * placement moves its vshards to the others, copying first. */
 #define MKV_FIELDS_node_drain_req(F, s) /* [raft] */ \
@@ -861,6 +870,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(VSHARD_LIST, 0x0294, vshard_list_rep)           \
     M(NODE_DRAIN, 0x0295, node_drain_req)             \
     M(NODE_DRAIN, 0x0295, node_drain_rep)             \
+    M(VSHARD_MARK, 0x0296, vshard_mark_req)           \
+    M(VSHARD_MARK, 0x0296, vshard_mark_rep)           \
     M(RECORD, 0x0000, raft_cmd)                       \
     M(RECORD, 0x0000, chunk_ref)                      \
     M(RECORD, 0x0000, extent)                         \
@@ -878,7 +889,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(RECORD, 0x0000, member_info)                    \
     M(RECORD, 0x0000, node_rec)                       \
     M(RECORD, 0x0000, vshard_rec)                     \
-    M(RECORD, 0x0000, vshard_map)
+    M(RECORD, 0x0000, vshard_map)                     \
+    M(RECORD, 0x0000, vshard_mark)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by
@@ -944,6 +956,7 @@ enum mkv_msg_type {
     MKV_MSG_VSHARD_SET = 0x0293,
     MKV_MSG_VSHARD_LIST = 0x0294,
     MKV_MSG_NODE_DRAIN = 0x0295,
+    MKV_MSG_VSHARD_MARK = 0x0296,
 };
 
 /* Values of small enumerated fields. */

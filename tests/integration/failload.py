@@ -30,6 +30,7 @@ last_ack = start
 longest = 0.0
 n_acks = 0
 errors = 0
+why = []  # the first few failures, for the log
 i = 0
 with open(attempts_path, "a") as attempts, open(acks_path, "a") as acks:
     while time.monotonic() - start < seconds:
@@ -45,6 +46,8 @@ with open(attempts_path, "a") as attempts, open(acks_path, "a") as acks:
             if mode == "s3":
                 r = s3req.request("PUT", f"/{where}/{key}", body=data)
                 ok = r is not None and r.status == 200
+                if not ok and len(why) < 3:
+                    why.append(f"{r.status} {r.body[:160]!r}" if r is not None else "no answer")
             else:
                 fd = os.open(os.path.join(where, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
@@ -53,8 +56,10 @@ with open(attempts_path, "a") as attempts, open(acks_path, "a") as acks:
                 finally:
                     os.close(fd)
                 ok = True
-        except OSError:
+        except OSError as e:
             ok = False
+            if len(why) < 3:
+                why.append(str(e))
         t1 = time.monotonic()
         if ok:
             longest = max(longest, t1 - last_ack)
@@ -66,4 +71,4 @@ with open(attempts_path, "a") as attempts, open(acks_path, "a") as acks:
             errors += 1
             time.sleep(0.05)
 longest = max(longest, time.monotonic() - last_ack)
-print(f"acks={n_acks} errors={errors} longest_gap={longest:.2f}")
+print(f"acks={n_acks} errors={errors} longest_gap={longest:.2f}" + "".join(f" [{w}]" for w in why))

@@ -276,6 +276,22 @@ mkv_cluster_fronts() {
         --meta "$MINIKV_META" --chunk "127.0.0.1:$CHUNK_PORT" --cluster-key-file "$KEY" \
         --credentials-file "$T/credentials"
     mkv_wait_ready 30 || fail "the cluster's gateway did not become ready"
+    mkv_wait_map 30
+}
+
+# mkv_wait_map SECONDS: waits until the leader has placed the vshards (a
+# new cluster's chunk servers take no data before: writes would wait).
+mkv_wait_map() {
+    local e
+    for _ in $(seq $(($1 * 10))); do
+        e=$({ timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --json vshards 2>/dev/null || true; } |
+            "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["epoch"])
+except Exception: print(0)')
+        [ "$e" -gt 0 ] && return 0
+        sleep 0.1
+    done
+    fail "no vshard map after $1 s"
 }
 
 # mkv_writers SECONDS TAG BUCKET MOUNTDIR: two S3 writers and one writer in

@@ -1,0 +1,119 @@
+#!/bin/bash
+# Data on three chunk servers: a 3-member metadata group, three chunk
+# servers (two zones) and a gateway. The leader places the 256 vshards on
+# all three (factor 3); an S3 upload and a file written through a mount
+# land on every chunk server and read back the same through the other
+# front. kill -9 of one chunk server while S3 clients and the mount write:
+# writes and reads go on (two copies of three are enough), nothing
+# acknowledged is lost, and once the server is declared dead the map drops
+# it. Restarted, it is given its vshards back as filling: reads do not go
+# to it first. With two of three servers gone, a write is refused (it
+# could not reach two copies) while reads go on from the last one.
+. "$top_srcdir/tests/integration/lib.sh"
+fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 needed)"
+MKV_ELECTION=1s
+MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 3s"
+mkv_start_cluster
+CTL=("$MINIKVCTL" --cluster-key "$KEY")
+read -r -a CP <<<"$(free_ports 2)"
+chunk_start() { # chunk_start N: the extra chunk server N (0 or 1)
+    mkv_daemon_start "chunk$1" "$top_builddir/chunk/minikv-chunk" --data "$T/chunk$1" \
+        --listen "127.0.0.1:${CP[$1]}" --meta "$MINIKV_META" --cluster-key "$KEY" --zone "z$1"
+}
+chunk_start 0
+chunk_start 1
+ADDRS=("127.0.0.1:$CHUNK_PORT" "127.0.0.1:${CP[0]}" "127.0.0.1:${CP[1]}")
+
+# vshards_json EXPR: EXPR over the map (m: minikvctl --json vshards).
+vshards_json() {
+    { timeout 5 "${CTL[@]}" --json vshards 2>/dev/null || true; } | "$PY" -c 'import json,sys
+try: m=json.load(sys.stdin)
+except Exception: print(""); sys.exit(0)
+print(eval(sys.argv[1]))' "$1"
+}
+wait_map() { # wait_map EXPR SECONDS WHAT
+    local v
+    for _ in $(seq $(($2 * 10))); do
+        v=$(vshards_json "$1")
+        [ "$v" = True ] && return 0
+        sleep 0.1
+    done
+    "${CTL[@]}" vshards | tail -3 >&2
+    fail "the vshard map never had $3 within $2 s"
+}
+# The address of node id in the map's records.
+wait_map 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 for v in m["vshards"])' 15 \
+    "three replicas for every vshard"
+"${CTL[@]}" status | sed -n '/^vshard map/,/degraded/p'
+"${CTL[@]}" nodes
+
+# 1. One upload, one file: on every chunk server, the same on both fronts.
+aws_v2 s3 mb s3://data >/dev/null || fail "mb"
+rand_file "$T/big" 3000000
+aws_v2 s3 cp "$T/big" s3://data/big >/dev/null || fail "upload"
+mkv_mount /data "$T/mnt"
+rand_file "$T/file" 1500000
+cp "$T/file" "$T/mnt/file" && sync "$T/mnt/file" || fail "write through the mount"
+cmp "$T/big" "$T/mnt/big" || fail "the upload read through the mount"
+aws_v2 s3 cp s3://data/file "$T/file.s3" >/dev/null && cmp "$T/file" "$T/file.s3" ||
+    fail "the file read through S3"
+chunks_on() { # chunks_on ADDRESS: chunks the server holds
+    { timeout 5 "${CTL[@]}" --chunk "$1" --json status 2>/dev/null || true; } |
+        "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["chunk"]["chunks"])
+except Exception: print(-1)'
+}
+# at_least ADDRESS N: the server counts N chunks within 5 s (its count
+# follows its index, which is written a moment after the data).
+at_least() {
+    local n
+    for _ in $(seq 50); do
+        n=$(chunks_on "$1")
+        [ "$n" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "chunk server $1 holds $n chunks, not $2"
+}
+for a in "${ADDRS[@]}"; do at_least "$a" 2; done
+log "both objects are on all three chunk servers"
+
+# 2. kill -9 of a chunk server under load.
+mkdir "$T/mnt/fs" || fail "mkdir"
+mkv_writers 8 kill data "$T/mnt/fs"
+sleep 2
+id0=$(cat "$T/chunk0/node.id")
+log "kill -9 of chunk server $id0 (${CP[0]})"
+mkv_daemon_kill chunk0
+for i in 1 2 3; do
+    aws_v2 s3 cp s3://data/big "$T/big.$i" >/dev/null && cmp "$T/big" "$T/big.$i" ||
+        fail "read $i after the kill"
+done
+mkv_check_writers kill 3
+mkv_verify_writes data "$T/mnt/fs"
+wait_map "all($id0 not in [r[\"id\"] for r in v[\"replicas\"]] for v in m[\"vshards\"])" 15 \
+    "chunk server $id0 dropped once dead"
+d=$(vshards_json 'm["degraded"]')
+expect_eq "$d" 256 "vshards reported short of copies with two servers left"
+cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the map changed"
+
+# 3. Restarted: it is given its vshards back, filling (reads go elsewhere).
+chunk_start 0
+wait_map "all(any(r[\"id\"] == $id0 and r[\"filling\"] for r in v[\"replicas\"]) for v in m[\"vshards\"])" 15 \
+    "chunk server $id0 back as a filling replica"
+aws_v2 s3 cp "$T/file" s3://data/after >/dev/null || fail "upload after the restart"
+aws_v2 s3 cp s3://data/after "$T/after" >/dev/null && cmp "$T/file" "$T/after" ||
+    fail "read after the restart"
+at_least "127.0.0.1:${CP[0]}" 3
+
+# 4. Two of three gone: writes refused, reads go on.
+mkv_daemon_kill chunk0
+mkv_daemon_kill chunk1
+rand_file "$T/more" 300000
+if aws_v2 s3 cp "$T/more" s3://data/more >"$T/more.out" 2>&1; then
+    fail "an upload was acknowledged with one copy of three"
+fi
+log "refused: $(tr -d '\r' <"$T/more.out" | grep -o 'An error.*' | head -1)"
+aws_v2 s3 cp s3://data/big "$T/big.last" >/dev/null && cmp "$T/big" "$T/big.last" ||
+    fail "read from the last chunk server"
+mkv_umount "$T/mnt"
+log "OK"
