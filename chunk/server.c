@@ -377,6 +377,7 @@ static void gc_step_done(struct mkv_chunk_server *cs)
         return;
     }
     q.ids = mkv_slice_mem(cs->gc_ids.p, cs->gc_ids.len);
+    q.node = cs->node_id;
     cs->gc_req.data = cs;
     if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_DONE, &mkv_desc_gc_done_req, &q,
                       on_gc_done)) {
@@ -436,8 +437,9 @@ static void on_gc_list(struct mkv_meta_req *req, int status, struct mkv_frame *r
 
 static void gc_run(struct mkv_chunk_server *cs)
 {
-    struct mkv_gc_list_req q = {GC_BATCH};
+    struct mkv_gc_list_req q = {GC_BATCH, 0};
     if (cs->gc_running || cs->stopping || !cs->meta) return;
+    q.node = cs->node_id;
     cs->gc_running = 1;
     cs->gc_req.data = cs;
     if (mkv_meta_call(cs->meta, &cs->gc_req, MKV_MSG_GC_LIST, &mkv_desc_gc_list_req, &q,

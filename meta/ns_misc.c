@@ -5,6 +5,7 @@
 
 #include "meta/ns_int.h"
 #include "minikv/log.h"
+#include "minikv/vshard.h"
 
 /* Largest range one meta_alloc hands out. */
 #define NS_ALLOC_MAX (1u << 20)
@@ -29,6 +30,35 @@ int ns_meta_alloc(struct ns_op *op, const uint8_t *p, size_t len)
     return ns_reply(op, &mkv_desc_meta_alloc_rep, &rep);
 }
 
+/* A garbage value: the time it was added (8, LE), then the ids (8, LE
+ * each) of the chunk servers that have deleted their copy. With several
+ * chunk servers an entry stays until every replica of its vshard has. */
+static int garbage_confirmed_by(const MDB_val *v, uint64_t node)
+{
+    for (size_t off = 8; off + 8 <= v->mv_size; off += 8)
+        if (mkv_get_le64((const uint8_t *)v->mv_data + off) == node) return 1;
+    return 0;
+}
+
+/* Whether every replica of the chunk's vshard (the garbage entry at k,
+ * value v), node counted, has deleted its copy: 1, 0, or a negative code.
+ * Without a map (one chunk server) always. */
+static int garbage_complete(struct ns_op *op, const uint8_t *k, const MDB_val *v, uint64_t node)
+{
+    uint8_t key[2];
+    struct mkv_vshard_rec r;
+    struct mkv_vshard vs;
+    int rv;
+    mkv_put_be16(key, (uint16_t)mkv_vshard_of(mkv_get_be64(k)));
+    rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+    if (rv == -ENOENT) return 1;
+    if (rv) return rv;
+    if (mkv_vshard_from_rec(&r, &vs)) return ns_fail(op, MDB_CORRUPTED, "garbage");
+    for (unsigned i = 0; i < vs.n; i++)
+        if (vs.rep[i] != node && !garbage_confirmed_by(v, vs.rep[i])) return 0;
+    return 1;
+}
+
 int ns_gc_list(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_gc_list_req req;
@@ -47,6 +77,16 @@ int ns_gc_list(struct ns_op *op, const uint8_t *p, size_t len)
         if (k.mv_size != 12) {
             rc = MDB_CORRUPTED;
             break;
+        }
+        /* What this server deleted already is listed again only once the
+         * entry can go (the replicas it waited for left the map). */
+        if (req.node && garbage_confirmed_by(&v, req.node)) {
+            int done = garbage_complete(op, k.mv_data, &v, req.node);
+            if (done < 0) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            if (!done) continue;
         }
         r.chunk_id = mkv_get_be64(k.mv_data);
         r.version = mkv_get_be32((const uint8_t *)k.mv_data + 8);
@@ -68,6 +108,21 @@ int ns_gc_list(struct ns_op *op, const uint8_t *p, size_t len)
     return rv;
 }
 
+/* Records that node deleted its copy of the garbage entry at k (value v):
+ * returns 1 when the entry can go, 0 when other replicas have not yet
+ * deleted theirs (the entry now names node), or a negative code. */
+static int garbage_confirm(struct ns_op *op, const uint8_t *k, const MDB_val *v, uint64_t node)
+{
+    uint8_t val[8 + 8 * 2 * MKV_REPLICAS_MAX];
+    size_t vlen;
+    int rv = garbage_complete(op, k, v, node);
+    if (rv || garbage_confirmed_by(v, node)) return rv;
+    vlen = MKV_MIN(v->mv_size, sizeof val - 8);
+    memcpy(val, v->mv_data, vlen);
+    mkv_put_le64(val + vlen, node);
+    return ns_put(op, op->ns->db_garbage, k, 12, val, vlen + 8);
+}
+
 int ns_gc_done(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_gc_done_req req;
@@ -83,8 +138,18 @@ int ns_gc_done(struct ns_op *op, const uint8_t *p, size_t len)
     cur = req.ids;
     while ((rv = mkv_msg_next(&mkv_desc_chunk_ref, &cur, &r)) == 1) {
         uint8_t k[12];
+        MDB_val v;
         mkv_put_be64(k, r.chunk_id);
         mkv_put_be32(k + 8, r.version);
+        if (req.node) {
+            rv = ns_get(op, op->ns->db_garbage, k, 12, &v);
+            if (rv == -ENOENT) continue;
+            if (rv) return rv;
+            if ((rv = garbage_confirm(op, k, &v, req.node)) <= 0) {
+                if (rv < 0) return rv;
+                continue;
+            }
+        }
         rv = ns_del(op, op->ns->db_garbage, k, 12);
         if (rv == 0) {
             op->ns->cnt.garbage--;

@@ -429,9 +429,13 @@ struct mkv_msgdesc
     F(s, STR, next_upload_id, 64)
 
 /* Garbage collection of chunk data and the two-phase-commit check. */
-#define MKV_FIELDS_gc_list_req(F, s) F(s, U32, max, 0)
+#define MKV_FIELDS_gc_list_req(F, s) \
+    F(s, U32, max, 0)                \
+    F(s, U64, node, 0) /* the asking chunk server: skips what it confirmed (0: none) */
 #define MKV_FIELDS_gc_list_rep(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref */
-#define MKV_FIELDS_gc_done_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* [raft] */
+#define MKV_FIELDS_gc_done_req(F, s)                                      /* [raft] */ \
+    F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref records deleted */               \
+    F(s, U64, node, 0)                   /* who deleted them; 0: the only chunk server */
 #define MKV_FIELDS_gc_done_rep(F, s) F(s, U32, count, 0)
 #define MKV_FIELDS_refcheck_req(F, s) F(s, BLOB, ids, 16u * MKV_MULTI_MAX)  /* chunk_ref */
 #define MKV_FIELDS_refcheck_rep(F, s) F(s, BLOB, referenced, MKV_MULTI_MAX) /* one byte per id */

@@ -270,13 +270,27 @@ except Exception: print("")')
 # mkv_cluster_fronts: (re)starts the cluster's chunk server and gateway,
 # and waits until the gateway is ready.
 mkv_cluster_fronts() {
+    local i
     mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
         --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
+    # MKV_EXTRA_CHUNKS=N: N more chunk servers (chunk0.., zones z0..) on
+    # the ports CHUNK_PORTS, in the first vshard map with the first.
+    if [ -z "${CHUNK_PORTS+x}" ] && [ "${MKV_EXTRA_CHUNKS:-0}" -gt 0 ]; then
+        read -r -a CHUNK_PORTS <<<"$(free_ports "$MKV_EXTRA_CHUNKS")"
+    fi
+    for ((i = 0; i < ${MKV_EXTRA_CHUNKS:-0}; i++)); do mkv_chunk_start "$i"; done
     mkv_daemon_start s3gw "$top_builddir/s3gw/minikv-s3gw" --listen "127.0.0.1:$S3_PORT" \
         --meta "$MINIKV_META" --chunk "127.0.0.1:$CHUNK_PORT" --cluster-key-file "$KEY" \
         --credentials-file "$T/credentials"
     mkv_wait_ready 30 || fail "the cluster's gateway did not become ready"
     mkv_wait_map 30
+}
+
+# mkv_chunk_start N: (re)starts the extra chunk server N (MKV_EXTRA_CHUNKS).
+mkv_chunk_start() {
+    mkv_daemon_start "chunk$1" "$top_builddir/chunk/minikv-chunk" --data "$T/chunk$1" \
+        --listen "127.0.0.1:${CHUNK_PORTS[$1]}" --meta "$MINIKV_META" --cluster-key "$KEY" \
+        --zone "z$1"
 }
 
 # mkv_wait_map SECONDS: waits until the leader has placed the vshards (a

@@ -3,7 +3,7 @@
 # servers (two zones) and a gateway. The leader places the 256 vshards on
 # all three (factor 3); an S3 upload and a file written through a mount
 # land on every chunk server and read back the same through the other
-# front. kill -9 of one chunk server while S3 clients and the mount write:
+# front; a deleted one is collected from all three. kill -9 of one chunk server while S3 clients and the mount write:
 # writes and reads go on (two copies of three are enough), nothing
 # acknowledged is lost, and once the server is declared dead the map drops
 # it. Restarted, it is given its vshards back as filling: reads do not go
@@ -13,15 +13,10 @@
 fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 needed)"
 MKV_ELECTION=1s
 MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 3s"
+MKV_EXTRA_CHUNKS=2
 mkv_start_cluster
 CTL=("$MINIKVCTL" --cluster-key "$KEY")
-read -r -a CP <<<"$(free_ports 2)"
-chunk_start() { # chunk_start N: the extra chunk server N (0 or 1)
-    mkv_daemon_start "chunk$1" "$top_builddir/chunk/minikv-chunk" --data "$T/chunk$1" \
-        --listen "127.0.0.1:${CP[$1]}" --meta "$MINIKV_META" --cluster-key "$KEY" --zone "z$1"
-}
-chunk_start 0
-chunk_start 1
+CP=("${CHUNK_PORTS[@]}")
 ADDRS=("127.0.0.1:$CHUNK_PORT" "127.0.0.1:${CP[0]}" "127.0.0.1:${CP[1]}")
 
 # vshards_json EXPR: EXPR over the map (m: minikvctl --json vshards).
@@ -42,8 +37,9 @@ wait_map() { # wait_map EXPR SECONDS WHAT
     fail "the vshard map never had $3 within $2 s"
 }
 # The address of node id in the map's records.
-wait_map 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 for v in m["vshards"])' 15 \
-    "three replicas for every vshard"
+wait_map 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 and
+    not any(r["filling"] for r in v["replicas"]) for v in m["vshards"])' 15 \
+    "three filled replicas for every vshard"
 "${CTL[@]}" status | sed -n '/^vshard map/,/degraded/p'
 "${CTL[@]}" nodes
 
@@ -77,6 +73,33 @@ at_least() {
 for a in "${ADDRS[@]}"; do at_least "$a" 2; done
 log "both objects are on all three chunk servers"
 
+# A deleted object's chunk is collected on every server: the garbage entry
+# stays until all three have deleted their copy.
+aws_v2 s3 cp "$T/big" s3://data/gone >/dev/null || fail "upload gone"
+for a in "${ADDRS[@]}"; do at_least "$a" 3; done
+aws_v2 s3 rm s3://data/gone >/dev/null || fail "delete gone"
+gc_pending() {
+    { timeout 5 "${CTL[@]}" --json status 2>/dev/null || true; } |
+        "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["namespace"]["gc_pending"])
+except Exception: print(-1)'
+}
+for _ in $(seq 100); do
+    g=$(gc_pending)
+    [ "$g" = 0 ] && break
+    sleep 0.1
+done
+expect_eq "$g" 0 "garbage entries left 10 s after the delete"
+for a in "${ADDRS[@]}"; do
+    for _ in $(seq 50); do
+        n=$(chunks_on "$a")
+        [ "$n" = 2 ] && break
+        sleep 0.1
+    done
+    expect_eq "$n" 2 "chunks on $a after the collection"
+done
+log "the deleted object's chunk is gone from all three"
+
 # 2. kill -9 of a chunk server under load.
 mkdir "$T/mnt/fs" || fail "mkdir"
 mkv_writers 8 kill data "$T/mnt/fs"
@@ -97,7 +120,7 @@ expect_eq "$d" 256 "vshards reported short of copies with two servers left"
 cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the map changed"
 
 # 3. Restarted: it is given its vshards back, filling (reads go elsewhere).
-chunk_start 0
+mkv_chunk_start 0
 wait_map "all(any(r[\"id\"] == $id0 and r[\"filling\"] for r in v[\"replicas\"]) for v in m[\"vshards\"])" 15 \
     "chunk server $id0 back as a filling replica"
 aws_v2 s3 cp "$T/file" s3://data/after >/dev/null || fail "upload after the restart"
