@@ -66,8 +66,9 @@ static void usage(FILE *out)
             "                            vshards held (and still filling)\n"
             "  vshards                   the vshard map: each vshard's chunk servers in\n"
             "                            order ('+': still filling, reads go elsewhere)\n"
-            "  drain ID [--undo]         move every vshard off chunk server ID (copied\n"
-            "                            first), so that it can be removed\n"
+            "  drain ID [--undo]         mark chunk server ID draining: its vshards get\n"
+            "                            replicas elsewhere and leave it once those are\n"
+            "                            filled (filling is not built yet: they stay)\n"
             "  meta add H:P [--id N] [--standby]\n"
             "                            add the metadata server at H:P (started with\n"
             "                            --join) to the group: a voter once it has caught\n"
@@ -483,8 +484,8 @@ static int cmd_drain(struct ctl *c, int argc, char **argv)
     mkv_frame_unref(reply);
     if (!c->json)
         printf(q.undo ? "chunk server %" PRIu64 " is no longer draining\n"
-                      : "chunk server %" PRIu64 " is draining: its vshards move to the others "
-                        "(minikvctl nodes shows how many it still holds)\n",
+                      : "chunk server %" PRIu64 " is draining: its vshards get replicas on the "
+                        "others (minikvctl nodes shows how many it still holds)\n",
                q.id);
     return 0;
 }
