@@ -11,7 +11,7 @@ noinst_PROGRAMS += bench/metaload
 bench_metaload_SOURCES = bench/metaload.c
 bench_metaload_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS)
 bench_metaload_LDADD = $(MKV_LIBS)
-EXTRA_DIST += bench/metabench.sh bench/etcdput.py
+EXTRA_DIST += bench/metabench.sh bench/etcdput.py bench/clusterbench.sh bench/benchlib.sh
 
 # A plain FUSE passthrough (low-level API): the reference bench/fs.sh runs
 # beside the minikv mount. fuse3 is a hard requirement of configure.

@@ -46,36 +46,9 @@ for b in "$LOAD" "$META" "$CTL"; do
     [ -x "$b" ] || { echo "metabench: build first ($b missing)" >&2; exit 1; }
 done
 
-T=$(mktemp -d "$base/minikv-metabench.XXXXXX")
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-# N ports P with P+1 free too.
-port_pairs() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-want, got, socks = int(sys.argv[1]), [], []
-while len(got) < want:
-    a = socket.socket(); a.bind(("127.0.0.1", 0))
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", a.getsockname()[1] + 1))
-    except OSError:
-        a.close(); b.close(); continue
-    got.append(a.getsockname()[1]); socks += [a, b]
-print(" ".join(map(str, got)))
-EOF
-}
-
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/key"
-echo >>"$T/key"
-chmod 600 "$T/key"
+. "$top/bench/benchlib.sh"
+bench_tmp metabench
+new_key "$T/key"
 declare -A R # results: R[system,op] = ops/s (p99)
 
 # minikv_group N: a group of N members; runs the four phases.

@@ -42,27 +42,10 @@ done
 LOAD="$build/bench/mkvload"
 [ -x "$LOAD" ] || { echo "s3bench: build first ($LOAD missing)" >&2; exit 1; }
 
-T=$(mktemp -d "$base/minikv-bench.XXXXXX")
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-# Free ports; the meta port needs its successor free too (Raft uses it).
-ports=$(/usr/bin/python3 -c '
-import socket
-s=[socket.socket() for _ in range(4)]
-[x.bind(("127.0.0.1",0)) for x in s]
-while True:
-    a=socket.socket(); a.bind(("127.0.0.1",0)); p=a.getsockname()[1]
-    try:
-        b=socket.socket(); b.bind(("127.0.0.1",p+1)); break
-    except OSError: pass
-print(" ".join(str(x.getsockname()[1]) for x in s), p)')
+. "$top/bench/benchlib.sh"
+bench_tmp bench
+# Ports: the meta port's successor is Raft's.
+ports="$(port_pairs 5)"
 read -r S3P CHP NGP RDP MP <<<"$ports"
 
 "$build/tools/minikv" server --data "$T/minikv" --listen "127.0.0.1:$S3P" --meta-listen "127.0.0.1:$MP" \
@@ -85,19 +68,6 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
   server { listen 127.0.0.1:$NGP; root $T/www; } }
 EOF
-
-# fmt < JSON: "N ops/s (M MiB/s, p99 X ms)" from a mkvload --json line.
-fmt() {
-    /usr/bin/python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print("%.0f ops/s (%.1f MiB/s, p99 %.2f ms)" % (d["ops_per_s"], d["mib_per_s"], d["p99_ms"]))'
-}
-# ratio A B: ops_per_s of A / ops_per_s of B.
-ratio() {
-    /usr/bin/python3 -c 'import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print("%.2f" % (a["ops_per_s"] / b["ops_per_s"]))' "$1" "$2"
-}
 
 echo "| workload | minikv | nginx (wrk) | nginx (mkvload) | ratio minikv/nginx |"
 echo "|---|---|---|---|---|"

@@ -664,8 +664,8 @@ int mkv_gw_start(const struct mkv_gw_opts *o, struct mkv_gw **out, char *err, si
     struct mkv_gw *gw;
     int rv, n = o->threads;
     struct rlimit rl;
-    if (!o->listen || !o->meta || !o->chunk)
-        return mkv_errf(err, errlen, -EINVAL, "gateway needs listen, meta and chunk addresses");
+    if (!o->listen || !o->meta)
+        return mkv_errf(err, errlen, -EINVAL, "gateway needs listen and meta addresses");
     if (o->inline_max > MKV_INLINE_MAX)
         return mkv_errf(err, errlen, -EINVAL, "inline-max %llu is over the limit of %u bytes",
                         (unsigned long long)o->inline_max, MKV_INLINE_MAX);

@@ -1,6 +1,6 @@
 /* minikv-s3gw: the S3 gateway as its own process.
  *
- * Usage: minikv-s3gw --meta H:P[,H:P...] --chunk H:P [options]
+ * Usage: minikv-s3gw --meta H:P[,H:P...] [--chunk H:P] [options]
  * Options come from one table (see --help), a config file ([s3gw]
  * section) and flags. */
 #include <errno.h>
@@ -38,7 +38,9 @@ static const struct mkv_option options[] = {
     MKV_OPT("listen", MKV_OPT_STR, S, listen, "127.0.0.1:8080", "HOST:PORT",
             "address for S3, health, metrics and admin requests", mkv_validate_hostport),
     MKV_OPT("meta", MKV_OPT_STR, S, meta, NULL, "H:P[,H:P]", "metadata service addresses (required)", NULL),
-    MKV_OPT("chunk", MKV_OPT_STR, S, chunk, NULL, "HOST:PORT", "chunk server address (required)",
+    MKV_OPT("chunk", MKV_OPT_STR, S, chunk, NULL, "HOST:PORT",
+            "chunk server for a cluster whose chunk servers do not register (minikv server); "
+            "otherwise data goes where the vshard map says",
             mkv_validate_hostport),
     MKV_OPT("tls-cert", MKV_OPT_STR, S, tls_cert, NULL, "FILE", "PEM certificate chain: serve HTTPS", NULL),
     MKV_OPT("tls-key", MKV_OPT_STR, S, tls_key, NULL, "FILE", "PEM private key for --tls-cert", NULL),
@@ -62,7 +64,7 @@ static const struct mkv_option options[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: minikv-s3gw --meta H:P[,H:P...] --chunk H:P --cluster-key-file FILE [options]\n\n"
+    fprintf(out, "Usage: minikv-s3gw --meta H:P[,H:P...] --cluster-key-file FILE [options]\n\n"
                  "The minikv S3 gateway: S3 (also under /s3/), /health/live, /health/ready,\n"
                  "/metrics and /admin/status over HTTP/1.1 (HTTPS with --tls-cert).\n"
                  "Credentials: MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY in the environment are\n"
@@ -97,8 +99,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-s3gw: unexpected argument '%s' (see --help)\n", argv[first]);
         return 2;
     }
-    if (!s.meta || !s.chunk || !s.cluster_key_file) {
-        fprintf(stderr, "minikv-s3gw: --meta, --chunk and --cluster-key-file are required (see --help)\n");
+    if (!s.meta || !s.cluster_key_file) {
+        fprintf(stderr, "minikv-s3gw: --meta and --cluster-key-file are required (see --help)\n");
         return 2;
     }
     if (s.log_level && mkv_log_set_level(s.log_level)) {

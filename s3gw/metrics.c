@@ -371,7 +371,7 @@ static void render_admin(struct probe *p)
         mkv_buf_puts(&b, "}");
     } else {
         mkv_buf_puts(&b, "{");
-        json_kv_str(&b, "address", gw->o.chunk, 1);
+        json_kv_str(&b, "address", gw->o.chunk ? gw->o.chunk : "", 1);
         json_kv_str(&b, "io_backend", p->backend, 1);
         mkv_buf_printf(&b,
                        "\"capacity\":%" PRIu64 ",\"free\":%" PRIu64 ",\"used\":%" PRIu64
