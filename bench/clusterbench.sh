@@ -2,6 +2,7 @@
 # Cluster benchmark (not a test): minikv server beside a cluster, in one run.
 #
 #   bench/clusterbench.sh [--build DIR] [--duration SECONDS] [--concurrency N] [--dir DIR]
+#                         [--chunk-cpu FRACTION]
 #
 # Measures, on this machine and in this order, with bench/mkvload (N
 # connections, default 64):
@@ -15,7 +16,10 @@
 #            three metadata members and one gateway each time.
 # Everything runs on this machine's cores: the cluster's processes share
 # them with the client, which is the point to keep in mind when reading
-# the figures. Prints a Markdown table. Binds 127.0.0.1 on free ports,
+# the figures. --chunk-cpu 0.25 puts each chunk server of the clusters in
+# its own cgroup (v1 cpu controller, as root) limited to that share of one
+# CPU, so that each behaves like a small machine of its own and the read
+# figures show what more chunk servers add. Prints a Markdown table. Binds 127.0.0.1 on free ports,
 # runs in one temporary directory (default under /var/tmp) removed at the
 # end.
 set -euo pipefail
@@ -24,13 +28,15 @@ build="$top/build"
 dur=10
 conc=64
 base=/var/tmp
+chunk_cpu=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
     --duration) dur=$2; shift ;;
     --concurrency) conc=$2; shift ;;
     --dir) base=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --chunk-cpu) chunk_cpu=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "clusterbench: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -41,6 +47,28 @@ CTL="$build/tools/minikvctl"
 . "$top/bench/benchlib.sh"
 bench_tmp clusterbench
 new_key "$T/key"
+CG=/sys/fs/cgroup/cpu
+cgroups=""
+if [ -n "$chunk_cpu" ]; then
+    [ -w "$CG" ] || { echo "clusterbench: --chunk-cpu needs the cgroup v1 cpu controller at $CG, as root" >&2; exit 1; }
+    quota=$(/usr/bin/python3 -c "print(int(float('$chunk_cpu') * 100000))")
+fi
+# limit PID NAME: PID into its own cgroup with the --chunk-cpu quota.
+limit() {
+    [ -n "$chunk_cpu" ] || return 0
+    mkdir -p "$CG/minikv-bench-$$-$2"
+    echo 100000 >"$CG/minikv-bench-$$-$2/cpu.cfs_period_us"
+    echo "$quota" >"$CG/minikv-bench-$$-$2/cpu.cfs_quota_us"
+    echo "$1" >"$CG/minikv-bench-$$-$2/cgroup.procs"
+    cgroups="$cgroups $CG/minikv-bench-$$-$2"
+}
+cleanup_all() {
+    local g
+    bench_cleanup
+    sleep 0.5
+    for g in $cgroups; do rmdir "$g" 2>/dev/null || true; done
+}
+trap cleanup_all EXIT
 declare -A R
 
 # load NAME ENDPOINT: the three workloads into R[NAME,*].
@@ -112,6 +140,7 @@ cluster() {
         "$build/chunk/minikv-chunk" --data "$T/$name-c$i" --listen "127.0.0.1:${P[$((2 + i))]}" \
             --meta "$meta" --cluster-key "$T/key" --log-level warn >>"$T/$name-c$i.log" 2>&1 &
         CPIDS="$CPIDS $!"
+        limit "$!" "$name-c$i"
     done
     "$build/s3gw/minikv-s3gw" --listen "127.0.0.1:${P[$((3 + nc))]}" --meta "$meta" \
         --cluster-key-file "$T/key" --credentials-file "$T/$name.credentials" --log-level warn \
@@ -152,14 +181,14 @@ for n in 1 2; do
 done
 
 echo
-echo "| workload ($conc connections) | minikv server (1 node) | cluster 3 meta x 3 chunk (factor 3) | ratio cluster/single |"
+echo "| workload ($conc connections) | minikv server (1 node) | cluster 3 meta x 3 chunk (factor 3)${chunk_cpu:+, chunk servers limited to $chunk_cpu CPU} | ratio cluster/single |"
 echo "|---|---|---|---|"
 for w in put4k put1m get1m; do
     case $w in put4k) label="PUT 4 KiB" ;; put1m) label="PUT 1 MiB" ;; get1m) label="GET 1 MiB" ;; esac
     echo "| $label | ${R[single,$w]} | ${R[c3x3,$w]} | $(ratio "${R[c3x3,${w}_raw]}" "${R[single,${w}_raw]}") |"
 done
 echo
-echo "| GET 1 MiB, 3 meta + N chunk servers (factor N) | ops/s |"
+echo "| GET 1 MiB, 3 meta + N chunk servers (factor N)${chunk_cpu:+, each limited to $chunk_cpu CPU} | ops/s |"
 echo "|---|---|"
 echo "| 1 chunk server | ${R[reads1,get1m]} |"
 echo "| 2 chunk servers | ${R[reads2,get1m]} |"

@@ -198,9 +198,10 @@ unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, uns
 {
     unsigned k = 0, filled = 0, start;
     for (unsigned i = 0; i < rt->n; i++) filled += !(rt->filling & (1u << i));
-    /* Filled replicas first, starting at one chosen by the chunk so that
-     * reads spread over them, then the filling ones. */
-    start = filled ? (unsigned)((chunk_id / MKV_VSHARDS) % filled) : 0;
+    /* Filled replicas first, starting at one chosen by a hash of the chunk
+     * id so that reads spread over them whatever the replicas' order,
+     * then the filling ones. */
+    start = filled ? (unsigned)(((chunk_id * 0x9E3779B97F4A7C15ull) >> 32) % filled) : 0;
     for (unsigned j = 0; j < filled; j++) {
         unsigned want = (start + j) % filled, seen = 0;
         for (unsigned i = 0; i < rt->n; i++) {

@@ -53,7 +53,9 @@ static void usage(FILE *out)
             "  status                    metadata group (role, term, indexes, leader,\n"
             "                            members), namespace counters and chunk server state\n"
             "  buckets                   list buckets\n"
-            "  bucket create NAME        create a bucket\n"
+            "  bucket create NAME [--replicas N]\n"
+            "                            create a bucket (N: only the cluster's factor;\n"
+            "                            per-bucket factors are not built)\n"
             "  bucket delete NAME        delete an empty bucket\n"
             "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
             "  stat BUCKET KEY           show an object's metadata and extents\n"
@@ -528,8 +530,34 @@ static int cmd_bucket(struct ctl *c, int argc, char **argv)
 {
     struct mkv_frame *reply = NULL;
     int rv;
+    if (argc == 4 && !strcmp(argv[0], "create") && !strcmp(argv[2], "--replicas")) {
+        /* Every bucket has the cluster's factor: a bucket of its own
+         * factor is refused rather than silently given another. */
+        struct mkv_vshard_list_req lq = {0};
+        struct mkv_vshard_list_rep lr;
+        char *end;
+        unsigned long want = strtoul(argv[3], &end, 10);
+        if (*end || want == 0) {
+            fprintf(stderr, "minikvctl: --replicas needs a positive number\n");
+            return EXIT_USAGE;
+        }
+        if ((rv = call(c, MKV_MSG_VSHARD_LIST, &mkv_desc_vshard_list_req, &lq, &reply)))
+            return exit_for(rv);
+        rv = mkv_frame_decode(reply, &mkv_desc_vshard_list_rep, &lr) ? -EPROTO : 0;
+        if (rv == 0 && want != (lr.epoch ? lr.replicas : 1)) {
+            fprintf(stderr,
+                    "minikvctl: a replication factor per bucket is not built: every bucket has "
+                    "the cluster's (%u: minikv-meta --replicas)\n",
+                    lr.epoch ? lr.replicas : 1);
+            rv = -ENOSYS;
+        }
+        mkv_frame_unref(reply);
+        reply = NULL;
+        if (rv) return EXIT_FAILED;
+        argc = 2;
+    }
     if (argc != 2 || (strcmp(argv[0], "create") && strcmp(argv[0], "delete"))) {
-        fprintf(stderr, "minikvctl: usage: bucket create|delete NAME\n");
+        fprintf(stderr, "minikvctl: usage: bucket create NAME [--replicas N] | bucket delete NAME\n");
         return EXIT_USAGE;
     }
     if (mkv_check_bucket(argv[1], strlen(argv[1]))) {

@@ -25,6 +25,10 @@ MINIKV="$top_builddir/tools/minikv"
 MINIKVCTL="$top_builddir/tools/minikvctl"
 export PYTHONDONTWRITEBYTECODE=1
 
+CLEANUP_HOOKS=()
+# mkv_on_cleanup COMMAND: run at exit, after the daemons have stopped.
+mkv_on_cleanup() { CLEANUP_HOOKS+=("$1"); }
+
 log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%H:%M:%S)" "$*"; }
 
 fail() {
@@ -75,6 +79,8 @@ mkv_cleanup() {
             rc=1
         fi
     done
+    # What a test set up outside $T (network namespaces): mkv_on_cleanup.
+    for h in "${CLEANUP_HOOKS[@]}"; do eval "$h" >/dev/null 2>&1 || true; done
     # A sanitizer report anywhere in the life of the server or of a FUSE
     # daemon (their logs are $T/*.log) fails the test.
     if [ "$rc" -eq 0 ]; then
