@@ -419,7 +419,7 @@ int main(int argc, char **argv)
     fs->mountpoint = a.mountpoint;
     co.meta = fs->o.meta;
     co.chunk = fs->o.chunk;
-    co.timeout_ms = fs->o.op_timeout_ms < 10000 ? fs->o.op_timeout_ms : 10000;
+    co.timeout_ms = fs->o.op_timeout_ms < 4000 ? fs->o.op_timeout_ms : 4000;
     co.retry_ms = fs->o.op_timeout_ms;
     co.early_replies = 1; /* fsync and fsyncdir are the durability points */
     /* 32 MiB of a file's write-back on the wire, not the library's 8: the

@@ -11,7 +11,7 @@
 #include "minikv/err.h"
 #include "minikv/log.h"
 
-#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_TIMEOUT_MS 4000
 #define DEFAULT_RETRY_MS 15000
 #define ID_BATCH 1024
 #define BACKOFF_MIN_MS 20
@@ -256,6 +256,27 @@ uint64_t mkv_client_meta_epoch(const struct mkv_client *c)
     return n;
 }
 
+/* How long a member that timed out is passed over: a stopped or cut-off
+ * leader is still named by the others until they elect another. */
+#define SUSPECT_NS(c) ((c)->timeout_ms * 2 * 1000000ull)
+
+static int suspect(const struct mkv_client *c, unsigned idx)
+{
+    return c->meta[idx].suspect_until_ns > mkv_mono_ns();
+}
+
+/* The next member to ask: the next one not suspect, if any. */
+static void next_member(struct mkv_client *c)
+{
+    for (unsigned k = 1; k <= c->nmeta; k++) {
+        unsigned idx = (c->leader + k) % c->nmeta;
+        if (!suspect(c, idx) || k == c->nmeta) {
+            c->leader = idx;
+            return;
+        }
+    }
+}
+
 static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_meta_req *req = MKV_CONTAINER_OF(call, struct mkv_meta_req, call);
@@ -283,15 +304,16 @@ static void on_meta_reply(struct mkv_call *call, int status, struct mkv_frame *r
         return;
     }
     req->attempts++;
+    if (status == -ETIMEDOUT) c->meta[req->peer].suspect_until_ns = mkv_mono_ns() + SUSPECT_NS(c);
     if (status == MKV_ENOTLEADER && leader[0]) {
         int idx = find_or_add_meta(c, leader);
-        if (idx >= 0 && (unsigned)idx != c->leader) {
+        if (idx >= 0 && (unsigned)idx != c->leader && !suspect(c, (unsigned)idx)) {
             c->leader = (unsigned)idx;
             meta_send(req); /* a fresh hint: go at once */
             return;
         }
     }
-    if (status != MKV_EUNAVAILABLE && c->nmeta > 1) c->leader = (c->leader + 1) % c->nmeta;
+    if (status != MKV_EUNAVAILABLE && c->nmeta > 1) next_member(c);
     schedule_retry(req);
 }
 
@@ -369,7 +391,9 @@ static void meta_send(struct mkv_meta_req *req)
     memcpy(mkv_outframe_payload(of), req->payload.p, req->payload.len);
     rv = mkv_peer_call_frame(c->meta[c->leader].peer, &req->call, req->type, of, req->payload.len,
                              flags, c->timeout_ms, on_meta_reply);
-    if (rv) meta_finish(req, rv, NULL);
+    /* Refused at once (that member's connection is down): as if it had
+     * answered so, which retries elsewhere when that is worth it. */
+    if (rv) on_meta_reply(&req->call, rv, NULL);
 }
 
 static int slot_acquire(struct mkv_client *c)

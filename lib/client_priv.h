@@ -12,6 +12,9 @@ struct meta_node
 {
     struct mkv_peer *peer;
     char addr[256];
+    /* A call to it timed out (stopped, cut off): until then, leader hints
+     * naming it are not followed while another member is left to ask. */
+    uint64_t suspect_until_ns;
 };
 
 /* A chunk server of the vshard map (route.c). */

@@ -7,7 +7,9 @@
  * have while the next loads. A cluster without a map and without
  * registered chunk servers (`minikv server`) is served by the chunk server
  * given in mkv_client_opts.chunk; one whose chunk servers have registered
- * but have no map yet answers MKV_EUNAVAILABLE until it has one. */
+ * but have no map yet (or one without any chunk server, when the client
+ * was given none) makes writers wait for a map, up to 15 s, then answers
+ * MKV_EUNAVAILABLE. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,14 +118,15 @@ static void on_map(struct mkv_meta_req *req, int status, struct mkv_frame *reply
         c->vmap_have = 1;
         c->vmap_stale = 0;
         c->vmap_loaded_ms = uv_now(c->loop);
-        /* Chunk servers registered, no map yet: waiters wait for it (a
-         * new cluster's first seconds), within reason. */
-        if (c->vmap_epoch == 0 && c->vmap_nodes && c->map_wait_head && !c->closing &&
+        /* Chunk servers registered but no map yet, or none registered and
+         * none configured: waiters wait for a map (a new cluster's first
+         * seconds), within reason. */
+        if (c->vmap_epoch == 0 && (c->vmap_nodes || !c->chunk) && c->map_wait_head && !c->closing &&
             ++c->vmap_retries < MAP_WAIT_TRIES) {
             uv_timer_start(&c->vmap_timer, on_map_timer, MAP_WAIT_MS, 0);
             return;
         }
-        if (c->vmap_epoch == 0 && c->vmap_nodes) status = MKV_EUNAVAILABLE;
+        if (c->vmap_epoch == 0 && (c->vmap_nodes || !c->chunk)) status = MKV_EUNAVAILABLE;
     } else {
         MKV_WARN("client", "cannot load the vshard map status=%d err=\"%s\"", status, req->errmsg);
     }
@@ -163,7 +166,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
      * may run inside this call, when the request cannot even be sent). */
     if (!c->vmap_have ||
         (c->vmap_epoch == 0 &&
-         (c->vmap_nodes || uv_now(c->loop) - c->vmap_loaded_ms > MAP_NONE_AGE_MS))) {
+         (c->vmap_nodes || !c->chunk || uv_now(c->loop) - c->vmap_loaded_ms > MAP_NONE_AGE_MS))) {
         if (w) {
             w->next = NULL;
             if (c->map_wait_tail) c->map_wait_tail->next = w;

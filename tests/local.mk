@@ -79,12 +79,13 @@ INTEGRATION_TESTS = \
 	tests/integration/t_cluster_failover.sh \
 	tests/integration/t_cluster_nodes.sh \
 	tests/integration/t_cluster_changes.sh \
-	tests/integration/t_cluster_data.sh
+	tests/integration/t_cluster_data.sh \
+	tests/integration/t_cluster_partition.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
 	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py tests/integration/failload.py \
-	tests/integration/bigobject.py
+	tests/integration/bigobject.py tests/integration/linearize.py
 
 # The POSIX test program (tests/posix/README): run by t_fuse_posix.sh
 # against a mount and, as the control, against a local directory.

@@ -557,7 +557,8 @@ static int cmd_bucket(struct ctl *c, int argc, char **argv)
         argc = 2;
     }
     if (argc != 2 || (strcmp(argv[0], "create") && strcmp(argv[0], "delete"))) {
-        fprintf(stderr, "minikvctl: usage: bucket create NAME [--replicas N] | bucket delete NAME\n");
+        fprintf(stderr,
+                "minikvctl: usage: bucket create NAME [--replicas N] | bucket delete NAME\n");
         return EXIT_USAGE;
     }
     if (mkv_check_bucket(argv[1], strlen(argv[1]))) {

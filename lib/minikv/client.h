@@ -37,9 +37,12 @@ struct mkv_client;
 
 struct mkv_client_opts
 {
-    const char *meta;      /* "h1:7000,h2:7000": metadata service addresses */
-    const char *chunk;     /* chunk server address */
-    uint64_t timeout_ms;   /* one attempt (0: 10 s) */
+    const char *meta;  /* "h1:7000,h2:7000": metadata service addresses */
+    const char *chunk; /* chunk server address */
+    /* One attempt at a metadata call (0: 4 s): a member that does not
+     * answer that long (stopped, cut off: no reset comes) is left for the
+     * next one; a retry of a command is applied once (sessions). */
+    uint64_t timeout_ms;
     uint64_t retry_ms;     /* keep retrying unavailable/leader changes this long (0: 15 s) */
     uint32_t write_window; /* data frames in flight per writer (0: 8) */
     uint32_t frame_bytes;  /* data bytes per write frame, multiple of MKV_BLOCK_SIZE (0: 1 MiB) */

@@ -52,11 +52,16 @@ def run(bucket, seconds, clients, path):
                     value = f"c{cid}-{n}"
                     rec.update(op="put", value=value)
                     r = s3req.request("PUT", f"/{bucket}/{key}", body=value.encode())
-                    outcome = "ok" if r.status == 200 else "unknown" if r.status >= 500 else "fail"
+                    if r is None:
+                        outcome = "unknown"  # no answer
+                    else:
+                        outcome = "ok" if r.status == 200 else "unknown" if r.status >= 500 else "fail"
                 else:
                     rec.update(op="get", value=None)
                     r = s3req.request("GET", f"/{bucket}/{key}")
-                    if r.status == 200:
+                    if r is None:
+                        outcome = "fail"
+                    elif r.status == 200:
                         rec["value"] = r.body.decode()
                         outcome = "ok"
                     elif r.status == 404:

@@ -77,8 +77,8 @@ while [ "$SECONDS" -lt "$end" ]; do
 done
 expect_eq "$r" follower "the stopped leader after SIGCONT"
 # A request in flight to the stopped member waits for the client's
-# per-attempt timeout (10 s) before it is sent elsewhere.
-mkv_check_writers stop 12
+# per-attempt timeout (4 s) before it is sent elsewhere.
+mkv_check_writers stop 7
 
 # Everything acknowledged is there, through both fronts; an S3 upload that
 # was not acknowledged is absent or whole.
