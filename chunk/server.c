@@ -8,13 +8,18 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "fill.h"
 #include "minikv/auth.h"
 #include "minikv/client.h"
 #include "minikv/err.h"
 #include "minikv/log.h"
 #include "minikv/net.h"
+#include "minikv/vshard.h"
 
 #define GC_BATCH 1000
+
+/* What a connection authenticated as (mkv_conn_data). */
+static int conn_client = 1, conn_cluster = 2;
 
 struct mkv_chunk_server
 {
@@ -33,6 +38,17 @@ struct mkv_chunk_server
     uint64_t node_id; /* 0: not registered yet */
     int registered;   /* this run's registration went through */
     char id_path[PATH_MAX];
+    /* Fences (CHUNK_LIST): per vshard, the oldest map epoch a write may
+     * have been routed with; kept in DIR/fences (256 LE64). */
+    uint64_t fence[MKV_VSHARDS];
+    char fence_path[PATH_MAX];
+    struct mkv_fill *fill;
+    int fill_running; /* until the fill has stopped */
+    /* Writes accepted and not yet answered, per vshard; listings of a
+     * vshard wait for them (its fence just went up: they are the last
+     * made with an older map). */
+    unsigned wr_inflight[MKV_VSHARDS];
+    struct deferred_list *deferred;
     char advertise[288];
     char zone[65];
     uint64_t gc_interval_ms, orphan_age_ms, orphan_interval_ms;
@@ -61,6 +77,7 @@ struct op
     struct mkv_frame *frame;
     struct mkv_outframe *out;
     uint32_t length;
+    int vshard;    /* a write's (counted in wr_inflight), else -1 */
     unsigned left; /* sub-requests (commit/delete lists) */
     unsigned done;
     int status;
@@ -68,6 +85,17 @@ struct op
 };
 
 static void maybe_stopped(struct mkv_chunk_server *cs);
+static void handle_list(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f);
+static void write_done(struct mkv_chunk_server *cs, unsigned v);
+
+/* A CHUNK_LIST waiting for the writes of its vshard. */
+struct deferred_list
+{
+    struct mkv_conn *conn;
+    struct mkv_frame *frame;
+    unsigned vshard;
+    struct deferred_list *next;
+};
 
 static struct op *op_new(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
 {
@@ -77,6 +105,7 @@ static struct op *op_new(struct mkv_chunk_server *cs, struct mkv_conn *c, struct
     o->conn = c;
     o->frame = f;
     o->req.data = o;
+    o->vshard = -1;
     mkv_conn_ref(c);
     cs->pending_ops++;
     return o;
@@ -85,6 +114,7 @@ static struct op *op_new(struct mkv_chunk_server *cs, struct mkv_conn *c, struct
 static void op_free(struct op *o)
 {
     struct mkv_chunk_server *cs = o->cs;
+    if (o->vshard >= 0) write_done(cs, (unsigned)o->vshard);
     if (o->frame) mkv_frame_unref(o->frame);
     if (o->out) mkv_outframe_free(o->out);
     mkv_conn_unref(o->conn);
@@ -131,6 +161,13 @@ static void handle_write(struct mkv_chunk_server *cs, struct mkv_conn *c, struct
         mkv_frame_unref(f);
         return;
     }
+    if (q.vepoch < cs->fence[mkv_vshard_of(q.chunk_id)]) {
+        /* Routed with a map older than the fill going on for this vshard:
+         * the writer reloads it and sends the filling replica a copy too. */
+        mkv_conn_reply_error(c, &f->hdr, MKV_ESTALE, "the vshard map changed: reload it", NULL);
+        mkv_frame_unref(f);
+        return;
+    }
     o = op_new(cs, c, f);
     if (!o) {
         mkv_conn_reply_error(c, &f->hdr, -ENOMEM, NULL, NULL);
@@ -138,6 +175,8 @@ static void handle_write(struct mkv_chunk_server *cs, struct mkv_conn *c, struct
         return;
     }
     o->length = q.data.len;
+    o->vshard = (int)mkv_vshard_of(q.chunk_id);
+    cs->wr_inflight[o->vshard]++;
     /* The data stays in the frame, which the op holds until the callback. */
     rv = mkv_store_write(cs->store, &o->req, q.chunk_id, q.version, q.base_version, q.offset,
                          q.data.p, q.data.len, on_written);
@@ -282,7 +321,6 @@ static void handle_stat(struct mkv_chunk_server *cs, struct mkv_conn *c, struct 
  * not expired. The connection is in from then on. */
 static void handle_auth_token(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
 {
-    static int in = 1;
     struct mkv_auth_token_req q;
     struct mkv_auth_token_rep rep = {0};
     char ak[MKV_ACCESS_KEY_MAX + 1];
@@ -302,7 +340,7 @@ static void handle_auth_token(struct mkv_chunk_server *cs, struct mkv_conn *c, s
             return;
         }
     }
-    mkv_conn_set_data(c, &in, NULL);
+    mkv_conn_set_data(c, strcmp(ak, MKV_CLUSTER_PRINCIPAL) ? &conn_client : &conn_cluster, NULL);
     mkv_conn_reply(c, &f->hdr, &mkv_desc_auth_token_rep, &rep);
 }
 
@@ -331,6 +369,7 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
     case MKV_MSG_CHUNK_COMMIT:
     case MKV_MSG_CHUNK_DELETE: handle_refs(cs, c, f); return;
     case MKV_MSG_CHUNK_STAT: handle_stat(cs, c, f); return;
+    case MKV_MSG_CHUNK_LIST: handle_list(cs, c, f); break;
     case MKV_MSG_PING: {
         struct mkv_ping_req q;
         struct mkv_ping_rep rep = {0};
@@ -568,19 +607,171 @@ static int fsync_dir_of(const char *path)
 }
 
 /* node.id: written once, when the group first gives this server an id. */
-static int save_id(struct mkv_chunk_server *cs)
+/* Replaces path with buf durably: a temporary file, fsynced, renamed,
+ * and the directory fsynced. */
+static int save_file(const char *path, const void *buf, size_t len)
 {
-    char tmp[PATH_MAX + 8], text[32];
-    int fd, n, rv = 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp", cs->id_path);
-    n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)cs->node_id);
+    char tmp[PATH_MAX + 8];
+    int fd, rv = 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -errno;
-    if (write(fd, text, (size_t)n) != n || fsync(fd)) rv = errno ? -errno : -EIO;
+    if (write(fd, buf, len) != (ssize_t)len || fsync(fd)) rv = errno ? -errno : -EIO;
     close(fd);
-    if (!rv && rename(tmp, cs->id_path)) rv = -errno;
-    if (!rv) rv = fsync_dir_of(cs->id_path);
+    if (!rv && rename(tmp, path)) rv = -errno;
+    if (!rv) rv = fsync_dir_of(path);
     return rv;
+}
+
+static int save_id(struct mkv_chunk_server *cs)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)cs->node_id);
+    return save_file(cs->id_path, text, (size_t)n);
+}
+
+/* ---- fences ---- */
+
+static int load_fences(struct mkv_chunk_server *cs, char *err, size_t errlen)
+{
+    uint8_t buf[8 * MKV_VSHARDS];
+    FILE *f = fopen(cs->fence_path, "re");
+    size_t n;
+    if (!f) return errno == ENOENT ? 0 : mkv_errf(err, errlen, -errno, "%s", cs->fence_path);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (n != sizeof buf)
+        return mkv_errf(err, errlen, -EINVAL,
+                        "%s: %zu bytes, not %zu (remove it: the next "
+                        "fills raise it again)",
+                        cs->fence_path, n, sizeof buf);
+    for (unsigned v = 0; v < MKV_VSHARDS; v++) cs->fence[v] = mkv_get_le64(buf + 8 * v);
+    return 0;
+}
+
+/* Raises vshard v's fence to epoch, on disk first. */
+static int raise_fence(struct mkv_chunk_server *cs, unsigned v, uint64_t epoch)
+{
+    uint8_t buf[8 * MKV_VSHARDS];
+    int rv;
+    if (epoch <= cs->fence[v]) return 0;
+    for (unsigned i = 0; i < MKV_VSHARDS; i++)
+        mkv_put_le64(buf + 8 * i, i == v ? epoch : cs->fence[i]);
+    if ((rv = save_file(cs->fence_path, buf, sizeof buf))) return rv;
+    cs->fence[v] = epoch;
+    MKV_DEBUG("chunk", "fence raised vshard=%u epoch=%llu", v, (unsigned long long)epoch);
+    return 0;
+}
+
+/* ---- CHUNK_LIST (other chunk servers, filling) ---- */
+
+struct lister
+{
+    struct mkv_buf out;
+    unsigned vshard, n, max;
+    uint64_t after, last;
+    int more;
+};
+
+static int list_one(void *arg, const struct mkv_store_version_info *vi)
+{
+    struct lister *l = arg;
+    struct mkv_chunk_held h;
+    if (vi->chunk_id <= l->after || mkv_vshard_of(vi->chunk_id) != l->vshard ||
+        vi->state == MKV_VER_FOLDED)
+        return 0;
+    /* Stop at a chunk boundary once full: versions of a chunk together. */
+    if (l->n >= l->max && vi->chunk_id != l->last) {
+        l->more = 1;
+        return 1;
+    }
+    h.chunk_id = vi->chunk_id;
+    h.version = vi->version;
+    h.size = vi->size;
+    h.committed = vi->state == MKV_VER_COMMITTED;
+    l->last = vi->chunk_id;
+    l->n++;
+    return mkv_msg_append(&l->out, &mkv_desc_chunk_held, &h);
+}
+
+static void list_answer(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f);
+
+static void handle_list(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_chunk_list_req q;
+    struct deferred_list *d;
+    int rv;
+    if (mkv_frame_decode(f, &mkv_desc_chunk_list_req, &q) || q.vshard >= MKV_VSHARDS) {
+        mkv_conn_reply_error(c, &f->hdr, -EPROTO, "invalid CHUNK_LIST", NULL);
+        return;
+    }
+    if (cs->auth && mkv_conn_data(c) != &conn_cluster) {
+        mkv_conn_reply_error(c, &f->hdr, -EACCES, "only the cluster's own services list chunks",
+                             NULL);
+        return;
+    }
+    if ((rv = raise_fence(cs, q.vshard, q.fence))) {
+        MKV_ERROR("chunk", "cannot keep a fence path=%s err=\"%s\"", cs->fence_path,
+                  mkv_strerror(rv));
+        mkv_conn_reply_error(c, &f->hdr, rv, "cannot keep the fence", NULL);
+        return;
+    }
+    if (cs->wr_inflight[q.vshard] == 0) {
+        list_answer(cs, c, f);
+        return;
+    }
+    /* Writes accepted before the fence went up: answer once they are. */
+    if (!(d = calloc(1, sizeof *d))) {
+        mkv_conn_reply_error(c, &f->hdr, -ENOMEM, NULL, NULL);
+        return;
+    }
+    d->conn = c;
+    d->frame = f;
+    d->vshard = q.vshard;
+    mkv_conn_ref(c);
+    mkv_frame_ref(f);
+    d->next = cs->deferred;
+    cs->deferred = d;
+}
+
+static void write_done(struct mkv_chunk_server *cs, unsigned v)
+{
+    struct deferred_list **pp = &cs->deferred, *d;
+    if (--cs->wr_inflight[v] > 0) return;
+    while ((d = *pp)) {
+        if (d->vshard != v) {
+            pp = &d->next;
+            continue;
+        }
+        *pp = d->next;
+        if (mkv_conn_is_open(d->conn)) list_answer(cs, d->conn, d->frame);
+        mkv_frame_unref(d->frame);
+        mkv_conn_unref(d->conn);
+        free(d);
+    }
+}
+
+static void list_answer(struct mkv_chunk_server *cs, struct mkv_conn *c, struct mkv_frame *f)
+{
+    struct mkv_chunk_list_req q;
+    struct mkv_chunk_list_rep rep = {0};
+    struct lister l;
+    int rv;
+    if (mkv_frame_decode(f, &mkv_desc_chunk_list_req, &q)) return; /* checked before */
+    memset(&l, 0, sizeof l);
+    l.vshard = q.vshard;
+    l.after = q.after;
+    l.max = q.max && q.max < 4096 ? q.max : 4096;
+    rv = mkv_store_list_versions(cs->store, list_one, &l);
+    if (rv < 0) {
+        mkv_buf_free(&l.out);
+        mkv_conn_reply_error(c, &f->hdr, rv, NULL, NULL);
+        return;
+    }
+    rep.held = mkv_slice_mem(l.out.p ? l.out.p : (const uint8_t *)"", l.out.len);
+    rep.more = (uint32_t)l.more;
+    mkv_conn_reply(c, &f->hdr, &mkv_desc_chunk_list_rep, &rep);
+    mkv_buf_free(&l.out);
 }
 
 static int load_id(struct mkv_chunk_server *cs, char *err, size_t errlen)
@@ -615,7 +806,10 @@ static void on_heartbeat(struct mkv_meta_req *req, int status, struct mkv_frame 
         next = rep.interval_ms;
     else if (status && status != -ECANCELED)
         MKV_DEBUG("chunk", "heartbeat failed err=\"%s\"", mkv_strerror(status));
-    if (!cs->stopping) uv_timer_start(&cs->hb_timer, on_hb_timer, next, 0);
+    if (!cs->stopping) {
+        uv_timer_start(&cs->hb_timer, on_hb_timer, next, 0);
+        if (cs->fill) mkv_fill_tick(cs->fill);
+    }
 }
 
 static void on_registered(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
@@ -700,6 +894,8 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
         cs->auth = 1;
     }
     snprintf(cs->id_path, sizeof cs->id_path, "%s/node.id", o->store.dir);
+    snprintf(cs->fence_path, sizeof cs->fence_path, "%s/fences", o->store.dir);
+    if ((rv = load_fences(cs, err, errlen))) goto err_after_listen;
     snprintf(cs->zone, sizeof cs->zone, "%s", o->zone ? o->zone : "");
     if (o->advertise && *o->advertise) {
         snprintf(cs->advertise, sizeof cs->advertise, "%s", o->advertise);
@@ -722,6 +918,12 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
         rv = mkv_client_new(loop, &co, &cs->meta, err, errlen);
         memset(&cred, 0, sizeof cred);
         if (rv) goto err_after_listen;
+        if (!(cs->fill = mkv_fill_new(loop, cs->store, cs->meta, &cs->node_id))) {
+            mkv_client_close(cs->meta);
+            rv = mkv_errf(err, errlen, -ENOMEM, "chunk server");
+            goto err_after_listen;
+        }
+        cs->fill_running = 1;
     }
     uv_timer_init(loop, &cs->gc_timer);
     uv_timer_init(loop, &cs->orphan_timer);
@@ -766,6 +968,14 @@ static void on_store_closed(void *data)
     void *d = cs->stop_data;
     mkv_buf_free(&cs->gc_ids);
     mkv_buf_free(&cs->orphan_ids);
+    mkv_fill_free(cs->fill);
+    while (cs->deferred) {
+        struct deferred_list *dl = cs->deferred;
+        cs->deferred = dl->next;
+        mkv_frame_unref(dl->frame);
+        mkv_conn_unref(dl->conn);
+        free(dl);
+    }
     free(cs);
     if (cb) cb(d);
 }
@@ -780,7 +990,7 @@ static void on_timer_closed(uv_handle_t *h)
 static void maybe_stopped(struct mkv_chunk_server *cs)
 {
     if (!cs->stopping || cs->pending_ops || cs->handles || cs->gc_running || cs->orphan_running ||
-        cs->srv)
+        cs->fill_running || cs->srv)
         return;
     if (cs->store) {
         struct mkv_store *st = cs->store;
@@ -796,11 +1006,19 @@ static void on_server_closed(void *data)
     maybe_stopped(cs);
 }
 
+static void on_fill_stopped(void *data)
+{
+    struct mkv_chunk_server *cs = data;
+    cs->fill_running = 0;
+    maybe_stopped(cs);
+}
+
 void mkv_chunk_server_stop(struct mkv_chunk_server *cs, void (*cb)(void *data), void *data)
 {
     cs->stopping = 1;
     cs->stop_cb = cb;
     cs->stop_data = data;
+    if (cs->fill) mkv_fill_stop(cs->fill, on_fill_stopped, cs);
     if (cs->meta) {
         mkv_client_close(cs->meta); /* fails collector calls with -ECANCELED */
         cs->meta = NULL;

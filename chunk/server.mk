@@ -1,7 +1,7 @@
 # minikv-chunk: the chunk store served over the wire protocol. (The store
 # library itself is described in chunk/local.mk.)
 noinst_LIBRARIES += chunk/libchunkserver.a
-chunk_libchunkserver_a_SOURCES = chunk/chunk.h chunk/server.c chunk/options.c
+chunk_libchunkserver_a_SOURCES = chunk/chunk.h chunk/server.c chunk/options.c chunk/fill.h chunk/fill.c
 chunk_libchunkserver_a_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS)
 CHUNKSERVER_LIBS = chunk/libchunkserver.a $(CHUNKSTORE_LIBS)
 

@@ -29,8 +29,9 @@ struct chunk_node
 struct mkv_route
 {
     unsigned n;
-    unsigned need;                   /* durable copies a write needs */
-    uint8_t filling;                 /* bit i: replica i may lack older data */
+    unsigned need;   /* durable copies a write needs */
+    uint64_t epoch;  /* the vshard's epoch in the map used (chunk_write_req.vepoch) */
+    uint8_t filling; /* bit i: replica i may lack older data */
     uint64_t node[MKV_REPLICAS_MAX]; /* 0: the configured chunk server */
     struct mkv_peer *peer[MKV_REPLICAS_MAX];
 };
@@ -105,6 +106,7 @@ struct mkv_client
     int vmap_nodes;          /* chunk servers have registered */
     uint32_t vmap_replicas;
     int vmap_have, vmap_loading, vmap_stale;
+    int vmap_must; /* a chunk server knows a newer map: routes wait for one */
     unsigned vmap_retries;
     uv_timer_t vmap_timer; /* the next load while the cluster has no map */
     uint64_t vmap_loaded_ms;
@@ -127,6 +129,9 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order);
 /* A chunk server failed a call: reload the map at the next use. */
 void mkv_client_map_stale(struct mkv_client *c);
+/* A chunk server refused a write made with an older map (MKV_ESTALE):
+ * routes wait for a fresh one. */
+void mkv_client_map_outdated(struct mkv_client *c);
 /* Reports (fire and forget) that node's copy of vshard failed: it goes
  * back to filling (VSHARD_MARK). */
 void mkv_client_mark_missed(struct mkv_client *c, unsigned vshard, uint64_t node);

@@ -117,6 +117,7 @@ static void on_map(struct mkv_meta_req *req, int status, struct mkv_frame *reply
     if (status == 0) {
         c->vmap_have = 1;
         c->vmap_stale = 0;
+        c->vmap_must = 0;
         c->vmap_loaded_ms = uv_now(c->loop);
         /* Chunk servers registered but no map yet, or none registered and
          * none configured: waiters wait for a map (a new cluster's first
@@ -154,6 +155,11 @@ void mkv_client_map_stale(struct mkv_client *c)
     c->vmap_stale = 1;
 }
 
+void mkv_client_map_outdated(struct mkv_client *c)
+{
+    c->vmap_must = 1;
+}
+
 int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *rt,
                      struct mkv_map_wait *w)
 {
@@ -164,7 +170,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
      * ago (chunk servers may have registered since: data must not go to
      * the configured server then), w waits for a fresh one (its callback
      * may run inside this call, when the request cannot even be sent). */
-    if (!c->vmap_have ||
+    if (!c->vmap_have || (c->vmap_must && w) ||
         (c->vmap_epoch == 0 &&
          (c->vmap_nodes || !c->chunk || uv_now(c->loop) - c->vmap_loaded_ms > MAP_NONE_AGE_MS))) {
         if (w) {
@@ -194,6 +200,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
     }
     if (rt->n == 0) return MKV_EUNAVAILABLE; /* no chunk server holds this vshard */
     rt->need = MKV_MIN(c->vmap_replicas / 2 + 1, rt->n);
+    rt->epoch = v->epoch;
     return 0;
 }
 
@@ -275,4 +282,25 @@ void mkv_client_route_free(struct mkv_client *c)
     c->vmap = NULL;
     c->cnodes = NULL;
     c->ncnodes = c->cap_cnodes = 0;
+}
+
+int mkv_client_vshard(struct mkv_client *c, unsigned vshard, struct mkv_vshard_view *v)
+{
+    struct mkv_route rt;
+    int rv;
+    memset(v, 0, sizeof *v);
+    if (vshard >= MKV_VSHARDS) return -EINVAL;
+    if ((rv = mkv_client_route(c, vshard, &rt, NULL))) return rv;
+    if (c->vmap_epoch == 0) return MKV_EUNAVAILABLE;
+    v->epoch = rt.epoch;
+    v->n = rt.n;
+    v->filling = rt.filling;
+    memcpy(v->node, rt.node, sizeof v->node);
+    memcpy(v->peer, rt.peer, sizeof v->peer);
+    return 0;
+}
+
+void mkv_client_map_refresh(struct mkv_client *c)
+{
+    map_load(c);
 }

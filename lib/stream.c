@@ -18,7 +18,8 @@
 #include "minikv/err.h"
 #include "minikv/log.h"
 
-#define WRITE_PREFIX 32 /* chunk_write_req fields before the data bytes */
+#define WRITE_PREFIX 40 /* chunk_write_req fields before the data bytes */
+#define STALE_RETRIES 5 /* resends of a frame refused for an older map */
 
 enum { W_OPEN, W_FINISHING, W_DONE, W_FAILED };
 
@@ -44,6 +45,8 @@ struct wframe
     struct mkv_route rt;
     unsigned nsent, nanswered, nok;
     int first_err;
+    int stale;        /* a replica refused it: our map is older than its */
+    unsigned retries; /* resends after such refusals */
     struct wsend sends[MKV_REPLICAS_MAX];
 };
 
@@ -231,6 +234,8 @@ static void writer_missed(struct mkv_writer *w, struct wframe *f, unsigned idx)
     if (mkv_msg_append(&w->missed, &mkv_desc_vshard_mark, &mk)) w->status = -ENOMEM;
 }
 
+static void writer_queue_front(struct mkv_writer *w, struct wframe *f);
+
 static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct wsend *ws = MKV_CONTAINER_OF(call, struct wsend, call);
@@ -240,6 +245,11 @@ static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame
     f->nanswered++;
     if (status == 0) {
         f->nok++;
+    } else if (status == MKV_ESTALE) {
+        /* A fill has started on this vshard since our map: not a failed
+         * replica, a map to reload. */
+        f->stale = 1;
+        if (!f->first_err) f->first_err = status;
     } else {
         MKV_DEBUG("client", "chunk write failed status=%d replica=%u", status, ws->idx);
         if (!f->first_err) f->first_err = status;
@@ -250,8 +260,17 @@ static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame
     /* Every replica has answered. */
     w->inflight--;
     status = f->nok >= f->rt.need ? 0 : f->first_err ? f->first_err : -EIO;
-    free(f); /* the outframes belong to the connections once sent */
     writer_enter(w);
+    if (status && f->stale && f->retries < STALE_RETRIES && !w->aborted && w->state != W_FAILED) {
+        /* Again, with the map the chunk servers know. */
+        f->retries++;
+        f->stale = 0;
+        mkv_client_map_outdated(w->c);
+        writer_queue_front(w, f);
+        status = 0;
+        f = NULL;
+    }
+    if (f) wframe_free(f);
     if (w->aborted) {
         /* nothing to do but let writer_leave reap it */
     } else if (status) {
@@ -346,15 +365,13 @@ static void writer_pump(struct mkv_writer *w)
         if (!writer_chunk_ready(w, idx)) break;
         if (f != w->pending_head) continue;
         if (w->map_wanted) break;
+        w->map_wanted = 1;
+        w->mapwait.cb = on_map;
         rv = mkv_client_route(w->c, w->chunks[idx], &f->rt, &w->mapwait);
-        if (rv == 1) {
-            /* The first map is on its way (or its failure already came:
-             * then on_map has run and the loop ends or goes on). */
-            if (w->state == W_FAILED || w->aborted) break;
-            w->map_wanted = 1;
-            w->mapwait.cb = on_map;
-            break;
-        }
+        /* 1: a map is on its way (or its failure already came: on_map has
+         * run, cleared map_wanted, and failed the writer). */
+        if (rv == 1) break;
+        w->map_wanted = 0;
         if (rv) {
             writer_fail(w, rv);
             break;
@@ -368,23 +385,23 @@ static void writer_pump(struct mkv_writer *w)
         mkv_put_le32(p + 12, 0); /* base_version */
         mkv_put_le64(p + 16, f->file_off % MKV_CHUNK_SIZE);
         mkv_put_le32(p + 24, MKV_CHUNK_SYNC);
-        mkv_put_le32(p + 28, f->len);
+        mkv_put_le64(p + 28, f->rt.epoch);
+        mkv_put_le32(p + 36, f->len);
         w->inflight++;
-        /* One copy per replica but the last, which takes the frame. A send
-         * that fails at once is answered at once, as the replica would
-         * have been: the frame may then complete and be freed, so the loop
-         * keeps n and reads nothing of f after the last send. */
+        /* One copy per replica; the frame keeps its own until every
+         * replica has answered, to send it again should they refuse it
+         * for an older map. A send that fails at once is answered at
+         * once, as the replica would have been: the frame may then
+         * complete (and be freed, or queued again), so the loop keeps n
+         * and reads nothing of f after the last send. */
         n = f->nsent = f->rt.n;
+        f->nanswered = f->nok = 0;
+        f->first_err = 0;
         for (unsigned i = 0; i < n; i++) {
-            struct mkv_outframe *of = f->of;
+            struct mkv_outframe *of = mkv_outframe_new(WRITE_PREFIX + f->len);
+            if (of) memcpy(mkv_outframe_payload(of), p, WRITE_PREFIX + f->len);
             f->sends[i].f = f;
             f->sends[i].idx = i;
-            if (i + 1 < n) {
-                of = mkv_outframe_new(WRITE_PREFIX + f->len);
-                if (of) memcpy(mkv_outframe_payload(of), p, WRITE_PREFIX + f->len);
-            } else {
-                f->of = NULL;
-            }
             rv = of ? mkv_peer_call_frame(f->rt.peer[i], &f->sends[i].call, MKV_MSG_CHUNK_WRITE, of,
                                           WRITE_PREFIX + f->len, 0, 0, on_frame_written)
                     : -ENOMEM;
@@ -392,6 +409,15 @@ static void writer_pump(struct mkv_writer *w)
         }
     }
     w->pumping = 0;
+}
+
+/* Puts f back at the head of the queue (sent again after a refusal). */
+static void writer_queue_front(struct mkv_writer *w, struct wframe *f)
+{
+    f->next = w->pending_head;
+    w->pending_head = f;
+    if (!w->pending_tail) w->pending_tail = f;
+    w->npending++;
 }
 
 static void writer_queue(struct mkv_writer *w, struct wframe *f)
@@ -507,6 +533,8 @@ struct rpiece
     /* The replicas to try, in order, and the request to send them. */
     struct mkv_route rt;
     unsigned order[MKV_REPLICAS_MAX], norder, tries;
+    int remapped; /* every replica failed once: tried again with a fresh map */
+    struct mkv_map_wait mw;
     struct mkv_chunk_read_req q;
     struct mkv_frame *frame;
     const uint8_t *p;
@@ -650,6 +678,7 @@ static void reader_deliver(struct mkv_reader *r)
 }
 
 static int piece_send(struct mkv_reader *r, struct rpiece *p);
+static int piece_remap(struct mkv_reader *r, struct rpiece *p);
 
 static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
@@ -673,8 +702,13 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
         /* A replica whose copy fails its checksum goes back to filling. */
         if (status == MKV_ECHECKSUM && p->rt.node[i])
             mkv_client_mark_missed(r->c, mkv_vshard_of(p->chunk_id), p->rt.node[i]);
-        /* The next replica, if any. */
+        /* The next replica, if any; when none is left, once more with a
+         * fresh map (ours may predate the replica that has the data). */
         if (!r->aborted && ++p->tries < p->norder && piece_send(r, p) == 0) {
+            r->busy--;
+            return;
+        }
+        if (!r->aborted && !p->remapped && piece_remap(r, p) == 0) {
             r->busy--;
             return;
         }
@@ -702,6 +736,48 @@ static int piece_send(struct mkv_reader *r, struct rpiece *p)
         p->tries++;
     }
     return -ENOTCONN;
+}
+
+static void on_piece_map(struct mkv_map_wait *mw, int status)
+{
+    struct rpiece *p = MKV_CONTAINER_OF(mw, struct rpiece, mw);
+    struct mkv_reader *r = p->r;
+    if (!r) { /* the reader was aborted */
+        free(p);
+        return;
+    }
+    r->busy++;
+    r->inflight--;
+    if (status == 0) status = mkv_client_route(r->c, p->chunk_id, &p->rt, NULL);
+    if (status == 0) {
+        p->norder = mkv_route_read_order(&p->rt, p->chunk_id, p->order);
+        p->tries = 0;
+        status = piece_send(r, p);
+    }
+    if (status) {
+        p->done = 1;
+        p->status = status;
+        if (!r->aborted) reader_deliver(r);
+    }
+    r->busy--;
+    reader_maybe_reap(r);
+}
+
+/* Waits for a fresh map, then tries p's replicas again. 0: waiting. */
+static int piece_remap(struct mkv_reader *r, struct rpiece *p)
+{
+    int rv;
+    p->remapped = 1;
+    mkv_client_map_outdated(r->c);
+    p->mw.cb = on_piece_map;
+    r->inflight++;
+    rv = mkv_client_route(r->c, p->chunk_id, &p->rt, &p->mw);
+    if (rv == 1) return 0; /* on_piece_map (perhaps already run) goes on */
+    r->inflight--;
+    if (rv) return rv;
+    p->norder = mkv_route_read_order(&p->rt, p->chunk_id, p->order);
+    p->tries = 0;
+    return piece_send(r, p);
 }
 
 static void on_reader_map(struct mkv_map_wait *mw, int status)

@@ -42,6 +42,7 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_VSHARD_SET: return ns_vshard_set;
     case MKV_MSG_NODE_DRAIN: return ns_node_drain;
     case MKV_MSG_VSHARD_MARK: return ns_vshard_mark;
+    case MKV_MSG_VSHARD_FILLED: return ns_vshard_filled;
     default: return NULL;
     }
 }

@@ -259,6 +259,7 @@ int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_vshard_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_drain(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_vshard_filled(struct ns_op *op, const uint8_t *p, size_t len);
 
 /* ns_ino.c: the POSIX front. */
 int ns_ino_lookup(struct ns_op *op, const uint8_t *p, size_t len);

@@ -118,6 +118,39 @@ int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len)
     return ns_reply(op, &mkv_desc_vshard_mark_rep, &rep);
 }
 
+int ns_vshard_filled(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_vshard_filled_req req;
+    struct mkv_vshard_filled_rep rep = {0};
+    struct mkv_vshard_map map;
+    struct mkv_vshard_rec r;
+    struct mkv_vshard v;
+    uint8_t key[2], buf[16 * MKV_REPLICAS_MAX];
+    int i, rv;
+    DECODE(mkv_desc_vshard_filled_req, p, len, &req);
+    if (req.vshard >= MKV_VSHARDS) return -EINVAL;
+    if ((rv = map_get(op, &map))) return rv;
+    mkv_put_be16(key, (uint16_t)req.vshard);
+    rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+    if (rv) return rv == -ENOENT ? MKV_ESTALE : rv;
+    if (mkv_vshard_from_rec(&r, &v)) return ns_fail(op, MDB_CORRUPTED, "vshard_filled");
+    /* Changed since the fill started (a mark, a move): start over. */
+    if (v.epoch != req.epoch || (i = mkv_vshard_find(&v, req.node)) < 0 || !(v.filling & (1u << i)))
+        return MKV_ESTALE;
+    map.epoch++;
+    v.filling &= (uint8_t) ~(1u << i);
+    v.epoch = map.epoch;
+    mkv_vshard_to_rec(&v, req.vshard, buf, &r);
+    if ((rv = ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r)) ||
+        (rv = ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
+                         &mkv_desc_vshard_map, &map)))
+        return rv;
+    MKV_INFO("meta", "replica filled vshard=%u node=%llu epoch=%llu", req.vshard,
+             (unsigned long long)req.node, (unsigned long long)map.epoch);
+    rep.epoch = map.epoch;
+    return ns_reply(op, &mkv_desc_vshard_filled_rep, &rep);
+}
+
 /* Appends every value of db (in key order) to out, up to 1 MiB. */
 static int table_values(struct ns_op *op, MDB_dbi db, struct mkv_buf *out, const char *what)
 {

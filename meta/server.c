@@ -620,7 +620,9 @@ static void on_frame(struct mkv_conn *c, struct mkv_frame *f, void *ctx)
         reply_error(m, c, &f->hdr, -EACCES, "managing access keys needs an admin key");
     } else if (type == MKV_MSG_NODE_REGISTER && !is_admin(m, c)) {
         reply_error(m, c, &f->hdr, -EACCES, "only the cluster's own services register");
-    } else if ((type == MKV_MSG_VSHARD_SET || type == MKV_MSG_NODE_DRAIN) && !is_admin(m, c)) {
+    } else if ((type == MKV_MSG_VSHARD_SET || type == MKV_MSG_NODE_DRAIN ||
+                type == MKV_MSG_VSHARD_FILLED) &&
+               !is_admin(m, c)) {
         reply_error(m, c, &f->hdr, -EACCES, "changing where data is placed needs an admin key");
     } else if (type == MKV_MSG_LOCK) {
         handle_lock(m, c, f);

@@ -138,6 +138,21 @@ MKV_API uint64_t mkv_client_meta_epoch(const struct mkv_client *c);
 /* The peer of the chunk server holding chunk_id. */
 MKV_API struct mkv_peer *mkv_client_chunk_peer(struct mkv_client *c, uint64_t chunk_id);
 
+/* A vshard as the client's map has it (for chunk servers' fills). */
+struct mkv_vshard_view
+{
+    uint64_t epoch;  /* the map epoch of its last change */
+    unsigned n;      /* replicas, in order */
+    uint8_t filling; /* bit i: replica i is still filling */
+    uint64_t node[MKV_REPLICAS_MAX];
+    struct mkv_peer *peer[MKV_REPLICAS_MAX];
+};
+/* 0 with *v filled from the map; -EAGAIN while none is loaded (a load
+ * starts); MKV_EUNAVAILABLE when the cluster has none. The map is loaded
+ * again once it is 10 s old, or after mkv_client_map_refresh. */
+MKV_API int mkv_client_vshard(struct mkv_client *c, unsigned vshard, struct mkv_vshard_view *v);
+MKV_API void mkv_client_map_refresh(struct mkv_client *c);
+
 struct mkv_id_req;
 typedef void (*mkv_id_cb)(struct mkv_id_req *r, int status, uint64_t chunk_id);
 struct mkv_id_req

@@ -200,12 +200,15 @@ struct mkv_msgdesc
 #define MKV_FIELDS_auth_token_rep(F, s) F(s, U32, flags, 0)
 
 /* Chunk service: gateway/FUSE/meta -> chunk server. */
-#define MKV_FIELDS_chunk_write_req(F, s) \
-    F(s, U64, chunk_id, 0)               \
-    F(s, U32, version, 0)                \
-    F(s, U32, base_version, 0)           \
-    F(s, U64, offset, 0)                 \
-    F(s, U32, flags, 0)                  \
+#define MKV_FIELDS_chunk_write_req(F, s)                                    \
+    F(s, U64, chunk_id, 0)                                                  \
+    F(s, U32, version, 0)                                                   \
+    F(s, U32, base_version, 0)                                              \
+    F(s, U64, offset, 0)                                                    \
+    F(s, U32, flags, 0)                                                     \
+    F(s, U64, vepoch, 0) /* the writer's map epoch of the chunk's vshard: a \
+                          * server that has seen a newer one for it (a fill \
+                          * started) refuses with MKV_ESTALE */             \
     F(s, BLOB, data, MKV_DATA_MAX)
 #define MKV_FIELDS_chunk_write_rep(F, s) \
     F(s, U64, lsn, 0)                    \
@@ -223,6 +226,24 @@ struct mkv_msgdesc
 #define MKV_FIELDS_chunk_delete_req(F, s) \
     F(s, BLOB, ids, 16u * MKV_MULTI_MAX) /* chunk_ref records */
 #define MKV_FIELDS_chunk_delete_rep(F, s) F(s, U32, count, 0)
+/* CHUNK_LIST: the versions a chunk server holds of a vshard's chunks, in
+ * (chunk, version) order after chunk id `after`, up to max; first raises
+ * the server's fence for the vshard to `fence` (kept on disk): from then on
+ * it refuses writes made with an older map (chunk_write_req.vepoch), whose
+ * writers then reload the map and reach the filling replica too. */
+#define MKV_FIELDS_chunk_list_req(F, s) \
+    F(s, U32, vshard, 0)                \
+    F(s, U64, fence, 0)                 \
+    F(s, U64, after, 0)                 \
+    F(s, U32, max, 0)
+#define MKV_FIELDS_chunk_list_rep(F, s)                   \
+    F(s, BLOB, held, 28u * 4096) /* chunk_held records */ \
+    F(s, U32, more, 0)           /* 1: more after the last listed */
+#define MKV_FIELDS_chunk_held(F, s) \
+    F(s, U64, chunk_id, 0)          \
+    F(s, U32, version, 0)           \
+    F(s, U64, size, 0)              \
+    F(s, U32, committed, 0)
 #define MKV_FIELDS_chunk_stat_req(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_chunk_stat_rep(F, s) \
     F(s, U64, capacity, 0)              \
@@ -517,6 +538,14 @@ enum { MKV_NODEF_DRAIN = 0x01 }; /* minikvctl drain: its vshards move away */
 #define MKV_FIELDS_vshard_mark_req(F, s)                    /* [raft] */ \
     F(s, BLOB, marks, 12u * MKV_VSHARDS * MKV_REPLICAS_MAX) /* vshard_mark records */
 #define MKV_FIELDS_vshard_mark_rep(F, s) F(s, U64, epoch, 0)
+/* VSHARD_FILLED (admin: chunk servers): node has copied everything vshard
+ * held when its fill started at epoch; refused with MKV_ESTALE when the
+ * vshard changed since (the fill starts over). */
+#define MKV_FIELDS_vshard_filled_req(F, s) /* [raft] */ \
+    F(s, U32, vshard, 0)                                \
+    F(s, U64, node, 0)                                  \
+    F(s, U64, epoch, 0)
+#define MKV_FIELDS_vshard_filled_rep(F, s) F(s, U64, epoch, 0)
 /* NODE_DRAIN (admin): mark chunk server id draining (undo: not any more);
  * placement moves its vshards to the others, copying first. */
 #define MKV_FIELDS_node_drain_req(F, s) /* [raft] */ \
@@ -776,6 +805,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(CHUNK_DELETE, 0x0104, chunk_delete_rep)         \
     M(CHUNK_STAT, 0x0105, chunk_stat_req)             \
     M(CHUNK_STAT, 0x0105, chunk_stat_rep)             \
+    M(CHUNK_LIST, 0x0106, chunk_list_req)             \
+    M(CHUNK_LIST, 0x0106, chunk_list_rep)             \
     M(META_STATUS, 0x0201, meta_status_req)           \
     M(META_STATUS, 0x0201, meta_status_rep)           \
     M(META_SYNC, 0x0203, meta_sync_req)               \
@@ -876,6 +907,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(NODE_DRAIN, 0x0295, node_drain_rep)             \
     M(VSHARD_MARK, 0x0296, vshard_mark_req)           \
     M(VSHARD_MARK, 0x0296, vshard_mark_rep)           \
+    M(VSHARD_FILLED, 0x0297, vshard_filled_req)       \
+    M(VSHARD_FILLED, 0x0297, vshard_filled_rep)       \
     M(RECORD, 0x0000, raft_cmd)                       \
     M(RECORD, 0x0000, chunk_ref)                      \
     M(RECORD, 0x0000, extent)                         \
@@ -894,7 +927,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(RECORD, 0x0000, node_rec)                       \
     M(RECORD, 0x0000, vshard_rec)                     \
     M(RECORD, 0x0000, vshard_map)                     \
-    M(RECORD, 0x0000, vshard_mark)
+    M(RECORD, 0x0000, vshard_mark)                    \
+    M(RECORD, 0x0000, chunk_held)
 
 /* Type codes as an enum: MKV_MSG_CHUNK_WRITE, ... (requests and replies
  * share them; the duplicates are harmless enum re-definitions avoided by
@@ -911,6 +945,7 @@ enum mkv_msg_type {
     MKV_MSG_CHUNK_COMMIT = 0x0103,
     MKV_MSG_CHUNK_DELETE = 0x0104,
     MKV_MSG_CHUNK_STAT = 0x0105,
+    MKV_MSG_CHUNK_LIST = 0x0106,
     MKV_MSG_META_STATUS = 0x0201,
     MKV_MSG_META_ALLOC = 0x0202,
     MKV_MSG_META_SYNC = 0x0203,
@@ -961,6 +996,7 @@ enum mkv_msg_type {
     MKV_MSG_VSHARD_LIST = 0x0294,
     MKV_MSG_NODE_DRAIN = 0x0295,
     MKV_MSG_VSHARD_MARK = 0x0296,
+    MKV_MSG_VSHARD_FILLED = 0x0297,
 };
 
 /* Values of small enumerated fields. */

@@ -40,9 +40,10 @@ static void message_round_trip(void **state)
     in.offset = 65536;
     in.flags = MKV_CHUNK_SYNC;
     in.data = mkv_slice_mem(data, sizeof data);
-    assert_int_equal(mkv_msg_size(&mkv_desc_chunk_write_req, &in), 8 + 4 + 4 + 8 + 4 + 4 + 100);
+    in.vepoch = 9;
+    assert_int_equal(mkv_msg_size(&mkv_desc_chunk_write_req, &in), 8 + 4 + 4 + 8 + 4 + 8 + 4 + 100);
     assert_int_equal(mkv_msg_encode(&mkv_desc_chunk_write_req, &in, buf, sizeof buf, &len), 0);
-    assert_int_equal(len, 132);
+    assert_int_equal(len, 140);
     assert_int_equal(mkv_msg_decode(&mkv_desc_chunk_write_req, buf, len, &out), 0);
     assert_true(out.chunk_id == in.chunk_id);
     assert_int_equal(out.version, 7);
@@ -50,7 +51,8 @@ static void message_round_trip(void **state)
     assert_true(out.offset == 65536);
     assert_int_equal(out.data.len, 100);
     assert_memory_equal(out.data.p, data, 100);
-    assert_ptr_equal(out.data.p, buf + 32); /* zero-copy: points into the frame */
+    assert_true(out.vepoch == 9);
+    assert_ptr_equal(out.data.p, buf + 40); /* zero-copy: points into the frame */
 }
 
 static void decode_rejects_truncation_everywhere(void **state)

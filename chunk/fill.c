@@ -1,0 +1,426 @@
+/* minikv chunk server: filling the vshards this server was given (fill.h).
+ *
+ * One vshard at a time: pick one whose replica on this server is filling
+ * and which has a filled replica elsewhere; note its epoch E; ask every
+ * filled replica for what it holds of the vshard (CHUNK_LIST, which first
+ * raises that server's fence to E: from then on it refuses writes routed
+ * with an older map, and their writers reload it and reach this server
+ * too; the listing waits for the writes of the vshard it had accepted
+ * before); copy each version this server lacks (CHUNK_READ in 1 MiB
+ * pieces, written to the local store, committed when the source has it
+ * committed); list again, and when a pass copies nothing, report
+ * VSHARD_FILLED(vshard, this server, E). The metadata
+ * service refuses the report if the vshard changed since E (a mark, a
+ * move): the fill starts over at the next tick. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fill.h"
+#include "minikv/err.h"
+#include "minikv/log.h"
+#include "minikv/net.h"
+#include "minikv/vshard.h"
+
+#define LIST_MAX 4096
+#define PIECE (1u << 20)
+#define PASSES_MAX 4
+
+struct held
+{
+    uint64_t chunk_id;
+    uint32_t version;
+    uint32_t committed;
+    uint64_t size;
+    unsigned src; /* index into view.peer */
+};
+
+struct mkv_fill
+{
+    uv_loop_t *loop;
+    struct mkv_store *store;
+    struct mkv_client *meta;
+    const uint64_t *node_id;
+    uv_timer_t timer;
+    int busy, stopping, closed;
+    void (*stop_cb)(void *);
+    void *stop_data;
+    /* the fill in progress */
+    unsigned next_v; /* where the next search starts */
+    unsigned v;
+    struct mkv_vshard_view view;
+    unsigned pass;
+    unsigned src, nsrc, srcs[MKV_REPLICAS_MAX];
+    uint64_t after;
+    struct held *local;
+    size_t nlocal, caplocal;
+    struct held *todo;
+    size_t ntodo, captodo, next_todo;
+    unsigned copied;
+    uint64_t off;
+    struct mkv_call call;
+    struct mkv_frame *piece;
+    struct mkv_store_req sreq;
+    struct mkv_meta_req mreq;
+    uint64_t total_copied, total_bytes;
+};
+
+static void fill_next_list(struct mkv_fill *f);
+static void fill_copy_next(struct mkv_fill *f);
+static void fill_pass(struct mkv_fill *f);
+
+static void on_next(uv_timer_t *t);
+
+/* The fill is over (done, given up or stopping). After a fill that went
+ * through, the next starts at once (from the loop, not from here). */
+static void fill_end(struct mkv_fill *f)
+{
+    int ok = f->busy == 2;
+    f->busy = 0;
+    if (ok && !f->stopping) uv_timer_start(&f->timer, on_next, 0, 0);
+    if (f->piece) {
+        mkv_frame_unref(f->piece);
+        f->piece = NULL;
+    }
+    if (f->stopping && f->stop_cb && f->closed) {
+        void (*cb)(void *) = f->stop_cb;
+        f->stop_cb = NULL;
+        cb(f->stop_data);
+    }
+}
+
+static int held_push(struct held **v, size_t *n, size_t *cap, const struct held *h)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        struct held *p = realloc(*v, c * sizeof *p);
+        if (!p) return -ENOMEM;
+        *v = p;
+        *cap = c;
+    }
+    (*v)[(*n)++] = *h;
+    return 0;
+}
+
+static int held_cmp(const void *a, const void *b)
+{
+    const struct held *x = a, *y = b;
+    if (x->chunk_id != y->chunk_id) return x->chunk_id < y->chunk_id ? -1 : 1;
+    return x->version < y->version ? -1 : x->version > y->version;
+}
+
+/* v sorted by (chunk, version), as the store lists them. */
+static int held_has(const struct held *v, size_t n, uint64_t chunk, uint32_t version)
+{
+    struct held key = {chunk, version, 0, 0, 0};
+    return bsearch(&key, v, n, sizeof *v, held_cmp) != NULL;
+}
+
+/* Sorts the copies to make and keeps one of each version (a committed one
+ * when a source has it committed). */
+static void todo_unique(struct mkv_fill *f)
+{
+    size_t k = 0;
+    if (f->ntodo == 0) return;
+    qsort(f->todo, f->ntodo, sizeof *f->todo, held_cmp);
+    for (size_t i = 1; i < f->ntodo; i++) {
+        if (held_cmp(&f->todo[k], &f->todo[i]) == 0) {
+            if (f->todo[i].committed && !f->todo[k].committed) f->todo[k] = f->todo[i];
+            continue;
+        }
+        f->todo[++k] = f->todo[i];
+    }
+    f->ntodo = k + 1;
+}
+
+static int collect_local(void *arg, const struct mkv_store_version_info *vi)
+{
+    struct mkv_fill *f = arg;
+    struct held h = {vi->chunk_id, vi->version, vi->state == MKV_VER_COMMITTED, vi->size, 0};
+    if (mkv_vshard_of(vi->chunk_id) != f->v || vi->state == MKV_VER_FOLDED) return 0;
+    return held_push(&f->local, &f->nlocal, &f->caplocal, &h);
+}
+
+/* ---- listing the sources ---- */
+
+static void on_list(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
+    struct mkv_chunk_list_rep rep;
+    struct mkv_chunk_held ch;
+    struct mkv_slice cur;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status || mkv_frame_decode(reply, &mkv_desc_chunk_list_rep, &rep)) {
+        MKV_WARN("chunk", "fill: listing a source failed vshard=%u status=%d", f->v,
+                 status ? status : -EPROTO);
+        fill_end(f);
+        return;
+    }
+    cur = rep.held;
+    while (mkv_msg_next(&mkv_desc_chunk_held, &cur, &ch) == 1) {
+        struct held h = {ch.chunk_id, ch.version, ch.committed, ch.size, f->srcs[f->src]};
+        f->after = ch.chunk_id;
+        if (mkv_vshard_of(ch.chunk_id) != f->v ||
+            held_has(f->local, f->nlocal, h.chunk_id, h.version))
+            continue;
+        if (held_push(&f->todo, &f->ntodo, &f->captodo, &h)) {
+            fill_end(f);
+            return;
+        }
+    }
+    if (!rep.more) {
+        f->src++;
+        f->after = 0;
+    }
+    fill_next_list(f);
+}
+
+static void fill_next_list(struct mkv_fill *f)
+{
+    struct mkv_chunk_list_req q = {0};
+    if (f->src >= f->nsrc) {
+        todo_unique(f);
+        fill_copy_next(f);
+        return;
+    }
+    q.vshard = f->v;
+    q.fence = f->view.epoch;
+    q.after = f->after;
+    q.max = LIST_MAX;
+    if (mkv_peer_call(f->view.peer[f->srcs[f->src]], &f->call, MKV_MSG_CHUNK_LIST,
+                      &mkv_desc_chunk_list_req, &q, 30000, on_list))
+        fill_end(f);
+}
+
+/* ---- copying ---- */
+
+static void fill_read_next(struct mkv_fill *f);
+
+static void on_committed(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    if (status && status != -ENOENT)
+        MKV_WARN("chunk", "fill: commit failed chunk=%llx status=%d",
+                 (unsigned long long)f->todo[f->next_todo - 1].chunk_id, status);
+    fill_copy_next(f);
+}
+
+static void on_piece_written(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    const struct held *h = &f->todo[f->next_todo - 1];
+    size_t len = (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off);
+    mkv_frame_unref(f->piece);
+    f->piece = NULL;
+    if (status == -EEXIST) { /* committed here meanwhile (a write reached us) */
+        fill_copy_next(f);
+        return;
+    }
+    if (status) {
+        MKV_WARN("chunk", "fill: local write failed chunk=%llx status=%d",
+                 (unsigned long long)h->chunk_id, status);
+        fill_end(f);
+        return;
+    }
+    f->off += len;
+    f->total_bytes += len;
+    fill_read_next(f);
+}
+
+static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
+    const struct held *h = &f->todo[f->next_todo - 1];
+    struct mkv_chunk_read_rep rep;
+    size_t len = (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off);
+    int rv;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status == -ENOENT || status == MKV_ESTALE) {
+        /* Deleted (collected) at the source since it was listed. */
+        fill_copy_next(f);
+        return;
+    }
+    if (status || mkv_frame_decode(reply, &mkv_desc_chunk_read_rep, &rep) || rep.data.len != len) {
+        MKV_WARN("chunk", "fill: reading chunk=%llx failed status=%d",
+                 (unsigned long long)h->chunk_id, status ? status : -EPROTO);
+        fill_end(f);
+        return;
+    }
+    mkv_frame_ref(reply);
+    f->piece = reply;
+    f->sreq.data = f;
+    rv = mkv_store_write(f->store, &f->sreq, h->chunk_id, h->version, 0, f->off, rep.data.p, len,
+                         on_piece_written);
+    if (rv) on_piece_written(&f->sreq, rv);
+}
+
+static void fill_read_next(struct mkv_fill *f)
+{
+    const struct held *h = &f->todo[f->next_todo - 1];
+    struct mkv_chunk_read_req q = {0};
+    if (f->off >= h->size) {
+        f->copied++;
+        f->total_copied++;
+        if (!h->committed) {
+            fill_copy_next(f);
+            return;
+        }
+        f->sreq.data = f;
+        if (mkv_store_commit(f->store, &f->sreq, h->chunk_id, h->version, on_committed))
+            fill_copy_next(f);
+        return;
+    }
+    q.chunk_id = h->chunk_id;
+    q.version = h->version;
+    q.offset = f->off;
+    q.length = (uint32_t)MKV_MIN((uint64_t)PIECE, h->size - f->off);
+    if (mkv_peer_call(f->view.peer[h->src], &f->call, MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req,
+                      &q, 30000, on_piece))
+        fill_end(f);
+}
+
+static void on_filled(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(req, struct mkv_fill, mreq);
+    (void)reply;
+    if (status == 0) {
+        MKV_DEBUG("chunk", "vshard filled vshard=%u", f->v);
+        f->busy = 2; /* went through: the next at once */
+    } else if (status != -ECANCELED)
+        MKV_INFO("chunk", "fill report refused, starting over vshard=%u status=%d", f->v, status);
+    mkv_client_map_refresh(f->meta);
+    fill_end(f);
+}
+
+static void on_next(uv_timer_t *t)
+{
+    mkv_fill_tick(t->data);
+}
+
+static void fill_copy_next(struct mkv_fill *f)
+{
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (f->next_todo < f->ntodo) {
+        f->next_todo++;
+        f->off = 0;
+        fill_read_next(f);
+        return;
+    }
+    /* The pass is over: another while one still copies something. */
+    if (f->copied > 0 && f->pass < PASSES_MAX) {
+        fill_pass(f);
+        return;
+    }
+    if (f->copied > 0) { /* writes keep coming with old maps: try later */
+        fill_end(f);
+        return;
+    }
+    {
+        struct mkv_vshard_filled_req q = {f->v, *f->node_id, f->view.epoch};
+        if (mkv_meta_call(f->meta, &f->mreq, MKV_MSG_VSHARD_FILLED, &mkv_desc_vshard_filled_req, &q,
+                          on_filled))
+            fill_end(f);
+    }
+}
+
+/* One pass: what this server holds of the vshard, then every source. */
+static void fill_pass(struct mkv_fill *f)
+{
+    f->pass++;
+    f->copied = 0;
+    f->nlocal = f->ntodo = f->next_todo = 0;
+    if (mkv_store_list_versions(f->store, collect_local, f)) {
+        fill_end(f);
+        return;
+    }
+    f->src = 0;
+    f->after = 0;
+    fill_next_list(f);
+}
+
+void mkv_fill_tick(struct mkv_fill *f)
+{
+    if (f->busy || f->stopping || !*f->node_id) return;
+    for (unsigned k = 0; k < MKV_VSHARDS; k++) {
+        unsigned v = (f->next_v + k) % MKV_VSHARDS;
+        struct mkv_vshard_view view;
+        int me = -1;
+        unsigned nsrc = 0, srcs[MKV_REPLICAS_MAX];
+        int rv = mkv_client_vshard(f->meta, v, &view);
+        if (rv) return; /* no map (yet): nothing to fill */
+        for (unsigned i = 0; i < view.n; i++) {
+            if (view.node[i] == *f->node_id) me = (int)i;
+            else if (!(view.filling & (1u << i))) srcs[nsrc++] = i;
+        }
+        if (me < 0 || !(view.filling & (1u << me)) || nsrc == 0) continue;
+        f->next_v = (v + 1) % MKV_VSHARDS;
+        f->v = v;
+        f->view = view;
+        f->nsrc = nsrc;
+        memcpy(f->srcs, srcs, sizeof srcs);
+        f->pass = 0;
+        f->busy = 1;
+        MKV_DEBUG("chunk", "fill starts vshard=%u epoch=%llu sources=%u", v,
+                  (unsigned long long)view.epoch, nsrc);
+        fill_pass(f);
+        return;
+    }
+}
+
+struct mkv_fill *mkv_fill_new(uv_loop_t *loop, struct mkv_store *store, struct mkv_client *meta,
+                              const uint64_t *node_id)
+{
+    struct mkv_fill *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->loop = loop;
+    f->store = store;
+    f->meta = meta;
+    f->node_id = node_id;
+    uv_timer_init(loop, &f->timer);
+    f->timer.data = f;
+    return f;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct mkv_fill *f = h->data;
+    f->closed = 1;
+    if (!f->busy) {
+        f->busy = 1; /* fill_end calls the callback */
+        fill_end(f);
+    }
+}
+
+void mkv_fill_stop(struct mkv_fill *f, void (*cb)(void *data), void *data)
+{
+    f->stopping = 1;
+    f->stop_cb = cb;
+    f->stop_data = data;
+    /* A fill waiting for a call or the store ends when that answers (the
+     * meta client and the peers are closed by the server: calls answer
+     * -ECANCELED). */
+    uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+}
+
+void mkv_fill_free(struct mkv_fill *f)
+{
+    if (!f) return;
+    if (f->piece) mkv_frame_unref(f->piece);
+    free(f->local);
+    free(f->todo);
+    free(f);
+}
+
+uint64_t mkv_fill_copied(const struct mkv_fill *f)
+{
+    return f->total_copied;
+}

@@ -1,0 +1,25 @@
+/* minikv chunk server: the fill of vshards this server was given as a
+ * filling replica (fill.c): their older data copied from the filled
+ * replicas, then reported (VSHARD_FILLED). On the server's loop. */
+#ifndef MKV_CHUNK_FILL_H
+#define MKV_CHUNK_FILL_H
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "minikv/client.h"
+#include "store.h"
+
+struct mkv_fill;
+/* node_id: this server's id (0 until registered; read at each tick). */
+struct mkv_fill *mkv_fill_new(uv_loop_t *loop, struct mkv_store *store, struct mkv_client *meta,
+                              const uint64_t *node_id);
+/* Starts the next fill if none is running (after each heartbeat). */
+void mkv_fill_tick(struct mkv_fill *f);
+/* Ends the fill in progress (its calls answer -ECANCELED once the meta
+ * client is closed), then cb(data); the store must stay open until then. */
+void mkv_fill_stop(struct mkv_fill *f, void (*cb)(void *data), void *data);
+void mkv_fill_free(struct mkv_fill *f);
+/* Versions copied since start. */
+uint64_t mkv_fill_copied(const struct mkv_fill *f);
+#endif
