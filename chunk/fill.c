@@ -63,6 +63,10 @@ struct mkv_fill
     struct mkv_store_req sreq;
     struct mkv_meta_req mreq;
     uint64_t total_copied, total_bytes;
+    /* releasing what this server no longer holds replicas of */
+    uint64_t release_after_ns;
+    int64_t last_release_ns;
+    uint64_t total_released;
 };
 
 static void fill_next_list(struct mkv_fill *f);
@@ -347,6 +351,102 @@ static void fill_pass(struct mkv_fill *f)
     fill_next_list(f);
 }
 
+/* ---- releasing ---- */
+
+#define RELEASE_EVERY_NS (10ll * 1000000000ll) /* between scans of the index */
+
+struct release_scan
+{
+    struct mkv_fill *f;
+    int64_t now;
+    struct mkv_vshard_view views[MKV_VSHARDS];
+    uint8_t known[MKV_VSHARDS], keep[MKV_VSHARDS];
+};
+
+/* Whether this server should keep what it holds of vshard v: it is one of
+ * its replicas, or no filled replica is left elsewhere (nothing is given
+ * up that exists nowhere else), or the map is not at hand. */
+static int keep_vshard(struct release_scan *rs, unsigned v)
+{
+    struct mkv_fill *f = rs->f;
+    if (!rs->known[v]) {
+        struct mkv_vshard_view *vw = &rs->views[v];
+        int keep = 1;
+        if (mkv_client_vshard(f->meta, v, vw) == 0) {
+            unsigned elsewhere = 0;
+            keep = 0;
+            for (unsigned i = 0; i < vw->n; i++) {
+                if (vw->node[i] == *f->node_id) keep = 1;
+                else if (!(vw->filling & (1u << i))) elsewhere++;
+            }
+            if (!elsewhere) keep = 1;
+        }
+        rs->known[v] = 1;
+        rs->keep[v] = (uint8_t)keep;
+    }
+    return rs->keep[v];
+}
+
+static int collect_release(void *arg, const struct mkv_store_version_info *vi)
+{
+    struct release_scan *rs = arg;
+    struct mkv_fill *f = rs->f;
+    struct held h = {vi->chunk_id, vi->version, 0, 0, 0};
+    if (vi->state == MKV_VER_FOLDED || rs->now - vi->ctime_ns < (int64_t)f->release_after_ns ||
+        keep_vshard(rs, mkv_vshard_of(vi->chunk_id)))
+        return 0;
+    return held_push(&f->todo, &f->ntodo, &f->captodo, &h);
+}
+
+static void release_next(struct mkv_fill *f);
+
+static void on_released(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    if (status && status != -ENOENT)
+        MKV_WARN("chunk", "release: delete failed chunk=%llx status=%d",
+                 (unsigned long long)f->todo[f->next_todo - 1].chunk_id, status);
+    else f->total_released++;
+    release_next(f);
+}
+
+static void release_next(struct mkv_fill *f)
+{
+    if (f->stopping || f->next_todo >= f->ntodo) {
+        if (f->ntodo)
+            MKV_INFO("chunk", "released data of vshards held elsewhere versions=%zu", f->ntodo);
+        fill_end(f);
+        return;
+    }
+    f->sreq.data = f;
+    f->next_todo++;
+    if (mkv_store_delete(f->store, &f->sreq, f->todo[f->next_todo - 1].chunk_id,
+                         f->todo[f->next_todo - 1].version, on_released))
+        fill_end(f);
+}
+
+/* Deletes what this server holds of vshards it is no longer a replica of
+ * (moved, drained), once older than release_after: their filled replicas
+ * are elsewhere. */
+static void release_scan(struct mkv_fill *f)
+{
+    struct release_scan *rs;
+    int64_t now = mkv_now_ns();
+    if (now - f->last_release_ns < RELEASE_EVERY_NS) return;
+    f->last_release_ns = now;
+    if (!(rs = calloc(1, sizeof *rs))) return;
+    rs->f = f;
+    rs->now = now;
+    f->ntodo = f->next_todo = 0;
+    if (mkv_store_list_versions(f->store, collect_release, rs) || f->ntodo == 0) {
+        free(rs);
+        return;
+    }
+    free(rs);
+    f->busy = 1;
+    release_next(f);
+}
+
 void mkv_fill_tick(struct mkv_fill *f)
 {
     if (f->busy || f->stopping || !*f->node_id) return;
@@ -374,13 +474,15 @@ void mkv_fill_tick(struct mkv_fill *f)
         fill_pass(f);
         return;
     }
+    release_scan(f);
 }
 
 struct mkv_fill *mkv_fill_new(uv_loop_t *loop, struct mkv_store *store, struct mkv_client *meta,
-                              const uint64_t *node_id)
+                              const uint64_t *node_id, uint64_t release_after_ms)
 {
     struct mkv_fill *f = calloc(1, sizeof *f);
     if (!f) return NULL;
+    f->release_after_ns = (release_after_ms ? release_after_ms : 60000) * 1000000ull;
     f->loop = loop;
     f->store = store;
     f->meta = meta;

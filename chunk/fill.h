@@ -11,10 +11,13 @@
 #include "store.h"
 
 struct mkv_fill;
-/* node_id: this server's id (0 until registered; read at each tick). */
+/* node_id: this server's id (0 until registered; read at each tick).
+ * Data of vshards this server is no longer a replica of is deleted once
+ * release_after_ms old (0: 60 s), when a filled replica is elsewhere. */
 struct mkv_fill *mkv_fill_new(uv_loop_t *loop, struct mkv_store *store, struct mkv_client *meta,
-                              const uint64_t *node_id);
-/* Starts the next fill if none is running (after each heartbeat). */
+                              const uint64_t *node_id, uint64_t release_after_ms);
+/* Starts the next fill if none is running, else (every 10 s at most)
+ * releases data this server no longer needs (after each heartbeat). */
 void mkv_fill_tick(struct mkv_fill *f);
 /* Ends the fill in progress (its calls answer -ECANCELED once the meta
  * client is closed), then cb(data); the store must stay open until then. */

@@ -30,6 +30,7 @@ struct settings
     uint64_t reserve;
     uint64_t segment_size;
     uint64_t orphan_age_ms;
+    uint64_t release_after_ms;
     char *log_level;
     char *cluster_key;
 };
@@ -62,6 +63,10 @@ static const struct mkv_option options[] = {
             "refuse writes when less than this is free (room for metadata and deletes)", NULL),
     MKV_OPT("segment-size", MKV_OPT_SIZE, S, segment_size, "256M", "SIZE",
             "size of WAL segment files", NULL),
+    MKV_OPT("release-after", MKV_OPT_DURATION, S, release_after_ms, "60s", "DURATION",
+            "data of vshards moved off this server (rebalancing, drain) is deleted this long "
+            "after it was written, once their new replicas have filled",
+            NULL),
     MKV_OPT("orphan-age", MKV_OPT_DURATION, S, orphan_age_ms, "10m", "DURATION",
             "prepared data older than this is checked with the metadata service", NULL),
     MKV_OPT("cluster-key", MKV_OPT_STR, S, cluster_key, NULL, "FILE",
@@ -152,6 +157,7 @@ int main(int argc, char **argv)
         return 2;
     }
     o.orphan_age_ms = s.orphan_age_ms;
+    o.release_after_ms = s.release_after_ms;
     if (s.cluster_key) {
         if (mkv_cluster_key_read(s.cluster_key, cluster_key, err, sizeof err)) {
             fprintf(stderr, "minikv-chunk: --cluster-key: %s\n", err[0] ? err : "cannot read it");

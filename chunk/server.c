@@ -918,7 +918,7 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
         rv = mkv_client_new(loop, &co, &cs->meta, err, errlen);
         memset(&cred, 0, sizeof cred);
         if (rv) goto err_after_listen;
-        if (!(cs->fill = mkv_fill_new(loop, cs->store, cs->meta, &cs->node_id))) {
+        if (!(cs->fill = mkv_fill_new(loop, cs->store, cs->meta, &cs->node_id, o->release_after_ms))) {
             mkv_client_close(cs->meta);
             rv = mkv_errf(err, errlen, -ENOMEM, "chunk server");
             goto err_after_listen;

@@ -80,7 +80,8 @@ INTEGRATION_TESTS = \
 	tests/integration/t_cluster_nodes.sh \
 	tests/integration/t_cluster_changes.sh \
 	tests/integration/t_cluster_data.sh \
-	tests/integration/t_cluster_partition.sh
+	tests/integration/t_cluster_partition.sh \
+	tests/integration/t_cluster_move.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

@@ -278,7 +278,8 @@ except Exception: print("")')
 mkv_cluster_fronts() {
     local i
     mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
-        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
+        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY" \
+        ${MKV_CHUNK_ARGS:-}
     # MKV_EXTRA_CHUNKS=N: N more chunk servers (chunk0.., zones z0..) on
     # the ports CHUNK_PORTS, in the first vshard map with the first.
     if [ -z "${CHUNK_PORTS+x}" ] && [ "${MKV_EXTRA_CHUNKS:-0}" -gt 0 ]; then
@@ -293,10 +294,11 @@ mkv_cluster_fronts() {
 }
 
 # mkv_chunk_start N: (re)starts the extra chunk server N (MKV_EXTRA_CHUNKS).
+# MKV_CHUNK_ARGS: more options for every chunk server (word-split).
 mkv_chunk_start() {
     mkv_daemon_start "chunk$1" "$top_builddir/chunk/minikv-chunk" --data "$T/chunk$1" \
         --listen "127.0.0.1:${CHUNK_PORTS[$1]}" --meta "$MINIKV_META" --cluster-key "$KEY" \
-        --zone "z$1"
+        --zone "z$1" ${MKV_CHUNK_ARGS:-}
 }
 
 # mkv_wait_map SECONDS: waits until the leader has placed the vshards (a

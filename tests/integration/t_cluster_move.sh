@@ -1,0 +1,86 @@
+#!/bin/bash
+# Data moves between chunk servers: a cluster of three metadata members and
+# three chunk servers (factor 3) is given a fourth chunk server while S3
+# clients and a mount write: the leader moves vshards to it (a bounded
+# number at a time, each copied before the old replica is dropped) until
+# every server holds 192 of the 768 replicas. Then one server is drained
+# (minikvctl drain): its vshards get replicas on the others, filled, and
+# it ends up holding none, and deletes its data. Killed then, it takes
+# nothing with it: every acknowledged upload and fsynced file reads back.
+. "$top_srcdir/tests/integration/lib.sh"
+fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 needed)"
+MKV_ELECTION=1s
+MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 3s"
+MKV_EXTRA_CHUNKS=2
+MKV_CHUNK_ARGS="--release-after 2s"
+read -r -a CHUNK_PORTS <<<"$(free_ports 3)"
+mkv_start_cluster
+CTL=("$MINIKVCTL" --cluster-key "$KEY")
+
+# nodes_json EXPR: EXPR over minikvctl --json nodes (n: the list).
+nodes_json() {
+    { timeout 5 "${CTL[@]}" --json nodes 2>/dev/null || true; } | "$PY" -c 'import json,sys
+try: n=json.load(sys.stdin)
+except Exception: print(""); sys.exit(0)
+print(eval(sys.argv[1]))' "$1"
+}
+wait_nodes() { # wait_nodes EXPR SECONDS WHAT
+    for _ in $(seq $(($2 * 10))); do
+        [ "$(nodes_json "$1")" = True ] && return 0
+        sleep 0.1
+    done
+    "${CTL[@]}" nodes >&2
+    fail "never $3 within $2 s"
+}
+
+aws_v2 s3 mb s3://move >/dev/null || fail "mb"
+mkv_mount /move "$T/mnt"
+mkdir "$T/mnt/fs" || fail "mkdir"
+rand_file "$T/big" 3000000
+aws_v2 s3 cp "$T/big" s3://move/big >/dev/null || fail "upload"
+
+# 1. A fourth chunk server, under load.
+mkv_writers 12 add move "$T/mnt/fs"
+sleep 1
+mkv_chunk_start 2
+t0=$(date +%s.%N)
+wait_nodes 'len(n) == 4 and all(x["vshards"] == 192 and x["filling"] == 0 for x in n)' 90 \
+    "192 filled vshards on each of the four servers"
+log "rebalanced onto 4 servers in $(echo "$(date +%s.%N) - $t0" | bc) s"
+mkv_check_writers add 5
+"${CTL[@]}" nodes
+id2=$(cat "$T/chunk2/node.id")
+n=$({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[2]}" --json status || true; } |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["chunk"]["chunks"])')
+[ "$n" -gt 0 ] || fail "the new server holds no chunk"
+log "the new server (id $id2) holds $n chunk versions"
+
+# 2. Drain a server under load; it ends up with no vshard.
+id0=$(cat "$T/chunk0/node.id")
+mkv_writers 10 drain move "$T/mnt/fs"
+"${CTL[@]}" drain "$id0" || fail "minikvctl drain"
+t0=$(date +%s.%N)
+wait_nodes "[x for x in n if x[\"id\"] == $id0][0][\"vshards\"] == 0 and all(x[\"filling\"] == 0 for x in n)" 90 \
+    "chunk server $id0 drained"
+log "chunk server $id0 drained in $(echo "$(date +%s.%N) - $t0" | bc) s"
+mkv_check_writers drain 5
+d=$({ timeout 5 "${CTL[@]}" --json status || true; } |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["vshards"]["degraded"])')
+expect_eq "$d" 0 "vshards short of copies after the drain"
+
+# It deletes what it held once older than --release-after (its index
+# scan runs every 10 s at most).
+for _ in $(seq 300); do
+    n=$({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[0]}" --json status || true; } |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["chunk"]["chunks"])')
+    [ "$n" = 0 ] && break
+    sleep 0.1
+done
+expect_eq "$n" 0 "chunk versions left on the drained server after 30 s"
+
+# 3. The drained server goes away: nothing is lost.
+mkv_daemon_kill chunk0
+cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the drain"
+mkv_verify_writes move "$T/mnt/fs"
+mkv_umount "$T/mnt"
+log "OK"
