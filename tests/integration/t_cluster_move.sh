@@ -3,7 +3,9 @@
 # three chunk servers (factor 3) is given a fourth chunk server while S3
 # clients and a mount write: the leader moves vshards to it (a bounded
 # number at a time, each copied before the old replica is dropped) until
-# every server holds 192 of the 768 replicas. Then one server is drained
+# every server holds 192 of the 768 replicas. The new server is killed:
+# once declared dead, its vshards are copied to the others until the
+# factor is back; restarted, it is given vshards again. Then one server is drained
 # (minikvctl drain): its vshards get replicas on the others, filled, and
 # it ends up holding none, and deletes its data. Killed then, it takes
 # nothing with it: every acknowledged upload and fsynced file reads back.
@@ -40,7 +42,7 @@ rand_file "$T/big" 3000000
 aws_v2 s3 cp "$T/big" s3://move/big >/dev/null || fail "upload"
 
 # 1. A fourth chunk server, under load.
-mkv_writers 12 add move "$T/mnt/fs"
+mkv_writers 8 add move "$T/mnt/fs"
 sleep 1
 mkv_chunk_start 2
 t0=$(date +%s.%N)
@@ -55,9 +57,30 @@ n=$({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[2]}" --json status 
 [ "$n" -gt 0 ] || fail "the new server holds no chunk"
 log "the new server (id $id2) holds $n chunk versions"
 
-# 2. Drain a server under load; it ends up with no vshard.
+# 2. kill -9 of a server under load: once it is declared dead its vshards
+# get replicas on the three others, which fill: the factor is back.
+mkv_writers 6 dead move "$T/mnt/fs"
+sleep 1
+mkv_daemon_kill chunk2
+t0=$(date +%s.%N)
+wait_nodes "([x for x in n if x[\"id\"] == $id2][0][\"state\"] == \"dead\" and
+    all(x[\"vshards\"] == 256 and x[\"filling\"] == 0 for x in n if x[\"id\"] != $id2))" 90 \
+    "the factor restored on the three others"
+log "factor restored $(echo "$(date +%s.%N) - $t0" | bc) s after the kill"
+mkv_check_writers dead 5
+d=$({ timeout 5 "${CTL[@]}" --json status || true; } |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["vshards"]["degraded"])')
+expect_eq "$d" 0 "vshards short of copies after the re-replication"
+# Restarted, it is given vshards again, filled before they are read there;
+# what it held from before is released.
+mkv_chunk_start 2
+wait_nodes "([x for x in n if x[\"id\"] == $id2][0][\"vshards\"] > 0 and
+    [x for x in n if x[\"id\"] == $id2][0][\"filling\"] == 0)" 60 "the restarted server holding filled vshards"
+log "the restarted server holds filled vshards again"
+
+# 3. Drain a server under load; it ends up with no vshard.
 id0=$(cat "$T/chunk0/node.id")
-mkv_writers 10 drain move "$T/mnt/fs"
+mkv_writers 6 drain move "$T/mnt/fs"
 "${CTL[@]}" drain "$id0" || fail "minikvctl drain"
 t0=$(date +%s.%N)
 wait_nodes "[x for x in n if x[\"id\"] == $id0][0][\"vshards\"] == 0 and all(x[\"filling\"] == 0 for x in n)" 90 \
@@ -78,7 +101,7 @@ for _ in $(seq 300); do
 done
 expect_eq "$n" 0 "chunk versions left on the drained server after 30 s"
 
-# 3. The drained server goes away: nothing is lost.
+# 4. The drained server goes away: nothing is lost.
 mkv_daemon_kill chunk0
 cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the drain"
 mkv_verify_writes move "$T/mnt/fs"
