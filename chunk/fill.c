@@ -117,7 +117,7 @@ static int held_cmp(const void *a, const void *b)
 static int held_has(const struct held *v, size_t n, uint64_t chunk, uint32_t version)
 {
     struct held key = {chunk, version, 0, 0, 0};
-    return bsearch(&key, v, n, sizeof *v, held_cmp) != NULL;
+    return n && bsearch(&key, v, n, sizeof *v, held_cmp) != NULL;
 }
 
 /* Sorts the copies to make and keeps one of each version (a committed one

@@ -315,32 +315,3 @@ int ns_node_register(struct ns_op *op, const uint8_t *p, size_t len)
     rep.id = rec.id;
     return ns_reply(op, &mkv_desc_node_register_rep, &rep);
 }
-
-int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len)
-{
-    struct mkv_node_list_req req;
-    struct mkv_node_list_rep rep;
-    struct mkv_buf list = MKV_BUF_INIT;
-    MDB_cursor *c;
-    MDB_val k, v;
-    int rc, rv;
-    DECODE(mkv_desc_node_list_req, p, len, &req);
-    if ((rv = ns_cursor(op, op->ns->db_nodes, &c))) return rv;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (list.len + v.mv_size > (1u << 20)) break; /* reply bound */
-        if (mkv_buf_append(&list, v.mv_data, v.mv_size)) {
-            rc = ENOMEM;
-            break;
-        }
-    }
-    mdb_cursor_close(c);
-    if (rc && rc != MDB_NOTFOUND) {
-        mkv_buf_free(&list);
-        return ns_fail(op, rc, "node_list");
-    }
-    rep.nodes = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
-    rv = ns_reply(op, &mkv_desc_node_list_rep, &rep);
-    mkv_buf_free(&list);
-    return rv;
-}

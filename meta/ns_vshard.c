@@ -171,6 +171,21 @@ static int table_values(struct ns_op *op, MDB_dbi db, struct mkv_buf *out, const
     return 0;
 }
 
+int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_node_list_req req;
+    struct mkv_node_list_rep rep;
+    struct mkv_buf list = MKV_BUF_INIT;
+    int rv;
+    DECODE(mkv_desc_node_list_req, p, len, &req);
+    if ((rv = table_values(op, op->ns->db_nodes, &list, "node_list")) == 0) {
+        rep.nodes = mkv_slice_mem(list.p ? list.p : (const uint8_t *)"", list.len);
+        rv = ns_reply(op, &mkv_desc_node_list_rep, &rep);
+    }
+    mkv_buf_free(&list);
+    return rv;
+}
+
 int ns_vshard_list(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_vshard_list_req req;

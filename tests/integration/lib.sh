@@ -301,20 +301,27 @@ mkv_chunk_start() {
         --zone "z$1" ${MKV_CHUNK_ARGS:-}
 }
 
-# mkv_wait_map SECONDS: waits until the leader has placed the vshards (a
-# new cluster's chunk servers take no data before: writes would wait).
-mkv_wait_map() {
-    local e
-    for _ in $(seq $(($1 * 10))); do
-        e=$({ timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --json vshards 2>/dev/null || true; } |
-            "$PY" -c 'import json,sys
-try: print(json.load(sys.stdin)["epoch"])
-except Exception: print(0)')
-        [ "$e" -gt 0 ] && return 0
+# mkv_ctl_eval LISTING EXPR: EXPR (Python) over minikvctl --json LISTING
+# (vshards, nodes, status), the parsed JSON as m (and n); "" when it cannot
+# be had. mkv_ctl_wait LISTING EXPR SECONDS WHAT: until EXPR is true.
+mkv_ctl_eval() {
+    { timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --json $1 2>/dev/null || true; } | "$PY" -c 'import json,sys
+try: m=n=json.load(sys.stdin)
+except Exception: print(""); sys.exit(0)
+print(eval(sys.argv[1]))' "$2"
+}
+mkv_ctl_wait() {
+    for _ in $(seq $(($3 * 10))); do
+        [ "$(mkv_ctl_eval "$1" "$2")" = True ] && return 0
         sleep 0.1
     done
-    fail "no vshard map after $1 s"
+    "$MINIKVCTL" --cluster-key "$KEY" $1 2>&1 | tail -5 >&2
+    fail "not $4 within $3 s"
 }
+
+# mkv_wait_map SECONDS: waits until the leader has placed the vshards (a
+# new cluster's chunk servers take no data before: writes would wait).
+mkv_wait_map() { mkv_ctl_wait vshards 'm["epoch"] > 0' "$1" "a vshard map"; }
 
 # mkv_writers SECONDS TAG BUCKET MOUNTDIR: two S3 writers and one writer in
 # MOUNTDIR (create, write, fsync) in the background (failload.py), for

@@ -20,25 +20,7 @@ CTL=("$MINIKVCTL" --cluster-key "$KEY")
 CP=("${CHUNK_PORTS[@]}")
 ADDRS=("127.0.0.1:$CHUNK_PORT" "127.0.0.1:${CP[0]}" "127.0.0.1:${CP[1]}")
 
-# vshards_json EXPR: EXPR over the map (m: minikvctl --json vshards).
-vshards_json() {
-    { timeout 5 "${CTL[@]}" --json vshards 2>/dev/null || true; } | "$PY" -c 'import json,sys
-try: m=json.load(sys.stdin)
-except Exception: print(""); sys.exit(0)
-print(eval(sys.argv[1]))' "$1"
-}
-wait_map() { # wait_map EXPR SECONDS WHAT
-    local v
-    for _ in $(seq $(($2 * 10))); do
-        v=$(vshards_json "$1")
-        [ "$v" = True ] && return 0
-        sleep 0.1
-    done
-    "${CTL[@]}" vshards | tail -3 >&2
-    fail "the vshard map never had $3 within $2 s"
-}
-# The address of node id in the map's records.
-wait_map 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 and
+mkv_ctl_wait vshards 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 and
     not any(r["filling"] for r in v["replicas"]) for v in m["vshards"])' 15 \
     "three filled replicas for every vshard"
 "${CTL[@]}" status | sed -n '/^vshard map/,/degraded/p'
@@ -79,12 +61,7 @@ log "both objects are on all three chunk servers"
 aws_v2 s3 cp "$T/big" s3://data/gone >/dev/null || fail "upload gone"
 for a in "${ADDRS[@]}"; do at_least "$a" 3; done
 aws_v2 s3 rm s3://data/gone >/dev/null || fail "delete gone"
-gc_pending() {
-    { timeout 5 "${CTL[@]}" --json status 2>/dev/null || true; } |
-        "$PY" -c 'import json,sys
-try: print(json.load(sys.stdin)["namespace"]["gc_pending"])
-except Exception: print(-1)'
-}
+gc_pending() { mkv_ctl_eval status 'm["namespace"]["gc_pending"]'; }
 for _ in $(seq 100); do
     g=$(gc_pending)
     [ "$g" = 0 ] && break
@@ -114,9 +91,9 @@ for i in 1 2 3; do
 done
 mkv_check_writers kill 3
 mkv_verify_writes data "$T/mnt/fs"
-wait_map "all($id0 not in [r[\"id\"] for r in v[\"replicas\"]] for v in m[\"vshards\"])" 15 \
+mkv_ctl_wait vshards "all($id0 not in [r[\"id\"] for r in v[\"replicas\"]] for v in m[\"vshards\"])" 15 \
     "chunk server $id0 dropped once dead"
-d=$(vshards_json 'm["degraded"]')
+d=$(mkv_ctl_eval vshards 'm["degraded"]')
 expect_eq "$d" 256 "vshards reported short of copies with two servers left"
 cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the map changed"
 
@@ -124,11 +101,11 @@ cmp "$T/big" "$T/mnt/big" || fail "read through the mount after the map changed"
 # what it missed from the others (while an upload goes on), and is a full
 # replica again: the factor is back.
 mkv_chunk_start 0
-wait_map "all(any(r[\"id\"] == $id0 for r in v[\"replicas\"]) for v in m[\"vshards\"])" 15 \
+mkv_ctl_wait vshards "all(any(r[\"id\"] == $id0 for r in v[\"replicas\"]) for v in m[\"vshards\"])" 15 \
     "chunk server $id0 back in every vshard"
 aws_v2 s3 cp "$T/file" s3://data/after >/dev/null || fail "upload after the restart"
 t0=$(date +%s.%N)
-wait_map 'm["degraded"] == 0' 60 "every vshard filled again"
+mkv_ctl_wait vshards 'm["degraded"] == 0' 60 "every vshard filled again"
 log "chunk server $id0 filled its 256 vshards in $(echo "$(date +%s.%N) - $t0" | bc) s"
 "${CTL[@]}" status | sed -n '/^vshard map/,/degraded/p'
 

@@ -19,22 +19,6 @@ read -r -a CHUNK_PORTS <<<"$(free_ports 3)"
 mkv_start_cluster
 CTL=("$MINIKVCTL" --cluster-key "$KEY")
 
-# nodes_json EXPR: EXPR over minikvctl --json nodes (n: the list).
-nodes_json() {
-    { timeout 5 "${CTL[@]}" --json nodes 2>/dev/null || true; } | "$PY" -c 'import json,sys
-try: n=json.load(sys.stdin)
-except Exception: print(""); sys.exit(0)
-print(eval(sys.argv[1]))' "$1"
-}
-wait_nodes() { # wait_nodes EXPR SECONDS WHAT
-    for _ in $(seq $(($2 * 10))); do
-        [ "$(nodes_json "$1")" = True ] && return 0
-        sleep 0.1
-    done
-    "${CTL[@]}" nodes >&2
-    fail "never $3 within $2 s"
-}
-
 aws_v2 s3 mb s3://move >/dev/null || fail "mb"
 mkv_mount /move "$T/mnt"
 mkdir "$T/mnt/fs" || fail "mkdir"
@@ -46,7 +30,7 @@ mkv_writers 8 add move "$T/mnt/fs"
 sleep 1
 mkv_chunk_start 2
 t0=$(date +%s.%N)
-wait_nodes 'len(n) == 4 and all(x["vshards"] == 192 and x["filling"] == 0 for x in n)' 90 \
+mkv_ctl_wait nodes 'len(n) == 4 and all(x["vshards"] == 192 and x["filling"] == 0 for x in n)' 90 \
     "192 filled vshards on each of the four servers"
 log "rebalanced onto 4 servers in $(echo "$(date +%s.%N) - $t0" | bc) s"
 mkv_check_writers add 5
@@ -63,18 +47,17 @@ mkv_writers 6 dead move "$T/mnt/fs"
 sleep 1
 mkv_daemon_kill chunk2
 t0=$(date +%s.%N)
-wait_nodes "([x for x in n if x[\"id\"] == $id2][0][\"state\"] == \"dead\" and
+mkv_ctl_wait nodes "([x for x in n if x[\"id\"] == $id2][0][\"state\"] == \"dead\" and
     all(x[\"vshards\"] == 256 and x[\"filling\"] == 0 for x in n if x[\"id\"] != $id2))" 90 \
     "the factor restored on the three others"
 log "factor restored $(echo "$(date +%s.%N) - $t0" | bc) s after the kill"
 mkv_check_writers dead 5
-d=$({ timeout 5 "${CTL[@]}" --json status || true; } |
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["vshards"]["degraded"])')
+d=$(mkv_ctl_eval status 'm["vshards"]["degraded"]')
 expect_eq "$d" 0 "vshards short of copies after the re-replication"
 # Restarted, it is given vshards again, filled before they are read there;
 # what it held from before is released.
 mkv_chunk_start 2
-wait_nodes "([x for x in n if x[\"id\"] == $id2][0][\"vshards\"] > 0 and
+mkv_ctl_wait nodes "([x for x in n if x[\"id\"] == $id2][0][\"vshards\"] > 0 and
     [x for x in n if x[\"id\"] == $id2][0][\"filling\"] == 0)" 60 "the restarted server holding filled vshards"
 log "the restarted server holds filled vshards again"
 
@@ -83,12 +66,11 @@ id0=$(cat "$T/chunk0/node.id")
 mkv_writers 6 drain move "$T/mnt/fs"
 "${CTL[@]}" drain "$id0" || fail "minikvctl drain"
 t0=$(date +%s.%N)
-wait_nodes "[x for x in n if x[\"id\"] == $id0][0][\"vshards\"] == 0 and all(x[\"filling\"] == 0 for x in n)" 90 \
+mkv_ctl_wait nodes "[x for x in n if x[\"id\"] == $id0][0][\"vshards\"] == 0 and all(x[\"filling\"] == 0 for x in n)" 90 \
     "chunk server $id0 drained"
 log "chunk server $id0 drained in $(echo "$(date +%s.%N) - $t0" | bc) s"
 mkv_check_writers drain 5
-d=$({ timeout 5 "${CTL[@]}" --json status || true; } |
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["vshards"]["degraded"])')
+d=$(mkv_ctl_eval status 'm["vshards"]["degraded"]')
 expect_eq "$d" 0 "vshards short of copies after the drain"
 
 # It deletes what it held once older than --release-after (its index
