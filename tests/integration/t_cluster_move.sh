@@ -26,7 +26,7 @@ rand_file "$T/big" 3000000
 aws_v2 s3 cp "$T/big" s3://move/big >/dev/null || fail "upload"
 
 # 1. A fourth chunk server, under load.
-mkv_writers 8 add move "$T/mnt/fs"
+mkv_writers 5 add move "$T/mnt/fs"
 sleep 1
 mkv_chunk_start 2
 t0=$(date +%s.%N)
@@ -43,7 +43,7 @@ log "the new server (id $id2) holds $n chunk versions"
 
 # 2. kill -9 of a server under load: once it is declared dead its vshards
 # get replicas on the three others, which fill: the factor is back.
-mkv_writers 6 dead move "$T/mnt/fs"
+mkv_writers 4 dead move "$T/mnt/fs"
 sleep 1
 mkv_daemon_kill chunk2
 t0=$(date +%s.%N)
@@ -63,7 +63,7 @@ log "the restarted server holds filled vshards again"
 
 # 3. Drain a server under load; it ends up with no vshard.
 id0=$(cat "$T/chunk0/node.id")
-mkv_writers 6 drain move "$T/mnt/fs"
+mkv_writers 4 drain move "$T/mnt/fs"
 "${CTL[@]}" drain "$id0" || fail "minikvctl drain"
 t0=$(date +%s.%N)
 mkv_ctl_wait nodes "[x for x in n if x[\"id\"] == $id0][0][\"vshards\"] == 0 and all(x[\"filling\"] == 0 for x in n)" 90 \
