@@ -277,6 +277,7 @@ int mkv_msg_is_raft(uint16_t type)
     case MKV_MSG_OBJ_PUT:
     case MKV_MSG_OBJ_DELETE:
     case MKV_MSG_OBJ_DELETE_MULTI:
+    case MKV_MSG_OBJ_TXN:
     case MKV_MSG_MPU_CREATE:
     case MKV_MSG_MPU_PART:
     case MKV_MSG_MPU_COMPLETE:

@@ -21,6 +21,7 @@ static ns_handler command_handler(uint16_t type)
     case MKV_MSG_OBJ_PUT: return ns_obj_put;
     case MKV_MSG_OBJ_DELETE: return ns_obj_delete;
     case MKV_MSG_OBJ_DELETE_MULTI: return ns_obj_delete_multi;
+    case MKV_MSG_OBJ_TXN: return ns_obj_txn;
     case MKV_MSG_MPU_CREATE: return ns_mpu_create;
     case MKV_MSG_MPU_PART: return ns_mpu_part;
     case MKV_MSG_MPU_COMPLETE: return ns_mpu_complete;

@@ -223,6 +223,7 @@ int ns_bucket_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_obj_put(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_obj_delete(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_obj_delete_multi(struct ns_op *op, const uint8_t *p, size_t len);
+int ns_obj_txn(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_obj_lookup(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_obj_list(struct ns_op *op, const uint8_t *p, size_t len);
 

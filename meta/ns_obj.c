@@ -512,6 +512,85 @@ int ns_obj_delete_multi(struct ns_op *op, const uint8_t *p, size_t len)
     return rv;
 }
 
+/* ---- multi-key transactions ---- */
+
+/* One operation of a transaction, in op->txn. */
+static int txn_apply_one(struct ns_op *op, const struct mkv_txn_op *t)
+{
+    struct mkv_ns_bucket b;
+    int rv, existed;
+    if (t->kind == MKV_TXN_PUT) {
+        struct ns_put_args a;
+        uint64_t ino;
+        int64_t mtime;
+        memset(&a, 0, sizeof a);
+        a.bucket = t->bucket;
+        a.key = t->key;
+        a.flags = t->flags & MKV_PUT_IF_NONE_MATCH;
+        a.if_match = t->if_match;
+        a.etag = t->etag;
+        a.content_type = t->content_type;
+        a.data = t->data;
+        a.size = t->data.len;
+        a.mode = 0644;
+        return ns_put_file(op, &a, &ino, &mtime);
+    }
+    if ((rv = ns_bucket_get(op, t->bucket, &b))) return rv;
+    if ((rv = delete_key(op, b.ino, t->key, &existed))) return rv;
+    if (!existed && (t->flags & MKV_TXN_MUST_EXIST)) return MKV_ENOTFOUND;
+    return 0;
+}
+
+/* Puts and deletes over any buckets, all or nothing. Unlike the other
+ * commands, an operation can fail after earlier ones wrote (a later put's
+ * precondition, say), so they run in a nested LMDB transaction that is
+ * dropped on failure. The failure is the reply, not the command's status:
+ * the client learns which operation failed. */
+int ns_obj_txn(struct ns_op *op, const uint8_t *p, size_t len)
+{
+    struct mkv_obj_txn_req req;
+    struct mkv_obj_txn_rep rep = {0, 0};
+    struct mkv_txn_op t;
+    struct mkv_slice cur;
+    struct mkv_ns *ns = op->ns;
+    struct mkv_ns_counters cnt = ns->cnt;
+    uint64_t next_ino = ns->next_ino, next_chunk = ns->next_chunk;
+    MDB_txn *parent = op->txn, *child;
+    unsigned n = 0, i;
+    int rv, rc;
+
+    DECODE(mkv_desc_obj_txn_req, p, len, &req);
+    cur = req.ops;
+    while ((rv = mkv_msg_next(&mkv_desc_txn_op, &cur, &t)) == 1) {
+        if (++n > MKV_MULTI_MAX) return -EINVAL;
+        if (t.kind != MKV_TXN_PUT && t.kind != MKV_TXN_DELETE) return -EINVAL;
+        if (mkv_check_key((const char *)t.key.p, t.key.len)) return -EINVAL;
+    }
+    if (rv < 0) return -EPROTO;
+    if (n == 0) return -EINVAL;
+    if ((rc = mdb_txn_begin(ns->env, parent, 0, &child))) return ns_fail(op, rc, "txn begin");
+    op->txn = child;
+    cur = req.ops;
+    for (i = 0, rv = 0; i < n && rv == 0; i++) {
+        mkv_msg_next(&mkv_desc_txn_op, &cur, &t);
+        rv = txn_apply_one(op, &t);
+    }
+    op->txn = parent;
+    if (rv == 0 && (rc = mdb_txn_commit(child))) return ns_fail(op, rc, "txn commit");
+    if (rv) {
+        mdb_txn_abort(child);
+        if (op->fatal) return rv;
+        /* Nothing of it stays: neither the tables nor the counters. */
+        op->wrote = 0;
+        ns->cnt = cnt;
+        ns->next_ino = next_ino;
+        ns->next_chunk = next_chunk;
+        rep.failed = i;
+        rep.status = rv;
+    }
+    return ns_reply(op, &mkv_desc_obj_txn_rep, &rep);
+}
+
 /* ---- lookup ---- */
 
 int ns_obj_lookup(struct ns_op *op, const uint8_t *p, size_t len)

@@ -138,19 +138,25 @@ static unsigned base_headers(struct s3req *r, struct mkv_http_header *h, unsigne
     return n;
 }
 
-void s3_respond_xml(struct s3req *r, int status, struct mkv_buf *b,
-                    const struct mkv_http_header *extra, unsigned nextra)
+void s3_respond_body(struct s3req *r, int status, const char *content_type, struct mkv_buf *b,
+                     const struct mkv_http_header *extra, unsigned nextra)
 {
     struct mkv_http_header h[24];
     unsigned n = base_headers(r, h, 23, extra, nextra);
     h[n].name = "Content-Type";
-    h[n++].value = "application/xml";
+    h[n++].value = content_type;
     r->status_code = status;
     r->responded = 1;
     r->bytes_out += b->len;
     mkv_http_respond(r->http, status, h, n, b->p, b->len);
     mkv_buf_free(b);
     s3req_done(r);
+}
+
+void s3_respond_xml(struct s3req *r, int status, struct mkv_buf *b,
+                    const struct mkv_http_header *extra, unsigned nextra)
+{
+    s3_respond_body(r, status, "application/xml", b, extra, nextra);
 }
 
 void s3_respond_empty(struct s3req *r, int status, const struct mkv_http_header *extra,
@@ -472,6 +478,8 @@ static void dispatch(struct s3req *r)
     case S3_LIST_VERSIONS: s3_op_list_objects(r); break;
     case S3_LIST_UPLOADS: s3_op_list_uploads(r); break;
     case S3_DELETE_OBJECTS: s3_op_delete_objects(r); break;
+    case S3_BATCH:
+    case S3_TRANSACTION: s3_op_transaction(r); break;
     case S3_PUT_OBJECT: s3_op_put_object(r); break;
     case S3_COPY_OBJECT: s3_op_copy_object(r); break;
     case S3_GET_OBJECT:
@@ -540,6 +548,19 @@ static void on_request(struct mkv_http_req *h, void *ctx)
             return;
         }
         authn_start(r, gw_admin_status_authed);
+        return;
+    }
+    /* The seed's multi-key REST calls; a bucket named "batch" or
+     * "transaction" has no POST in S3 (browser form uploads are not built). */
+    if (!strcmp(h->method, "POST") && (!strcmp(path, "/batch") || !strcmp(path, "/transaction"))) {
+        r->op = path[1] == 'b' ? S3_BATCH : S3_TRANSACTION;
+        r->key = strdup("");
+        if (!r->key) {
+            s3_error(r, MKV_S3_INTERNAL, NULL);
+            return;
+        }
+        r->state = ST_AUTH;
+        authn_start(r, on_authenticated);
         return;
     }
     /* S3 is served at the root and, as in the seed, under /s3/. */

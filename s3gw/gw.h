@@ -38,7 +38,7 @@
     X(UPLOAD_PART_COPY, "UploadPartCopy") X(COMPLETE_MPU, "CompleteMultipartUpload")           \
     X(ABORT_MPU, "AbortMultipartUpload") X(LIST_PARTS, "ListParts")                            \
     X(NOT_IMPLEMENTED, "NotImplemented") X(HEALTH, "Health") X(METRICS, "Metrics")             \
-    X(ADMIN, "Admin") X(INVALID, "Invalid")
+    X(ADMIN, "Admin") X(BATCH, "Batch") X(TRANSACTION, "Transaction") X(INVALID, "Invalid")
 
 enum s3_op {
 #define S3_OP_ENUM(id, name) S3_##id,
@@ -161,6 +161,9 @@ void s3_error_h(struct s3req *r, enum mkv_s3_error e, const char *message,
 /* Maps a client-library/meta status to an S3 error and answers. */
 void s3_error_status(struct s3req *r, int status, const char *context);
 enum mkv_s3_error s3_error_from_status(int status);
+/* Answers with a body of the given type (b is consumed). */
+void s3_respond_body(struct s3req *r, int status, const char *content_type, struct mkv_buf *b,
+                     const struct mkv_http_header *extra, unsigned nextra);
 /* Answers with an XML body (b is consumed). */
 void s3_respond_xml(struct s3req *r, int status, struct mkv_buf *b,
                     const struct mkv_http_header *extra, unsigned nextra);
@@ -193,11 +196,16 @@ void s3_op_list_objects(struct s3req *r);
 void s3_op_list_uploads(struct s3req *r);
 void s3_op_delete_objects(struct s3req *r);
 
+/* s3_txn.c: POST /batch and POST /transaction (JSON, all or nothing). */
+void s3_op_transaction(struct s3req *r);
+
 /* Every bucket and object has one owner: the holders of the cluster's keys. */
 #define S3_OWNER_XML "<Owner><ID>minikv</ID><DisplayName>minikv</DisplayName></Owner>"
 #define S3_INITIATOR_XML "<Initiator><ID>minikv</ID><DisplayName>minikv</DisplayName></Initiator>"
 
 /* s3_object.c */
+/* The S3 ETag of an MD5 digest: quoted lowercase hex. */
+void s3_etag_from_md5(const uint8_t md5[16], char *etag, size_t len);
 void s3_op_put_object(struct s3req *r);
 void s3_op_copy_object(struct s3req *r);
 void s3_op_get_object(struct s3req *r);

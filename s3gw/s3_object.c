@@ -211,7 +211,7 @@ static void on_writer_done(struct mkv_writer *w, void *data, int status, struct 
 
 static const struct mkv_writer_ops writer_ops = {on_writer_ready, on_writer_done};
 
-static void etag_from_md5(const uint8_t md5[16], char *etag, size_t len)
+void s3_etag_from_md5(const uint8_t md5[16], char *etag, size_t len)
 {
     char hex[33];
     mkv_hex_encode(md5, 16, hex);
@@ -252,7 +252,7 @@ static void body_finished(struct put_pipe *pp)
         return;
     }
     if (mkv_body_check_digest(&pp->bc, MKV_CKSUM_MD5, md5, &n) == 0)
-        etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
+        s3_etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
     pp->res.size = pp->received;
     record_checksums(pp);
     rv = pipe_finish(pp);
@@ -405,7 +405,7 @@ static void copy_source_done(struct put_pipe *pp, int status)
         return;
     }
     mkv_cksum_final(&pp->md5, md5);
-    etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
+    s3_etag_from_md5(md5, pp->res.etag, sizeof pp->res.etag);
     pp->res.size = pp->received;
     rv = pipe_finish(pp);
     if (rv) pipe_fail(pp, rv);

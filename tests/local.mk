@@ -59,6 +59,7 @@ INTEGRATION_TESTS = \
 	tests/integration/t_s3api.sh \
 	tests/integration/t_badinput.sh \
 	tests/integration/t_range.sh \
+	tests/integration/t_txn.sh \
 	tests/integration/t_inline.sh \
 	tests/integration/t_s3cmd.sh \
 	tests/integration/t_libs3.sh \
@@ -86,7 +87,7 @@ TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \
 	tests/integration/badinput.py tests/integration/crashload.py tests/integration/crashverify.py tests/integration/failload.py \
-	tests/integration/bigobject.py tests/integration/linearize.py
+	tests/integration/bigobject.py tests/integration/linearize.py tests/integration/txnload.py
 
 # The POSIX test program (tests/posix/README): run by t_fuse_posix.sh
 # against a mount and, as the control, against a local directory.

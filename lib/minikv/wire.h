@@ -378,6 +378,23 @@ struct mkv_msgdesc
     F(s, BLOB, keys, (MKV_KEY_MAX + 2u) * MKV_MULTI_MAX) /* key_entry records */
 #define MKV_FIELDS_obj_delete_multi_rep(F, s) \
     F(s, BLOB, results, 8u * MKV_MULTI_MAX) /* status records, one per key */
+/* Multi-key transactions: puts (inline data only) and deletes over any
+ * buckets, applied all or nothing as one Raft command. */
+#define MKV_TXN_BYTES_MAX (2u << 20) /* encoded operations per transaction */
+#define MKV_FIELDS_txn_op(F, s)                                         \
+    F(s, U8, kind, 0) /* MKV_TXN_PUT or MKV_TXN_DELETE */               \
+    F(s, STR, bucket, MKV_BUCKET_MAX)                                   \
+    F(s, STR, key, MKV_KEY_MAX)                                         \
+    F(s, U32, flags, 0) /* MKV_PUT_IF_NONE_MATCH; MKV_TXN_MUST_EXIST */ \
+    F(s, STR, if_match, MKV_ETAG_MAX)                                   \
+    F(s, STR, etag, MKV_ETAG_MAX)                                       \
+    F(s, STR, content_type, 256)                                        \
+    F(s, BLOB, data, MKV_INLINE_MAX)
+#define MKV_FIELDS_obj_txn_req(F, s)   /* [raft], all or nothing */ \
+    F(s, BLOB, ops, MKV_TXN_BYTES_MAX) /* txn_op records */
+#define MKV_FIELDS_obj_txn_rep(F, s)                                           \
+    F(s, U32, failed, 0) /* 0: all applied; else 1 + the failing op's index */ \
+    F(s, I64, status, 0) /* why it failed (nothing was applied) */
 #define MKV_FIELDS_obj_list_req(F, s)   \
     F(s, STR, bucket, MKV_BUCKET_MAX)   \
     F(s, STR, prefix, MKV_KEY_MAX)      \
@@ -833,6 +850,8 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(OBJ_DELETE_MULTI, 0x0223, obj_delete_multi_rep) \
     M(OBJ_LIST, 0x0224, obj_list_req)                 \
     M(OBJ_LIST, 0x0224, obj_list_rep)                 \
+    M(OBJ_TXN, 0x0225, obj_txn_req)                   \
+    M(OBJ_TXN, 0x0225, obj_txn_rep)                   \
     M(MPU_CREATE, 0x0230, mpu_create_req)             \
     M(MPU_CREATE, 0x0230, mpu_create_rep)             \
     M(MPU_PART, 0x0231, mpu_part_req)                 \
@@ -915,6 +934,7 @@ enum { MKV_NODE_UNKNOWN = 0, MKV_NODE_UP = 1, MKV_NODE_DOWN = 2, MKV_NODE_DEAD =
     M(RECORD, 0x0000, attr)                           \
     M(RECORD, 0x0000, key_entry)                      \
     M(RECORD, 0x0000, status_entry)                   \
+    M(RECORD, 0x0000, txn_op)                         \
     M(RECORD, 0x0000, list_entry)                     \
     M(RECORD, 0x0000, bucket_entry)                   \
     M(RECORD, 0x0000, part_ref)                       \
@@ -959,6 +979,7 @@ enum mkv_msg_type {
     MKV_MSG_OBJ_DELETE = 0x0222,
     MKV_MSG_OBJ_DELETE_MULTI = 0x0223,
     MKV_MSG_OBJ_LIST = 0x0224,
+    MKV_MSG_OBJ_TXN = 0x0225,
     MKV_MSG_MPU_CREATE = 0x0230,
     MKV_MSG_MPU_PART = 0x0231,
     MKV_MSG_MPU_COMPLETE = 0x0232,
@@ -1007,6 +1028,8 @@ enum {
     MKV_PUT_KEEP_DATA = 0x02,     /* replace metadata only; extents unchanged */
     MKV_PUT_DIR = 0x04,           /* make (or keep) the key an explicit directory */
 };
+enum { MKV_TXN_PUT = 1, MKV_TXN_DELETE = 2 };
+enum { MKV_TXN_MUST_EXIST = 0x100 }; /* delete: fail with MKV_ENOTFOUND if the key is absent */
 enum { MKV_KEYF_ADMIN = 0x01, MKV_KEYF_DISABLED = 0x02 };
 enum { MKV_INO_ATTR = 0x01, MKV_INO_PLUS = 0x02 };
 enum {

@@ -2,8 +2,9 @@
 # A 3-member metadata group (separate minikv-meta processes), a chunk
 # server and a gateway; S3 clients and a FUSE mount write while the test
 # kill -9s the Raft leader: writes go on within 5 s, no acknowledged write
-# is lost (read back through S3 and through the mount), and the killed
-# member rejoins with its old command line. Then the leader is stopped
+# is lost (read back through S3 and through the mount), REST transactions
+# (bank transfers) stay all or nothing with none acknowledged lost, and the
+# killed member rejoins with its old command line. Then the leader is stopped
 # (SIGSTOP) for longer than the election timeout and let go: it steps
 # down, and nothing acknowledged is lost.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -13,8 +14,13 @@ mkv_start_cluster
 aws_v2 s3 mb s3://fover >/dev/null || fail "mb"
 mkv_mount /fover "$T/mnt"
 mkdir "$T/mnt/fs" || fail "mkdir through the mount"
+aws_v2 s3 mb s3://ftx >/dev/null || fail "mb ftx"
+TX="$PY $top_srcdir/tests/integration/txnload.py"
+$TX setup ftx 8 100 || fail "accounts"
 # 1. kill -9 of the leader under load.
 mkv_writers 10 kill fover "$T/mnt/fs"
+$TX run ftx 8 10 2 "$T/txack" >"$T/txrun.out" 2>&1 &
+txload=$!
 sleep 3
 l=$(mkv_meta_leader)
 [ "$l" != 0 ] || fail "no leader before the kill"
@@ -28,6 +34,9 @@ for _ in $(seq 100); do
 done
 log "new leader $n after $(echo "$(date +%s.%N) - $t0" | bc) s"
 mkv_check_writers kill 5
+wait "$txload" || { cat "$T/txrun.out"; fail "transactions around the kill"; }
+log "$(cat "$T/txrun.out")"
+$TX check ftx 8 100 "$T/txack" || fail "transactions after the leader's kill"
 # The killed member comes back with its old command line and catches up.
 mkv_meta_start "$l"
 member_status() { # member_status ID FIELD

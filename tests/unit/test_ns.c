@@ -588,6 +588,95 @@ static void delete_multi(void **state)
     mkv_buf_free(&keys);
 }
 
+static void txn_add(struct mkv_buf *b, uint8_t kind, const char *bucket, const char *key,
+                    const char *data, uint32_t flags, const char *if_match)
+{
+    struct mkv_txn_op o = {0};
+    o.kind = kind;
+    o.bucket = S(bucket);
+    o.key = S(key);
+    o.flags = flags;
+    o.if_match = S(if_match ? if_match : "");
+    o.etag = S("\"e1\"");
+    o.data = S(data ? data : "");
+    assert_int_equal(mkv_msg_append(b, &mkv_desc_txn_op, &o), 0);
+}
+
+static void txn_run(struct t *t, struct mkv_buf *ops, struct mkv_obj_txn_rep *rep)
+{
+    assert_int_equal(APPLY(t, OBJ_TXN, obj_txn_req, .ops = mkv_slice_mem(ops->p, ops->len)), 0);
+    decode_reply(t, &mkv_desc_obj_txn_rep, rep);
+    mkv_buf_reset(ops);
+}
+
+static void transaction(void **state)
+{
+    struct t *t = *state;
+    struct mkv_buf ops = MKV_BUF_INIT;
+    struct mkv_obj_txn_rep rep;
+    struct mkv_ns_counters before, after;
+    struct mkv_obj_info oi;
+
+    assert_int_equal(mkbucket(t, "tx1"), 0);
+    assert_int_equal(mkbucket(t, "tx2"), 0);
+    assert_int_equal(put(t, "tx1", "old", 5), 0);
+
+    /* Puts in two buckets and a delete, all applied. */
+    txn_add(&ops, MKV_TXN_PUT, "tx1", "dir/x", "hello", 0, NULL);
+    txn_add(&ops, MKV_TXN_PUT, "tx2", "y", "world!", MKV_PUT_IF_NONE_MATCH, NULL);
+    txn_add(&ops, MKV_TXN_DELETE, "tx1", "old", NULL, MKV_TXN_MUST_EXIST, NULL);
+    txn_run(t, &ops, &rep);
+    assert_int_equal(rep.failed, 0);
+    assert_int_equal(lookup(t, "tx1", "dir/x", &oi), 0);
+    assert_int_equal(oi.size, 5);
+    assert_memory_equal(oi.data.p, "hello", 5);
+    assert_int_equal(lookup(t, "tx2", "y", &oi), 0);
+    assert_int_equal(oi.size, 6);
+    assert_int_equal(lookup(t, "tx1", "old", NULL), MKV_ENOTFOUND);
+
+    /* The third operation fails: the first two leave no trace, in the
+     * tables or in the counters. */
+    mkv_ns_counters(t->ns, &before);
+    txn_add(&ops, MKV_TXN_PUT, "tx1", "new/deep/key", "abc", 0, NULL);
+    txn_add(&ops, MKV_TXN_DELETE, "tx1", "dir/x", NULL, 0, NULL);
+    txn_add(&ops, MKV_TXN_PUT, "tx2", "y", "again", MKV_PUT_IF_NONE_MATCH, NULL);
+    txn_run(t, &ops, &rep);
+    assert_int_equal(rep.failed, 3);
+    assert_int_equal(rep.status, MKV_EPRECONDITION);
+    mkv_ns_counters(t->ns, &after);
+    assert_memory_equal(&before, &after, sizeof before);
+    assert_int_equal(lookup(t, "tx1", "new/deep/key", NULL), MKV_ENOTFOUND);
+    assert_int_equal(lookup(t, "tx1", "new/", NULL), MKV_ENOTFOUND);
+    assert_int_equal(lookup(t, "tx1", "dir/x", NULL), 0);
+
+    /* A missing bucket, a delete that must find its key, a matching etag. */
+    txn_add(&ops, MKV_TXN_PUT, "nope", "k", "v", 0, NULL);
+    txn_run(t, &ops, &rep);
+    assert_int_equal(rep.failed, 1);
+    assert_int_equal(rep.status, MKV_ENOBUCKET);
+    txn_add(&ops, MKV_TXN_DELETE, "tx1", "absent", NULL, MKV_TXN_MUST_EXIST, NULL);
+    txn_run(t, &ops, &rep);
+    assert_int_equal(rep.failed, 1);
+    assert_int_equal(rep.status, MKV_ENOTFOUND);
+    txn_add(&ops, MKV_TXN_PUT, "tx2", "y", "third", 0, "\"e1\"");
+    txn_add(&ops, MKV_TXN_DELETE, "tx1", "dir/x", NULL, MKV_TXN_MUST_EXIST, NULL);
+    txn_run(t, &ops, &rep);
+    assert_int_equal(rep.failed, 0);
+    assert_int_equal(lookup(t, "tx2", "y", &oi), 0);
+    assert_memory_equal(oi.data.p, "third", 5);
+    assert_int_equal(lookup(t, "tx1", "dir/x", NULL), MKV_ENOTFOUND);
+    assert_int_equal(lookup(t, "tx1", "dir/", NULL), MKV_ENOTFOUND); /* implicit dir gone */
+
+    /* Malformed: no operations, an unknown kind, a bad key. */
+    assert_int_equal(APPLY(t, OBJ_TXN, obj_txn_req, .ops = S("")), -EINVAL);
+    txn_add(&ops, 7, "tx1", "k", "v", 0, NULL);
+    assert_int_equal(APPLY(t, OBJ_TXN, obj_txn_req, .ops = mkv_slice_mem(ops.p, ops.len)), -EINVAL);
+    mkv_buf_reset(&ops);
+    txn_add(&ops, MKV_TXN_PUT, "tx1", "a//b", "v", 0, NULL);
+    assert_int_equal(APPLY(t, OBJ_TXN, obj_txn_req, .ops = mkv_slice_mem(ops.p, ops.len)), -EINVAL);
+    mkv_buf_free(&ops);
+}
+
 static void list_basic(void **state)
 {
     struct t *t = *state;
@@ -2332,6 +2421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(trust_state, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
+        cmocka_unit_test_setup_teardown(transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(list_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(list_random, setup, teardown),
         cmocka_unit_test_setup_teardown(multipart, setup, teardown),
