@@ -56,7 +56,7 @@ struct rstate
  * ------------------------------------------------------------------------ */
 int state_write(struct mkv_store *s, int clean, uint64_t txnid)
 {
-    return mkv_trust_write(s->state_path, s->dir, s->boot_id, clean, txnid);
+    return mkv_trust_write(s->state_path, s->boot_id, clean, txnid);
 }
 
 /* ------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "minikv/err.h"
 #include "minikv/log.h"
 #include "minikv/net.h"
+#include "minikv/trust.h"
 #include "minikv/vshard.h"
 
 #define GC_BATCH 1000
@@ -594,40 +595,12 @@ void mkv_chunk_server_collect(struct mkv_chunk_server *cs)
 
 static void hb_send(struct mkv_chunk_server *cs);
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, rv = 0;
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) return -errno;
-    if (fsync(fd)) rv = -errno;
-    close(fd);
-    return rv;
-}
-
 /* node.id: written once, when the group first gives this server an id. */
-/* Replaces path with buf durably: a temporary file, fsynced, renamed,
- * and the directory fsynced. */
-static int save_file(const char *path, const void *buf, size_t len)
-{
-    char tmp[PATH_MAX + 8];
-    int fd, rv = 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -errno;
-    if (write(fd, buf, len) != (ssize_t)len || fsync(fd)) rv = errno ? -errno : -EIO;
-    close(fd);
-    if (!rv && rename(tmp, path)) rv = -errno;
-    if (!rv) rv = fsync_dir_of(path);
-    return rv;
-}
-
 static int save_id(struct mkv_chunk_server *cs)
 {
     char text[32];
     int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)cs->node_id);
-    return save_file(cs->id_path, text, (size_t)n);
+    return mkv_file_replace(cs->id_path, text, (size_t)n, 0644);
 }
 
 /* ---- fences ---- */
@@ -657,7 +630,7 @@ static int raise_fence(struct mkv_chunk_server *cs, unsigned v, uint64_t epoch)
     if (epoch <= cs->fence[v]) return 0;
     for (unsigned i = 0; i < MKV_VSHARDS; i++)
         mkv_put_le64(buf + 8 * i, i == v ? epoch : cs->fence[i]);
-    if ((rv = save_file(cs->fence_path, buf, sizeof buf))) return rv;
+    if ((rv = mkv_file_replace(cs->fence_path, buf, sizeof buf, 0644))) return rv;
     cs->fence[v] = epoch;
     MKV_DEBUG("chunk", "fence raised vshard=%u epoch=%llu", v, (unsigned long long)epoch);
     return 0;
@@ -808,6 +781,9 @@ static void on_heartbeat(struct mkv_meta_req *req, int status, struct mkv_frame 
         MKV_DEBUG("chunk", "heartbeat failed err=\"%s\"", mkv_strerror(status));
     if (!cs->stopping) {
         uv_timer_start(&cs->hb_timer, on_hb_timer, next, 0);
+        /* A new map (vshards to fill, or moved away) is loaded now rather
+         * than at the client's next periodic refresh. */
+        if (rep.vshard_epoch > mkv_client_map_epoch(cs->meta)) mkv_client_map_refresh(cs->meta);
         if (cs->fill) mkv_fill_tick(cs->fill);
     }
 }

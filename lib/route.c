@@ -304,3 +304,8 @@ void mkv_client_map_refresh(struct mkv_client *c)
 {
     map_load(c);
 }
+
+uint64_t mkv_client_map_epoch(const struct mkv_client *c)
+{
+    return c->vmap_have ? c->vmap_epoch : 0;
+}

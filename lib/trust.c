@@ -41,17 +41,18 @@ void mkv_trust_read(const char *path, struct mkv_trust *st)
     st->ok = st->ok == 7;
 }
 
-int mkv_trust_write(const char *path, const char *dir, const char *boot, int clean, uint64_t txn)
+int mkv_file_replace(const char *path, const void *data, size_t len, unsigned mode)
 {
-    char tmp[4096], buf[256];
-    const char *p = buf;
-    int fd, n, rv = 0;
+    char tmp[4096], dir[4096];
+    const char *p = data, *slash = strrchr(path, '/');
+    int fd, rv = 0;
     size_t left;
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return -ENAMETOOLONG;
-    n = snprintf(buf, sizeof buf, "boot=%s\nclean=%d\ntxn=%" PRIu64 "\n", boot, clean, txn);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash == path) snprintf(dir, sizeof dir, "/");
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0) return -errno;
-    for (left = (size_t)n; left && rv == 0;) {
+    for (left = len; left && rv == 0;) {
         ssize_t w = write(fd, p, left);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
@@ -66,13 +67,20 @@ int mkv_trust_write(const char *path, const char *dir, const char *boot, int cle
     if (rv == 0 && rename(tmp, path) != 0) rv = -errno;
     if (rv == 0) {
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0) rv = -errno;
-            close(dfd);
-        }
+        if (dfd < 0) return -errno;
+        if (fsync(dfd) != 0) rv = -errno;
+        close(dfd);
+        return rv;
     }
-    if (rv) unlink(tmp);
+    unlink(tmp);
     return rv;
+}
+
+int mkv_trust_write(const char *path, const char *boot, int clean, uint64_t txn)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "boot=%s\nclean=%d\ntxn=%" PRIu64 "\n", boot, clean, txn);
+    return mkv_file_replace(path, buf, (size_t)n, 0640);
 }
 
 int mkv_trust_ok(const struct mkv_trust *st, const char *boot, uint64_t last_txn)

@@ -58,14 +58,6 @@ static const struct raft_server *find_server(struct raft *r, raft_id id)
     return NULL;
 }
 
-static unsigned voters(struct raft *r)
-{
-    unsigned v = 0;
-    for (unsigned i = 0; i < r->configuration.n; i++)
-        if (r->configuration.servers[i].role == RAFT_VOTER) v++;
-    return v;
-}
-
 /* Answers the request (status, and on success a meta_member_rep) and frees
  * the operation. */
 static void op_finish(struct member_op *op, int status)
@@ -78,7 +70,7 @@ static void op_finish(struct member_op *op, int status)
     raft_id lid = 0;
     raft_leader(&op->n->raft, &lid, &lead);
     rep.leader_id = lid;
-    rep.voters = voters(&op->n->raft);
+    rep.voters = mkv_node_voters(&op->n->raft);
     if (status == 0 && mkv_msg_encode(&mkv_desc_meta_member_rep, &rep, out, sizeof out, &len))
         status = -EIO;
     free(op);

@@ -169,7 +169,7 @@ static void deliver(struct mkv_node *n)
     }
 }
 
-static unsigned count_voters(struct raft *r)
+unsigned mkv_node_voters(const struct raft *r)
 {
     unsigned voters = 0;
     for (unsigned i = 0; i < r->configuration.n; i++)
@@ -197,7 +197,7 @@ static void skip_inodes(struct mkv_node *n)
     struct mkv_meta_alloc_req q = {.count = 1u << 16, .flags = MKV_ALLOC_INODES};
     uint8_t pl[16];
     size_t len;
-    if (n->bump_inflight || count_voters(&n->raft) != 1) return;
+    if (n->bump_inflight || mkv_node_voters(&n->raft) != 1) return;
     if (mkv_msg_encode(&mkv_desc_meta_alloc_req, &q, pl, sizeof pl, &len)) return;
     if (mkv_node_submit(n, &n->bump_req, MKV_MSG_META_ALLOC, 0, 0, mkv_now_ns(), pl, len, 0,
                         bump_cb) == 0)
@@ -296,7 +296,7 @@ static void read_barrier_start(struct mkv_node *n)
 
 int mkv_node_read_direct(struct mkv_node *n)
 {
-    return !mkv_node_ready(n) || count_voters(&n->raft) == 1;
+    return !mkv_node_ready(n) || mkv_node_voters(&n->raft) == 1;
 }
 
 int mkv_node_read_wait(struct mkv_node *n, struct mkv_node_read *r,
@@ -451,7 +451,7 @@ static int ahead_ok(struct mkv_node *n)
     struct raft *r = &n->raft;
     raft_index last = raft_last_index(r);
     if (n->starting || n->snap_busy || n->ahead_lost || !mkv_node_ready(n)) return 0;
-    if (count_voters(r) != 1) return 0;
+    if (mkv_node_voters(r) != 1) return 0;
     /* A snapshot is due: let the hold drain so that raft can take it at its
      * next commit (fsm_snapshot refuses while the batch is held), or a
      * steady stream of commands would keep the log growing. */
@@ -632,7 +632,7 @@ static void update_local_reads(struct mkv_node *n)
 {
     /* Not while the batch is dirty: it may hold what an early reply (or a
      * query on the loop) announced, and LMDB does not have it yet. */
-    int ok = mkv_node_ready(n) && count_voters(&n->raft) == 1 && !mkv_ns_dirty(n->ns);
+    int ok = mkv_node_ready(n) && mkv_node_voters(&n->raft) == 1 && !mkv_ns_dirty(n->ns);
     if (ok != __atomic_load_n(&n->local_reads, __ATOMIC_RELAXED))
         __atomic_store_n(&n->local_reads, ok, __ATOMIC_RELEASE);
 }
@@ -698,7 +698,7 @@ void mkv_node_status(struct mkv_node *n, struct mkv_meta_status_rep *st)
     st->leader_id = lid;
     st->leader = mkv_slice_str(leader);
     st->address = mkv_slice_str(n->self_address);
-    st->voters = count_voters(r);
+    st->voters = mkv_node_voters(r);
     st->buckets = c.buckets;
     st->objects = c.objects;
     st->bytes = c.bytes;

@@ -119,5 +119,7 @@ void mkv_node_fsm_cleanup(struct mkv_node *n);
 /* node.c */
 void mkv_node_fail(struct mkv_node *n, const char *why);
 void mkv_node_kick(struct mkv_node *n);
+/* Voters in the current configuration. */
+unsigned mkv_node_voters(const struct raft *r);
 
 #endif /* MKV_META_NODE_INT_H */

@@ -345,7 +345,7 @@ static int env_sync(struct mkv_ns *ns, uint64_t txn, int clean)
     int rc;
     if (ns->no_sync) return 0;
     if ((rc = mdb_env_sync(ns->env, 1))) return rc == EIO ? -EIO : -rc;
-    return mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, clean, txn);
+    return mkv_trust_write(ns->state_path, ns->boot_id, clean, txn);
 }
 
 /* Commits never fsync (MDB_NOSYNC): see mkv_ns_sync_point in ns.h. */
@@ -408,7 +408,7 @@ static int check_trust(struct mkv_ns *ns, char *err, size_t errlen)
          * environment without one predates it (and was synced at every
          * commit, as minikv did before). */
         if (ns->no_sync) return 0;
-        rc = mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, 0, 0);
+        rc = mkv_trust_write(ns->state_path, ns->boot_id, 0, 0);
         return rc ? mkv_errf(err, errlen, rc, "%s", ns->state_path) : 0;
     }
     mkv_trust_read(ns->state_path, &st);
@@ -422,7 +422,7 @@ static int check_trust(struct mkv_ns *ns, char *err, size_t errlen)
         ns->dir, (unsigned long long)last, (unsigned long long)st.txn);
     if (unlink(data) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", data);
     if (unlink(lock) && errno != ENOENT) return mkv_errf(err, errlen, -errno, "unlink %s", lock);
-    rc = mkv_trust_write(ns->state_path, ns->dir, ns->boot_id, 0, 0);
+    rc = mkv_trust_write(ns->state_path, ns->boot_id, 0, 0);
     return rc ? mkv_errf(err, errlen, rc, "%s", ns->state_path) : 0;
 }
 

@@ -33,6 +33,34 @@ static int node_known(struct ns_op *op, uint64_t id)
     return ns_get(op, op->ns->db_nodes, key, sizeof key, &v);
 }
 
+static int map_put(struct ns_op *op, const struct mkv_vshard_map *map)
+{
+    return ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
+                      &mkv_desc_vshard_map, map);
+}
+
+/* The record of one vshard, decoded; -ENOENT when it has none yet. */
+static int vshard_get(struct ns_op *op, unsigned vs, struct mkv_vshard *v, const char *what)
+{
+    struct mkv_vshard_rec r;
+    uint8_t key[2];
+    int rv;
+    mkv_put_be16(key, (uint16_t)vs);
+    rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+    if (rv) return rv;
+    if (mkv_vshard_from_rec(&r, v)) return ns_fail(op, MDB_CORRUPTED, what);
+    return 0;
+}
+
+static int vshard_put(struct ns_op *op, unsigned vs, const struct mkv_vshard *v)
+{
+    struct mkv_vshard_rec r;
+    uint8_t key[2], buf[16 * MKV_REPLICAS_MAX];
+    mkv_put_be16(key, (uint16_t)vs);
+    mkv_vshard_to_rec(v, vs, buf, &r);
+    return ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+}
+
 int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len)
 {
     struct mkv_vshard_set_req req;
@@ -66,9 +94,7 @@ int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len)
         if ((rv = ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r)))
             return rv;
     }
-    if ((rv = ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
-                         &mkv_desc_vshard_map, &map)))
-        return rv;
+    if ((rv = map_put(op, &map))) return rv;
     MKV_INFO("meta", "vshard map changed epoch=%llu vshards=%u replicas=%u",
              (unsigned long long)map.epoch, n, map.replicas);
     rep.epoch = map.epoch;
@@ -92,28 +118,20 @@ int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len)
     if ((rv = map_get(op, &map))) return rv;
     cur = req.marks;
     while (mkv_msg_next(&mkv_desc_vshard_mark, &cur, &mk) == 1) {
-        uint8_t key[2], buf[16 * MKV_REPLICAS_MAX];
-        struct mkv_vshard_rec r;
         struct mkv_vshard v;
         int i;
-        mkv_put_be16(key, (uint16_t)mk.vshard);
-        rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+        rv = vshard_get(op, mk.vshard, &v, "vshard_mark");
         if (rv == -ENOENT) continue;
         if (rv) return rv;
-        if (mkv_vshard_from_rec(&r, &v)) return ns_fail(op, MDB_CORRUPTED, "vshard_mark");
         if ((i = mkv_vshard_find(&v, mk.node)) < 0 || (v.filling & (1u << i))) continue;
         if (!changed++) map.epoch++;
         v.filling |= (uint8_t)(1u << i);
         v.epoch = map.epoch;
-        mkv_vshard_to_rec(&v, mk.vshard, buf, &r);
-        if ((rv = ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r)))
-            return rv;
+        if ((rv = vshard_put(op, mk.vshard, &v))) return rv;
         MKV_WARN("meta", "replica missed writes: back to filling vshard=%u node=%llu", mk.vshard,
                  (unsigned long long)mk.node);
     }
-    if (changed && (rv = ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
-                                    &mkv_desc_vshard_map, &map)))
-        return rv;
+    if (changed && (rv = map_put(op, &map))) return rv;
     rep.epoch = map.epoch;
     return ns_reply(op, &mkv_desc_vshard_mark_rep, &rep);
 }
@@ -123,28 +141,20 @@ int ns_vshard_filled(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_vshard_filled_req req;
     struct mkv_vshard_filled_rep rep = {0};
     struct mkv_vshard_map map;
-    struct mkv_vshard_rec r;
     struct mkv_vshard v;
-    uint8_t key[2], buf[16 * MKV_REPLICAS_MAX];
     int i, rv;
     DECODE(mkv_desc_vshard_filled_req, p, len, &req);
     if (req.vshard >= MKV_VSHARDS) return -EINVAL;
     if ((rv = map_get(op, &map))) return rv;
-    mkv_put_be16(key, (uint16_t)req.vshard);
-    rv = ns_get_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r);
+    rv = vshard_get(op, req.vshard, &v, "vshard_filled");
     if (rv) return rv == -ENOENT ? MKV_ESTALE : rv;
-    if (mkv_vshard_from_rec(&r, &v)) return ns_fail(op, MDB_CORRUPTED, "vshard_filled");
     /* Changed since the fill started (a mark, a move): start over. */
     if (v.epoch != req.epoch || (i = mkv_vshard_find(&v, req.node)) < 0 || !(v.filling & (1u << i)))
         return MKV_ESTALE;
     map.epoch++;
     v.filling &= (uint8_t) ~(1u << i);
     v.epoch = map.epoch;
-    mkv_vshard_to_rec(&v, req.vshard, buf, &r);
-    if ((rv = ns_put_msg(op, op->ns->db_vshards, key, sizeof key, &mkv_desc_vshard_rec, &r)) ||
-        (rv = ns_put_msg(op, op->ns->db_meta, NS_K_VSHARD_MAP, strlen(NS_K_VSHARD_MAP),
-                         &mkv_desc_vshard_map, &map)))
-        return rv;
+    if ((rv = vshard_put(op, req.vshard, &v)) || (rv = map_put(op, &map))) return rv;
     MKV_INFO("meta", "replica filled vshard=%u node=%llu epoch=%llu", req.vshard,
              (unsigned long long)req.node, (unsigned long long)map.epoch);
     rep.epoch = map.epoch;
@@ -194,7 +204,8 @@ int ns_vshard_list(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_buf shards = MKV_BUF_INIT, nodes = MKV_BUF_INIT;
     int rv;
     DECODE(mkv_desc_vshard_list_req, p, len, &req);
-    if (!(rv = map_get(op, &map)) &&
+    rv = map_get(op, &map);
+    if (rv == 0 && !(req.flags & MKV_VSHARD_LIST_HEADER) &&
         !(rv = table_values(op, op->ns->db_vshards, &shards, "vshards")))
         rv = table_values(op, op->ns->db_nodes, &nodes, "nodes");
     if (rv == 0) {

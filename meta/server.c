@@ -303,6 +303,21 @@ static void chunk_servers(struct mkv_meta *m, struct mkv_meta_status_rep *st)
     }
 }
 
+/* The vshard map's epoch as this member has applied it (0: none). */
+static uint64_t map_epoch(struct mkv_meta *m)
+{
+    struct mkv_vshard_list_req q = {MKV_VSHARD_LIST_HEADER};
+    struct mkv_vshard_list_rep rep;
+    uint8_t pl[16];
+    size_t len = 0;
+    int status = -EIO;
+    if (mkv_msg_encode(&mkv_desc_vshard_list_req, &q, pl, sizeof pl, &len) == 0)
+        mkv_node_read_stale(m->node, MKV_MSG_VSHARD_LIST, pl, len, &status, &m->node_regs);
+    if (status || mkv_msg_decode(&mkv_desc_vshard_list_rep, m->node_regs.p, m->node_regs.len, &rep))
+        return 0;
+    return rep.epoch;
+}
+
 static int is_admin(struct mkv_meta *m, struct mkv_conn *c);
 
 /* NODE_HEARTBEAT: kept in the leader's memory, never in the log. */
@@ -328,6 +343,7 @@ static void handle_heartbeat(struct mkv_meta *m, struct mkv_conn *c, struct mkv_
     }
     mkv_placer_tick(m->placer, m->node);
     rep.interval_ms = mkv_nodes_interval_ms(m->nodes);
+    rep.vshard_epoch = map_epoch(m);
     mkv_conn_reply(c, &f->hdr, &mkv_desc_node_heartbeat_rep, &rep);
 }
 

@@ -152,6 +152,8 @@ struct mkv_vshard_view
  * again once it is 10 s old, or after mkv_client_map_refresh. */
 MKV_API int mkv_client_vshard(struct mkv_client *c, unsigned vshard, struct mkv_vshard_view *v);
 MKV_API void mkv_client_map_refresh(struct mkv_client *c);
+/* The epoch of the map the client holds (0: none yet). */
+MKV_API uint64_t mkv_client_map_epoch(const struct mkv_client *c);
 
 struct mkv_id_req;
 typedef void (*mkv_id_cb)(struct mkv_id_req *r, int status, uint64_t chunk_id);

@@ -36,9 +36,12 @@ struct mkv_trust
 MKV_API void mkv_boot_id(char *buf, size_t len);
 /* Reads path into st (st->ok is 0 when missing or incomplete). */
 MKV_API void mkv_trust_read(const char *path, struct mkv_trust *st);
-/* Writes path atomically and durably (dir is its directory). 0 or -errno. */
-MKV_API int mkv_trust_write(const char *path, const char *dir, const char *boot, int clean,
-                            uint64_t txn);
+/* Writes path atomically and durably. 0 or -errno. */
+MKV_API int mkv_trust_write(const char *path, const char *boot, int clean, uint64_t txn);
+/* Replaces path with data durably: a temporary file (PATH.tmp, created
+ * with mode), fsynced, renamed over path, then its directory fsynced.
+ * 0 or -errno. */
+MKV_API int mkv_file_replace(const char *path, const void *data, size_t len, unsigned mode);
 /* 1 when an environment whose last transaction is last_txn may be trusted
  * under st, on the kernel whose boot id is boot. */
 MKV_API int mkv_trust_ok(const struct mkv_trust *st, const char *boot, uint64_t last_txn);

@@ -511,7 +511,9 @@ struct mkv_msgdesc
     F(s, U64, free, 0)                      \
     F(s, U64, used, 0)                      \
     F(s, U64, chunks, 0)
-#define MKV_FIELDS_node_heartbeat_rep(F, s) F(s, U32, interval_ms, 0) /* when to send the next */
+#define MKV_FIELDS_node_heartbeat_rep(F, s)                \
+    F(s, U32, interval_ms, 0)  /* when to send the next */ \
+    F(s, U64, vshard_epoch, 0) /* the map's: a newer one is worth loading */
 #define MKV_FIELDS_node_list_req(F, s) F(s, U32, flags, 0)
 #define MKV_FIELDS_node_list_rep(F, s) F(s, BLOB, nodes, 1u << 20) /* node_rec records */
 #define MKV_FIELDS_node_rec(F, s) \
@@ -545,7 +547,7 @@ enum { MKV_NODEF_DRAIN = 0x01 }; /* minikvctl drain: its vshards move away */
     F(s, U32, replicas, 0)              /* the factor it aims at */                 \
     F(s, BLOB, vshards, 1u << 20)       /* vshard_rec records (their epoch is set) */
 #define MKV_FIELDS_vshard_set_rep(F, s) F(s, U64, epoch, 0)
-#define MKV_FIELDS_vshard_list_req(F, s) F(s, U32, flags, 0)
+#define MKV_FIELDS_vshard_list_req(F, s) F(s, U32, flags, 0) /* MKV_VSHARD_LIST_* */
 /* VSHARD_MARK: replicas that missed a write (a client could not make it
  * durable there) go back to filling, so that reads avoid them until they
  * have caught up. Marks for a node no longer a replica are ignored. */
@@ -1028,6 +1030,7 @@ enum {
     MKV_PUT_KEEP_DATA = 0x02,     /* replace metadata only; extents unchanged */
     MKV_PUT_DIR = 0x04,           /* make (or keep) the key an explicit directory */
 };
+enum { MKV_VSHARD_LIST_HEADER = 0x01 }; /* epoch and factor only */
 enum { MKV_TXN_PUT = 1, MKV_TXN_DELETE = 2 };
 enum { MKV_TXN_MUST_EXIST = 0x100 }; /* delete: fail with MKV_ENOTFOUND if the key is absent */
 enum { MKV_KEYF_ADMIN = 0x01, MKV_KEYF_DISABLED = 0x02 };
