@@ -52,37 +52,37 @@ TESTS += tests/unit/test_net
 # tests/integration/lib.sh). The longest run first so that `make -j check`
 # overlaps them with the short ones.
 INTEGRATION_TESTS = \
-	tests/integration/t_awscli.sh \
-	tests/integration/t_bigobject.sh \
-	tests/integration/t_crash.sh \
-	tests/integration/t_diskfull.sh \
+	tests/integration/t_cluster_move.sh \
 	tests/integration/t_s3api.sh \
+	tests/integration/t_awscli.sh \
+	tests/integration/t_cluster_data.sh \
+	tests/integration/t_bigobject.sh \
+	tests/integration/t_inline.sh \
+	tests/integration/t_crash.sh \
+	tests/integration/t_cluster_changes.sh \
+	tests/integration/t_fuse_s3.sh \
+	tests/integration/t_fuse_mount.sh \
+	tests/integration/t_diskfull.sh \
+	tests/integration/t_fuse_tools.sh \
+	tests/integration/t_cluster_partition.sh \
+	tests/integration/t_cluster_failover.sh \
+	tests/integration/t_fuse_fragment.sh \
+	tests/integration/t_fuse_faults.sh \
+	tests/integration/t_fuse_multi.sh \
+	tests/integration/t_fuse_posix.sh \
+	tests/integration/t_txn.sh \
+	tests/integration/t_meta_group.sh \
+	tests/integration/t_restart.sh \
+	tests/integration/t_endpoints.sh \
+	tests/integration/t_cluster_nodes.sh \
+	tests/integration/t_server_mount.sh \
+	tests/integration/t_corrupt.sh \
+	tests/integration/t_s3cmd.sh \
+	tests/integration/t_auth.sh \
 	tests/integration/t_badinput.sh \
 	tests/integration/t_range.sh \
-	tests/integration/t_txn.sh \
-	tests/integration/t_inline.sh \
-	tests/integration/t_s3cmd.sh \
-	tests/integration/t_libs3.sh \
-	tests/integration/t_endpoints.sh \
-	tests/integration/t_corrupt.sh \
-	tests/integration/t_restart.sh \
-	tests/integration/t_fuse_posix.sh \
-	tests/integration/t_fuse_tools.sh \
-	tests/integration/t_server_mount.sh \
-	tests/integration/t_auth.sh \
-	tests/integration/t_fuse_mount.sh \
-	tests/integration/t_fuse_multi.sh \
-	tests/integration/t_fuse_faults.sh \
-	tests/integration/t_fuse_s3.sh \
 	tests/integration/t_fuse_full.sh \
-	tests/integration/t_fuse_fragment.sh \
-	tests/integration/t_meta_group.sh \
-	tests/integration/t_cluster_failover.sh \
-	tests/integration/t_cluster_nodes.sh \
-	tests/integration/t_cluster_changes.sh \
-	tests/integration/t_cluster_data.sh \
-	tests/integration/t_cluster_partition.sh \
-	tests/integration/t_cluster_move.sh
+	tests/integration/t_libs3.sh
 TESTS += $(INTEGRATION_TESTS)
 SH_LOG_COMPILER = $(BASH)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/s3req.py \

@@ -9,9 +9,9 @@ perm=$(stat -c %a "$DATA/credentials")
 expect_eq "$perm" 600 "credentials file mode"
 aws_v2 s3 mb s3://persist >/dev/null || fail "mb"
 rand_file "$T/a" 777777
-for i in $(seq 1 50); do
-    aws_v2 s3 cp "$T/a" "s3://persist/obj-$i" >/dev/null || fail "put $i"
-done
+mkdir "$T/up"
+for i in $(seq 1 50); do ln "$T/a" "$T/up/obj-$i"; done
+aws_v2 s3 cp --recursive "$T/up" s3://persist/ >/dev/null || fail "uploading 50 objects"
 "$MINIKV" server --data "$DATA" --listen 127.0.0.1:0 --meta-listen 127.0.0.1:0 --chunk-listen 127.0.0.1:0 \
     >"$T/second.log" 2>&1 && fail "a second server started on the same data directory"
 grep -q "in use by another minikv process" "$T/second.log" || fail "second server error: $(cat "$T/second.log")"
