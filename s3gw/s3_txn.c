@@ -183,6 +183,7 @@ static int encode_op(struct s3req *r, struct txn_state *ts, unsigned i, json_t *
             }
             mkv_cksum_update(&md5, data, n);
             mkv_cksum_final(&md5, dg);
+            mkv_cksum_free(&md5);
             s3_etag_from_md5(dg, etag, sizeof etag);
         }
         t.etag = mkv_slice_str(etag);
