@@ -65,8 +65,9 @@ static const struct mkv_option options[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: minikv-s3gw --meta H:P[,H:P...] --cluster-key-file FILE [options]\n\n"
-                 "The minikv S3 gateway: S3 (also under /s3/), /health/live, /health/ready,\n"
-                 "/metrics and /admin/status over HTTP/1.1 (HTTPS with --tls-cert).\n"
+                 "The minikv S3 gateway: S3 (also under /s3/), multi-key transactions\n"
+                 "(POST /transaction, POST /batch), /health/live, /health/ready, /metrics and\n"
+                 "/admin/status over HTTP/1.1 (HTTPS with --tls-cert).\n"
                  "Credentials: MINIKV_ACCESS_KEY and MINIKV_SECRET_KEY in the environment are\n"
                  "registered at start; with neither and no key yet, a pair is generated,\n"
                  "printed once and saved to --credentials-file.\n\nOptions:\n");
