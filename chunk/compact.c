@@ -526,7 +526,8 @@ static void scrub_work(uv_work_t *w)
                 sc->nbad++;
                 continue;
             }
-            if (store_check_block(s, sc->kc[i], sc->kb[i], e, rec, rec + WAL_HDR, plain)) sc->nbad++;
+            if (store_check_block(s, sc->kc[i], sc->kv[i], sc->kb[i], e, rec, rec + WAL_HDR, plain))
+                sc->nbad++;
         }
         done += n;
         sc->c = sc->kc[n - 1];

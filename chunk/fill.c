@@ -63,6 +63,10 @@ struct mkv_fill
     struct mkv_store_req sreq;
     struct mkv_meta_req mreq;
     uint64_t total_copied, total_bytes;
+    /* pacing: the next piece may be read from pace_ns on (mkv_mono_ns) */
+    uint64_t rate;
+    int64_t pace_ns;
+    int pacing; /* the timer waits for pace_ns */
     /* releasing what this server no longer holds replicas of */
     uint64_t release_after_ns;
     int64_t last_release_ns;
@@ -137,11 +141,14 @@ static void todo_unique(struct mkv_fill *f)
     f->ntodo = k + 1;
 }
 
+/* What this server holds of the vshard; a version with a bad block counts
+ * as missing, so that it is copied again (fill_read_next drops it first). */
 static int collect_local(void *arg, const struct mkv_store_version_info *vi)
 {
     struct mkv_fill *f = arg;
     struct held h = {vi->chunk_id, vi->version, vi->state == MKV_VER_COMMITTED, vi->size, 0};
     if (mkv_vshard_of(vi->chunk_id) != f->v || vi->state == MKV_VER_FOLDED) return 0;
+    if (mkv_store_bad(f->store, vi->chunk_id, vi->version)) return 0;
     return held_push(&f->local, &f->nlocal, &f->caplocal, &h);
 }
 
@@ -182,11 +189,30 @@ static void on_list(struct mkv_call *call, int status, struct mkv_frame *reply)
     fill_next_list(f);
 }
 
+/* Bad copies of the vshard that no source has: nothing to repair them
+ * from. They are forgotten (a read that fails on them again reports them
+ * again) rather than making the vshard refill forever. */
+static void forget_unrepairable(struct mkv_fill *f)
+{
+    struct mkv_store_bad bad[256];
+    unsigned n;
+    mkv_store_bad_list(f->store, bad, MKV_ARRAY_SIZE(bad), &n);
+    for (unsigned i = 0; i < n; i++) {
+        if (mkv_vshard_of(bad[i].chunk_id) != f->v ||
+            held_has(f->todo, f->ntodo, bad[i].chunk_id, bad[i].version))
+            continue;
+        MKV_ERROR("chunk", "a bad copy has no good copy on another replica chunk=%llx version=%u",
+                  (unsigned long long)bad[i].chunk_id, bad[i].version);
+        mkv_store_bad_clear(f->store, bad[i].chunk_id, bad[i].version);
+    }
+}
+
 static void fill_next_list(struct mkv_fill *f)
 {
     struct mkv_chunk_list_req q = {0};
     if (f->src >= f->nsrc) {
         todo_unique(f);
+        forget_unrepairable(f);
         fill_copy_next(f);
         return;
     }
@@ -264,10 +290,58 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
     if (rv) on_piece_written(&f->sreq, rv);
 }
 
+static void on_paced(uv_timer_t *t)
+{
+    struct mkv_fill *f = t->data;
+    f->pacing = 0;
+    fill_read_next(f);
+}
+
+/* With a rate, each piece read pushes pace_ns on by its share of a second;
+ * a piece asked before pace_ns waits on the timer (idle during a fill). */
+static int fill_paced(struct mkv_fill *f, uint64_t len)
+{
+    int64_t now;
+    if (!f->rate) return 0;
+    now = (int64_t)mkv_mono_ns();
+    if (f->pace_ns > now) {
+        f->pacing = 1;
+        uv_timer_start(&f->timer, on_paced, (uint64_t)(f->pace_ns - now) / 1000000u + 1, 0);
+        return 1;
+    }
+    /* Idle time earns at most one second of credit. */
+    if (f->pace_ns < now - 1000000000ll) f->pace_ns = now - 1000000000ll;
+    f->pace_ns += (int64_t)(len * 1000000000ull / f->rate);
+    return 0;
+}
+
+static void on_bad_dropped(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    const struct held *h = &f->todo[f->next_todo - 1];
+    if (status) {
+        MKV_WARN("chunk", "fill: cannot drop a bad copy chunk=%llx version=%u status=%d",
+                 (unsigned long long)h->chunk_id, h->version, status);
+        fill_end(f);
+        return;
+    }
+    MKV_INFO("chunk", "repairing a bad copy from another replica chunk=%llx version=%u",
+             (unsigned long long)h->chunk_id, h->version);
+    mkv_store_bad_clear(f->store, h->chunk_id, h->version);
+    fill_read_next(f);
+}
+
 static void fill_read_next(struct mkv_fill *f)
 {
     const struct held *h = &f->todo[f->next_todo - 1];
     struct mkv_chunk_read_req q = {0};
+    /* Our copy failed its checksum: it goes before the good one comes. */
+    if (f->off == 0 && mkv_store_bad(f->store, h->chunk_id, h->version)) {
+        f->sreq.data = f;
+        if (mkv_store_delete(f->store, &f->sreq, h->chunk_id, h->version, on_bad_dropped))
+            fill_end(f);
+        return;
+    }
     if (f->off >= h->size) {
         f->copied++;
         f->total_copied++;
@@ -284,6 +358,7 @@ static void fill_read_next(struct mkv_fill *f)
     q.version = h->version;
     q.offset = f->off;
     q.length = (uint32_t)MKV_MIN((uint64_t)PIECE, h->size - f->off);
+    if (fill_paced(f, q.length)) return;
     if (mkv_peer_call(f->view.peer[h->src], &f->call, MKV_MSG_CHUNK_READ, &mkv_desc_chunk_read_req,
                       &q, 30000, on_piece))
         fill_end(f);
@@ -478,10 +553,11 @@ void mkv_fill_tick(struct mkv_fill *f)
 }
 
 struct mkv_fill *mkv_fill_new(uv_loop_t *loop, struct mkv_store *store, struct mkv_client *meta,
-                              const uint64_t *node_id, uint64_t release_after_ms)
+                              const uint64_t *node_id, uint64_t release_after_ms, uint64_t rate)
 {
     struct mkv_fill *f = calloc(1, sizeof *f);
     if (!f) return NULL;
+    f->rate = rate;
     f->release_after_ns = (release_after_ms ? release_after_ms : 60000) * 1000000ull;
     f->loop = loop;
     f->store = store;
@@ -496,6 +572,11 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct mkv_fill *f = h->data;
     f->closed = 1;
+    if (f->pacing) { /* the wait ended with the timer: so does the fill */
+        f->pacing = 0;
+        fill_end(f);
+        return;
+    }
     if (!f->busy) {
         f->busy = 1; /* fill_end calls the callback */
         fill_end(f);
@@ -522,7 +603,8 @@ void mkv_fill_free(struct mkv_fill *f)
     free(f);
 }
 
-uint64_t mkv_fill_copied(const struct mkv_fill *f)
+void mkv_fill_totals(const struct mkv_fill *f, uint64_t *versions, uint64_t *bytes)
 {
-    return f->total_copied;
+    *versions = f->total_copied;
+    *bytes = f->total_bytes;
 }

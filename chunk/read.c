@@ -196,7 +196,8 @@ static void verify(struct rctx *x)
         struct rblk *b = &x->b[i];
         const uint8_t *hdr = b->direct ? b->hdr : b->pbuf;
         uint8_t *payload = b->direct ? b->dst : b->pbuf + WAL_HDR;
-        int rv = store_check_block(s, x->req->chunk_id, b->block, &b->e, hdr, payload, plain);
+        int rv = store_check_block(s, x->req->chunk_id, x->req->version, b->block, &b->e, hdr,
+                                   payload, plain);
         if (rv) {
             memset(b->dst, 0, b->to - b->from); /* nothing from a bad block */
             set_status(x, rv);

@@ -44,7 +44,9 @@ struct mkv_chunk_server
     uint64_t fence[MKV_VSHARDS];
     char fence_path[PATH_MAX];
     struct mkv_fill *fill;
-    int fill_running; /* until the fill has stopped */
+    int fill_running;              /* until the fill has stopped */
+    uint64_t bad_gen;              /* of the store's bad versions, when last reported */
+    struct mkv_store_bad bad[256]; /* scratch for report_bad */
     /* Writes accepted and not yet answered, per vshard; listings of a
      * vshard wait for them (its fence just went up: they are the last
      * made with an older map). */
@@ -314,6 +316,7 @@ static void handle_stat(struct mkv_chunk_server *cs, struct mkv_conn *c, struct 
     mkv_put_le64(hist + 8 * MKV_HIST_BUCKETS, st.fsync_latency.count);
     mkv_put_le64(hist + 8 * (MKV_HIST_BUCKETS + 1), st.fsync_latency.sum_ns);
     rep.fsync_hist = mkv_slice_mem(hist, sizeof hist);
+    if (cs->fill) mkv_fill_totals(cs->fill, &rep.fill_copied, &rep.fill_bytes);
     mkv_conn_reply(c, &f->hdr, &mkv_desc_chunk_stat_rep, &rep);
     mkv_frame_unref(f);
 }
@@ -768,6 +771,35 @@ static void on_hb_timer(uv_timer_t *t)
     hb_send(t->data);
 }
 
+/* Versions a read or the scrubber found corrupt here: while the map says
+ * this server's copy of their vshard is filled, it asks (each heartbeat)
+ * for it to go back to filling, so that reads avoid it and the fill copies
+ * them again from another replica (fill.c). The group keeps the last
+ * filled replica filled. */
+static void report_bad(struct mkv_chunk_server *cs)
+{
+    uint8_t seen[MKV_VSHARDS] = {0};
+    unsigned n;
+    uint64_t gen;
+    int fresh;
+    if (!cs->meta || !cs->node_id) return;
+    gen = mkv_store_bad_list(cs->store, cs->bad, MKV_ARRAY_SIZE(cs->bad), &n);
+    fresh = gen != cs->bad_gen;
+    cs->bad_gen = gen;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned v = mkv_vshard_of(cs->bad[i].chunk_id);
+        struct mkv_vshard_view view;
+        int me = -1;
+        if (seen[v]++ || mkv_client_vshard(cs->meta, v, &view)) continue;
+        for (unsigned k = 0; k < view.n; k++)
+            if (view.node[k] == cs->node_id) me = (int)k;
+        if (me < 0 || (view.filling & (1u << me))) continue;
+        if (fresh)
+            MKV_WARN("chunk", "a copy here failed its checksum: asking to refill vshard=%u", v);
+        mkv_client_mark_missed(cs->meta, v, cs->node_id);
+    }
+}
+
 static void on_heartbeat(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
 {
     struct mkv_chunk_server *cs = MKV_CONTAINER_OF(req, struct mkv_chunk_server, hb_req);
@@ -784,6 +816,7 @@ static void on_heartbeat(struct mkv_meta_req *req, int status, struct mkv_frame 
         /* A new map (vshards to fill, or moved away) is loaded now rather
          * than at the client's next periodic refresh. */
         if (rep.vshard_epoch > mkv_client_map_epoch(cs->meta)) mkv_client_map_refresh(cs->meta);
+        if (status == 0) report_bad(cs);
         if (cs->fill) mkv_fill_tick(cs->fill);
     }
 }
@@ -894,7 +927,8 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
         rv = mkv_client_new(loop, &co, &cs->meta, err, errlen);
         memset(&cred, 0, sizeof cred);
         if (rv) goto err_after_listen;
-        if (!(cs->fill = mkv_fill_new(loop, cs->store, cs->meta, &cs->node_id, o->release_after_ms))) {
+        if (!(cs->fill = mkv_fill_new(loop, cs->store, cs->meta, &cs->node_id, o->release_after_ms,
+                                      o->fill_rate))) {
             mkv_client_close(cs->meta);
             rv = mkv_errf(err, errlen, -ENOMEM, "chunk server");
             goto err_after_listen;

@@ -387,8 +387,56 @@ void store_maybe_reap(struct mkv_store *s)
 /* ------------------------------------------------------------------------
  * Block verification (read path and scrubber)
  * ------------------------------------------------------------------------ */
-int store_check_block(struct mkv_store *s, uint64_t c, uint32_t b, const struct ix_blk *e,
-                      const uint8_t *hdr, uint8_t *payload, uint8_t *plain)
+/* Remembers (c, v) as holding a bad block (the first STORE_BAD_MAX). */
+static void bad_add(struct mkv_store *s, uint64_t c, uint32_t v)
+{
+    pthread_mutex_lock(&s->bad_lock);
+    for (unsigned i = 0; i < s->nbad; i++)
+        if (s->bad[i].chunk_id == c && s->bad[i].version == v) goto out;
+    if (s->nbad < STORE_BAD_MAX) {
+        s->bad[s->nbad].chunk_id = c;
+        s->bad[s->nbad++].version = v;
+        s->bad_gen++;
+    }
+out:
+    pthread_mutex_unlock(&s->bad_lock);
+}
+
+int mkv_store_bad(struct mkv_store *s, uint64_t chunk_id, uint32_t version)
+{
+    int found = 0;
+    pthread_mutex_lock(&s->bad_lock);
+    for (unsigned i = 0; i < s->nbad && !found; i++)
+        found = s->bad[i].chunk_id == chunk_id && s->bad[i].version == version;
+    pthread_mutex_unlock(&s->bad_lock);
+    return found;
+}
+
+void mkv_store_bad_clear(struct mkv_store *s, uint64_t chunk_id, uint32_t version)
+{
+    pthread_mutex_lock(&s->bad_lock);
+    for (unsigned i = 0; i < s->nbad;) {
+        if (s->bad[i].chunk_id == chunk_id && (!version || s->bad[i].version == version))
+            s->bad[i] = s->bad[--s->nbad];
+        else i++;
+    }
+    pthread_mutex_unlock(&s->bad_lock);
+}
+
+uint64_t mkv_store_bad_list(struct mkv_store *s, struct mkv_store_bad *out, unsigned max,
+                            unsigned *n)
+{
+    uint64_t gen;
+    pthread_mutex_lock(&s->bad_lock);
+    *n = 0;
+    for (unsigned i = 0; i < s->nbad && *n < max; i++) out[(*n)++] = s->bad[i];
+    gen = s->bad_gen;
+    pthread_mutex_unlock(&s->bad_lock);
+    return gen;
+}
+
+int store_check_block(struct mkv_store *s, uint64_t c, uint32_t v, uint32_t b,
+                      const struct ix_blk *e, const uint8_t *hdr, uint8_t *payload, uint8_t *plain)
 {
     struct wal_hdr h;
     const char *why;
@@ -409,6 +457,7 @@ int store_check_block(struct mkv_store *s, uint64_t c, uint32_t b, const struct 
         return 0;
     }
     mkv_counter_add(&s->st_corrupt, 1);
+    bad_add(s, c, v);
     MKV_ERROR(COMP,
               "block failed verification chunk=%016" PRIx64 " version=%u block=%u segment=%016" PRIx64
               " offset=%" PRIu64 " reason=%s",
@@ -510,6 +559,7 @@ static void store_free(struct mkv_store *s)
     if (s->wal_dfd >= 0) close(s->wal_dfd);
     if (s->lock_fd >= 0) close(s->lock_fd);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->bad_lock);
     pthread_rwlock_destroy(&s->fd_lock);
     free(s->dir);
     free(s->wal_dir);
@@ -538,6 +588,7 @@ int mkv_store_open(uv_loop_t *loop, const struct mkv_store_opts *o, struct mkv_s
     if (!s->o.compact_percent) s->o.compact_percent = 50;
     s->lock_fd = s->wal_dfd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->bad_lock, NULL);
     pthread_rwlock_init(&s->fd_lock, NULL);
     s->dir = strdup(o->dir);
     s->wal_dir = path_join(o->dir, "wal");
@@ -745,6 +796,7 @@ int mkv_store_delete(struct mkv_store *s, struct mkv_store_req *req, uint64_t ch
 {
     if (!s || !req || !cb) return -EINVAL;
     if (s->closing) return -ECANCELED;
+    mkv_store_bad_clear(s, chunk_id, version);
     req_init(s, req, RQ_DELETE, chunk_id, version, cb);
     flush_enqueue(s, req);
     return 0;

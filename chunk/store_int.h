@@ -62,6 +62,8 @@ struct fault
     int err;
 };
 
+#define STORE_BAD_MAX 1024
+
 struct mkv_store
 {
     uv_loop_t *loop;
@@ -76,6 +78,12 @@ struct mkv_store
     char boot_id[64];
 
     pthread_mutex_t lock;
+    /* Versions a read or the scrubber found a bad block in, since start
+     * (mkv_store_bad): a replica's fill copies them again. */
+    pthread_mutex_t bad_lock;
+    struct mkv_store_bad bad[STORE_BAD_MAX];
+    unsigned nbad;
+    uint64_t bad_gen;
     /* Held shared by mkv_store_read_cached (any thread) from the index
      * lookup to the end of its reads, exclusively while segment files of
      * the table are closed (reaping, store_free): a reader never reads a
@@ -163,8 +171,8 @@ void store_maybe_close(struct mkv_store *s);
  * decoded in place); plain receives data_len bytes when the block is
  * transformed (else NULL and the payload is the plaintext). Returns 0,
  * MKV_ECHECKSUM, -EIO (index and record disagree) or -ENOKEY; logs. */
-int store_check_block(struct mkv_store *s, uint64_t c, uint32_t b, const struct ix_blk *e,
-                      const uint8_t *hdr, uint8_t *payload, uint8_t *plain);
+int store_check_block(struct mkv_store *s, uint64_t c, uint32_t v, uint32_t b,
+                      const struct ix_blk *e, const uint8_t *hdr, uint8_t *payload, uint8_t *plain);
 
 static inline int fault_hit(struct mkv_store *s, int where)
 {

@@ -134,7 +134,6 @@ void mkv_client_map_stale(struct mkv_client *c);
 void mkv_client_map_outdated(struct mkv_client *c);
 /* Reports (fire and forget) that node's copy of vshard failed: it goes
  * back to filling (VSHARD_MARK). */
-void mkv_client_mark_missed(struct mkv_client *c, unsigned vshard, uint64_t node);
 void mkv_client_route_close(struct mkv_client *c);
 void mkv_client_route_free(struct mkv_client *c);
 

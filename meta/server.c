@@ -278,20 +278,27 @@ static void handle_query(struct mkv_meta *m, struct mkv_conn *c, struct mkv_fram
 
 /* ---- chunk servers ---- */
 
-/* m->chunk_servers: the registered chunk servers (this member's replica of
- * the table), with what the leader has heard, and the configured ones;
- * st (if not NULL) gets the map's epoch, factor and degraded vshards. */
-static void chunk_servers(struct mkv_meta *m, struct mkv_meta_status_rep *st)
+/* The vshard map as this member has applied it (MKV_VSHARD_LIST_* flags),
+ * decoded from m->node_regs; all zero when it cannot be read. */
+static void read_map(struct mkv_meta *m, uint32_t flags, struct mkv_vshard_list_rep *rep)
 {
-    struct mkv_vshard_list_req q = {0};
-    struct mkv_vshard_list_rep rep = {0};
+    struct mkv_vshard_list_req q = {flags};
     uint8_t pl[16];
     size_t len = 0;
     int status = -EIO;
     if (mkv_msg_encode(&mkv_desc_vshard_list_req, &q, pl, sizeof pl, &len) == 0)
         mkv_node_read_stale(m->node, MKV_MSG_VSHARD_LIST, pl, len, &status, &m->node_regs);
-    if (status || mkv_msg_decode(&mkv_desc_vshard_list_rep, m->node_regs.p, m->node_regs.len, &rep))
-        memset(&rep, 0, sizeof rep);
+    if (status || mkv_msg_decode(&mkv_desc_vshard_list_rep, m->node_regs.p, m->node_regs.len, rep))
+        memset(rep, 0, sizeof *rep);
+}
+
+/* m->chunk_servers: the registered chunk servers (this member's replica of
+ * the table), with what the leader has heard, and the configured ones;
+ * st (if not NULL) gets the map's epoch, factor and degraded vshards. */
+static void chunk_servers(struct mkv_meta *m, struct mkv_meta_status_rep *st)
+{
+    struct mkv_vshard_list_rep rep;
+    read_map(m, 0, &rep);
     if (mkv_nodes_info(m->nodes, rep.nodes, rep.vshards,
                        mkv_node_ready(m->node) ? mkv_node_term(m->node) : 0, m->static_chunks,
                        &m->chunk_servers))
@@ -306,15 +313,8 @@ static void chunk_servers(struct mkv_meta *m, struct mkv_meta_status_rep *st)
 /* The vshard map's epoch as this member has applied it (0: none). */
 static uint64_t map_epoch(struct mkv_meta *m)
 {
-    struct mkv_vshard_list_req q = {MKV_VSHARD_LIST_HEADER};
     struct mkv_vshard_list_rep rep;
-    uint8_t pl[16];
-    size_t len = 0;
-    int status = -EIO;
-    if (mkv_msg_encode(&mkv_desc_vshard_list_req, &q, pl, sizeof pl, &len) == 0)
-        mkv_node_read_stale(m->node, MKV_MSG_VSHARD_LIST, pl, len, &status, &m->node_regs);
-    if (status || mkv_msg_decode(&mkv_desc_vshard_list_rep, m->node_regs.p, m->node_regs.len, &rep))
-        return 0;
+    read_map(m, MKV_VSHARD_LIST_HEADER, &rep);
     return rep.epoch;
 }
 

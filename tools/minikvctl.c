@@ -267,9 +267,11 @@ static int cmd_status(struct ctl *c)
             printf(",\"state\":\"up\",\"io_backend\":\"%s\",\"capacity\":%" PRIu64
                    ",\"free\":%" PRIu64 ",\"used\":%" PRIu64 ",\"live\":%" PRIu64
                    ",\"chunks\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"fsyncs\":%" PRIu64
-                   ",\"corrupt_blocks\":%" PRIu64 "}}\n",
+                   ",\"corrupt_blocks\":%" PRIu64 ",\"fill_copied\":%" PRIu64
+                   ",\"fill_bytes\":%" PRIu64 "}}\n",
                    cp.backend, cp.rep.capacity, cp.rep.free, cp.rep.used, cp.rep.live,
-                   cp.rep.chunks, cp.rep.segments, cp.rep.fsyncs, cp.rep.corrupt_blocks);
+                   cp.rep.chunks, cp.rep.segments, cp.rep.fsyncs, cp.rep.corrupt_blocks,
+                   cp.rep.fill_copied, cp.rep.fill_bytes);
         }
     } else {
         printf("metadata group\n");
@@ -305,8 +307,10 @@ static int cmd_status(struct ctl *c)
                    " live\n",
                    cp.rep.used, cp.rep.segments, cp.rep.live);
             printf("  chunks          %" PRIu64 "\n  wal fsyncs      %" PRIu64
-                   "\n  corrupt blocks  %" PRIu64 "\n",
-                   cp.rep.chunks, cp.rep.fsyncs, cp.rep.corrupt_blocks);
+                   "\n  corrupt blocks  %" PRIu64 "\n  filled          %" PRIu64
+                   " versions, %" PRIu64 " bytes copied from other replicas\n",
+                   cp.rep.chunks, cp.rep.fsyncs, cp.rep.corrupt_blocks, cp.rep.fill_copied,
+                   cp.rep.fill_bytes);
         }
     }
     mkv_frame_unref(reply);

@@ -152,6 +152,10 @@ struct mkv_vshard_view
  * again once it is 10 s old, or after mkv_client_map_refresh. */
 MKV_API int mkv_client_vshard(struct mkv_client *c, unsigned vshard, struct mkv_vshard_view *v);
 MKV_API void mkv_client_map_refresh(struct mkv_client *c);
+/* Reports that node's copy of vshard is not to be trusted (it missed a
+ * write, or a block of it failed its checksum): the group puts it back to
+ * filling, so that reads avoid it and it copies again what it lacks. */
+MKV_API void mkv_client_mark_missed(struct mkv_client *c, unsigned vshard, uint64_t node);
 /* The epoch of the map the client holds (0: none yet). */
 MKV_API uint64_t mkv_client_map_epoch(const struct mkv_client *c);
 

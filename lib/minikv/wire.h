@@ -245,20 +245,22 @@ struct mkv_msgdesc
     F(s, U64, size, 0)              \
     F(s, U32, committed, 0)
 #define MKV_FIELDS_chunk_stat_req(F, s) F(s, U32, flags, 0)
-#define MKV_FIELDS_chunk_stat_rep(F, s) \
-    F(s, U64, capacity, 0)              \
-    F(s, U64, free, 0)                  \
-    F(s, U64, used, 0)                  \
-    F(s, U64, live, 0)                  \
-    F(s, U64, chunks, 0)                \
-    F(s, U64, lsn, 0)                   \
-    F(s, U32, state, 0)                 \
-    F(s, STR, io_backend, 32)           \
-    F(s, U64, fsyncs, 0)                \
-    F(s, U64, fsync_ns_total, 0)        \
-    F(s, U64, corrupt_blocks, 0)        \
-    F(s, U64, segments, 0)              \
-    F(s, BLOB, fsync_hist, 8u * 18u) /* u64 x MKV_HIST_BUCKETS, count, sum_ns */
+#define MKV_FIELDS_chunk_stat_rep(F, s)                                          \
+    F(s, U64, capacity, 0)                                                       \
+    F(s, U64, free, 0)                                                           \
+    F(s, U64, used, 0)                                                           \
+    F(s, U64, live, 0)                                                           \
+    F(s, U64, chunks, 0)                                                         \
+    F(s, U64, lsn, 0)                                                            \
+    F(s, U32, state, 0)                                                          \
+    F(s, STR, io_backend, 32)                                                    \
+    F(s, U64, fsyncs, 0)                                                         \
+    F(s, U64, fsync_ns_total, 0)                                                 \
+    F(s, U64, corrupt_blocks, 0)                                                 \
+    F(s, U64, segments, 0)                                                       \
+    F(s, BLOB, fsync_hist, 8u * 18u) /* u64 x MKV_HIST_BUCKETS, count, sum_ns */ \
+    F(s, U64, fill_copied, 0)        /* versions copied by fills since start */  \
+    F(s, U64, fill_bytes, 0)         /* their bytes */
 
 /* Meta service: clients -> meta leader. */
 #define MKV_FIELDS_meta_status_req(F, s) F(s, U32, flags, 0)

@@ -277,9 +277,7 @@ except Exception: print("")')
 # and waits until the gateway is ready.
 mkv_cluster_fronts() {
     local i
-    mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
-        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY" \
-        ${MKV_CHUNK_ARGS:-}
+    mkv_first_chunk_start
     # MKV_EXTRA_CHUNKS=N: N more chunk servers (chunk0.., zones z0..) on
     # the ports CHUNK_PORTS, in the first vshard map with the first.
     if [ -z "${CHUNK_PORTS+x}" ] && [ "${MKV_EXTRA_CHUNKS:-0}" -gt 0 ]; then
@@ -293,6 +291,12 @@ mkv_cluster_fronts() {
     mkv_wait_map 30
 }
 
+# mkv_first_chunk_start: (re)starts the cluster's first chunk server ("chunk").
+mkv_first_chunk_start() {
+    mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
+        --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY" \
+        ${MKV_CHUNK_ARGS:-}
+}
 # mkv_chunk_start N: (re)starts the extra chunk server N (MKV_EXTRA_CHUNKS).
 # MKV_CHUNK_ARGS: more options for every chunk server (word-split).
 mkv_chunk_start() {
@@ -498,6 +502,30 @@ expect_eq() {
 
 expect_contains() {
     case "$1" in *"$2"*) ;; *) fail "${3:-missing text}: '$2' not in: $(printf '%s' "$1" | head -c 600)" ;; esac
+}
+
+# mkv_flip_bit DIR FILE: flips one bit in the middle of FILE's second
+# 64 KiB block where a chunk store under DIR keeps it (a segment file), on
+# disk; fails when those bytes are in no segment.
+mkv_flip_bit() {
+    "$PY" - "$1" "$2" <<'PY'
+import glob, os, sys
+marker = open(sys.argv[2], "rb").read()[65536 + 30000:65536 + 30064]
+for seg in glob.glob(os.path.join(sys.argv[1], "**", "*.seg"), recursive=True):
+    data = open(seg, "rb").read()
+    at = data.find(marker)
+    if at >= 0:
+        with open(seg, "r+b") as f:
+            f.seek(at + 17)
+            b = f.read(1)
+            f.seek(at + 17)
+            f.write(bytes([b[0] ^ 0x08]))
+            f.flush()
+            os.fsync(f.fileno())
+        print(f"flipped a bit in {seg} at {at + 17}")
+        sys.exit(0)
+sys.exit(1)
+PY
 }
 
 # rand_file PATH SIZE_BYTES

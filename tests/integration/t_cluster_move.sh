@@ -3,7 +3,8 @@
 # three chunk servers (factor 3) is given a fourth chunk server while S3
 # clients and a mount write: the leader moves vshards to it (a bounded
 # number at a time, each copied before the old replica is dropped) until
-# every server holds 192 of the 768 replicas. The new server is killed:
+# every server holds 192 of the 768 replicas, copying no faster than its
+# --fill-rate. The new server is killed:
 # once declared dead, its vshards are copied to the others until the
 # factor is back; restarted, it is given vshards again. Then one server is drained
 # (minikvctl drain): its vshards get replicas on the others, filled, and
@@ -14,7 +15,8 @@ fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 ne
 MKV_ELECTION=1s
 MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 3s"
 MKV_EXTRA_CHUNKS=2
-MKV_CHUNK_ARGS="--release-after 2s"
+FILL_RATE=$((4 * 1024 * 1024))
+MKV_CHUNK_ARGS="--release-after 2s --fill-rate $FILL_RATE"
 read -r -a CHUNK_PORTS <<<"$(free_ports 3)"
 mkv_start_cluster
 CTL=("$MINIKVCTL" --cluster-key "$KEY")
@@ -36,10 +38,14 @@ log "rebalanced onto 4 servers in $(echo "$(date +%s.%N) - $t0" | bc) s"
 mkv_check_writers add 5
 "${CTL[@]}" nodes
 id2=$(cat "$T/chunk2/node.id")
-n=$({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[2]}" --json status || true; } |
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["chunk"]["chunks"])')
+t1=$(date +%s.%N)
+read -r n copied < <({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[2]}" --json status || true; } |
+    "$PY" -c 'import json,sys; c=json.load(sys.stdin)["chunk"]; print(c["chunks"], c["fill_bytes"])')
 [ "$n" -gt 0 ] || fail "the new server holds no chunk"
-log "the new server (id $id2) holds $n chunk versions"
+log "the new server (id $id2) holds $n chunk versions; its fills copied $copied bytes"
+# No faster than the cap: one second of credit and one 1 MiB piece aside.
+awk -v b="$copied" -v r="$FILL_RATE" -v t="$(echo "$t1 - $t0" | bc)" \
+    'BEGIN { exit !(b <= r * (t + 1) + 1048576) }' || fail "fills copied $copied bytes faster than --fill-rate"
 
 # 2. kill -9 of a server under load: once it is declared dead its vshards
 # get replicas on the three others, which fill: the factor is back.

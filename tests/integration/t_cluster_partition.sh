@@ -44,8 +44,7 @@ member() { # member ID: (re)starts member ID in its namespace
         --cluster-key "$KEY" --election-timeout "$MKV_ELECTION" --chunk-heartbeat 300ms
 }
 for i in 1 2 3; do member "$i"; done
-mkv_daemon_start chunk "$top_builddir/chunk/minikv-chunk" --data "$T/chunk" \
-    --listen "127.0.0.1:$CHUNK_PORT" --meta "$MINIKV_META" --cluster-key "$KEY"
+mkv_first_chunk_start
 mkv_daemon_start s3gw "$top_builddir/s3gw/minikv-s3gw" --listen "127.0.0.1:$S3_PORT" \
     --meta "$MINIKV_META" --cluster-key-file "$KEY" --credentials-file "$T/credentials"
 mkv_wait_ready 30 || fail "the gateway did not become ready"

@@ -13,24 +13,7 @@ aws_v2 s3 cp "$T/victim" s3://rot/victim >/dev/null || fail "put victim"
 aws_v2 s3 cp "$T/other" s3://rot/other >/dev/null || fail "put other"
 
 # Flip one bit in the middle of the victim's second block, on disk.
-"$PY" - "$DATA/chunk" "$T/victim" <<'PY' || fail "could not find the object's bytes in the segments"
-import glob, os, sys
-marker = open(sys.argv[2], "rb").read()[65536 + 30000:65536 + 30064]
-for seg in glob.glob(os.path.join(sys.argv[1], "**", "*.seg"), recursive=True):
-    data = open(seg, "rb").read()
-    at = data.find(marker)
-    if at >= 0:
-        with open(seg, "r+b") as f:
-            f.seek(at + 17)
-            b = f.read(1)
-            f.seek(at + 17)
-            f.write(bytes([b[0] ^ 0x08]))
-            f.flush()
-            os.fsync(f.fileno())
-        print(f"flipped a bit in {seg} at {at + 17}")
-        sys.exit(0)
-sys.exit(1)
-PY
+mkv_flip_bit "$DATA/chunk" "$T/victim" || fail "could not find the object's bytes in the segments"
 
 c() { curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }

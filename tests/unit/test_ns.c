@@ -19,6 +19,7 @@
 #include "meta/ns.h"
 #include "minikv/err.h"
 #include "minikv/names.h"
+#include "minikv/vshard.h"
 #include "minikv/wire.h"
 
 #define S(x) mkv_slice_str(x)
@@ -675,6 +676,70 @@ static void transaction(void **state)
     txn_add(&ops, MKV_TXN_PUT, "tx1", "a//b", "v", 0, NULL);
     assert_int_equal(APPLY(t, OBJ_TXN, obj_txn_req, .ops = mkv_slice_mem(ops.p, ops.len)), -EINVAL);
     mkv_buf_free(&ops);
+}
+
+/* The vshard 0's record as the group has it. */
+static void vshard0(struct t *t, struct mkv_vshard *v)
+{
+    struct mkv_vshard_list_rep rep;
+    struct mkv_vshard_rec r;
+    struct mkv_slice cur;
+    assert_int_equal(QUERY(t, VSHARD_LIST, vshard_list_req, .flags = 0), 0);
+    decode_reply(t, &mkv_desc_vshard_list_rep, &rep);
+    cur = rep.vshards;
+    assert_int_equal(mkv_msg_next(&mkv_desc_vshard_rec, &cur, &r), 1);
+    assert_int_equal(r.vshard, 0);
+    assert_int_equal(mkv_vshard_from_rec(&r, v), 0);
+}
+
+static int mark(struct t *t, uint64_t node)
+{
+    struct mkv_vshard_mark mk = {0, node};
+    uint8_t buf[16];
+    size_t len;
+    assert_int_equal(mkv_msg_encode(&mkv_desc_vshard_mark, &mk, buf, sizeof buf, &len), 0);
+    return APPLY(t, VSHARD_MARK, vshard_mark_req, .marks = mkv_slice_mem(buf, len));
+}
+
+/* VSHARD_MARK puts a replica back to filling, but never the last filled
+ * one (a fill needs a source; a bad copy is still the best there is). */
+static void vshard_marks(void **state)
+{
+    struct t *t = *state;
+    struct mkv_vshard v = {0};
+    struct mkv_vshard_rec r;
+    uint8_t buf[16 * MKV_REPLICAS_MAX];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(
+            APPLY(t, NODE_REGISTER, node_register_req, .address = S("127.0.0.1:1"), .zone = S("z")),
+            0);
+    v.n = 3;
+    v.rep[0] = 1;
+    v.rep[1] = 2;
+    v.rep[2] = 3;
+    mkv_vshard_to_rec(&v, 0, buf, &r);
+    {
+        struct mkv_buf recs = MKV_BUF_INIT;
+        assert_int_equal(mkv_msg_append(&recs, &mkv_desc_vshard_rec, &r), 0);
+        assert_int_equal(APPLY(t, VSHARD_SET, vshard_set_req, .epoch = 0, .replicas = 3,
+                               .vshards = mkv_slice_mem(recs.p, recs.len)),
+                         0);
+        mkv_buf_free(&recs);
+    }
+    assert_int_equal(mark(t, 2), 0);
+    vshard0(t, &v);
+    assert_int_equal(v.filling, 0x2);
+    assert_int_equal(mark(t, 1), 0);
+    vshard0(t, &v);
+    assert_int_equal(v.filling, 0x3);
+    /* Node 3 holds the only filled copy: it stays filled. */
+    assert_int_equal(mark(t, 3), 0);
+    vshard0(t, &v);
+    assert_int_equal(v.filling, 0x3);
+    /* A node that is no replica: nothing changes. */
+    assert_int_equal(mark(t, 9), 0);
+    vshard0(t, &v);
+    assert_int_equal(v.filling, 0x3);
 }
 
 static void list_basic(void **state)
@@ -2422,6 +2487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(delete_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
         cmocka_unit_test_setup_teardown(transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(vshard_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(list_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(list_random, setup, teardown),
         cmocka_unit_test_setup_teardown(multipart, setup, teardown),
