@@ -37,6 +37,7 @@ struct mkv_chunk_server_opts
     uint64_t orphan_interval_ms; /* 0: 60 s */
     uint64_t release_after_ms;   /* data of vshards moved away kept this long; 0: 60 s */
     uint64_t fill_rate;          /* bytes/s a fill copies at most; 0: no cap */
+    uint64_t scrub_every_ms;     /* a scrub of every block this often; 0: never */
     /* The cluster key (32 bytes; copied): clients must show a token of the
      * metadata service (AUTH_TOKEN, minikv/auth.h) first, and the
      * collectors authenticate to it as the cluster. NULL: everyone is

@@ -32,6 +32,7 @@ struct settings
     uint64_t orphan_age_ms;
     uint64_t release_after_ms;
     uint64_t fill_rate;
+    uint64_t scrub_every_ms;
     char *log_level;
     char *cluster_key;
 };
@@ -71,6 +72,10 @@ static const struct mkv_option options[] = {
     MKV_OPT("fill-rate", MKV_OPT_SIZE, S, fill_rate, "100M", "SIZE",
             "bytes per second a fill (new replica, re-replication, rebalancing) copies at most; "
             "0: no cap (one 1 MiB piece at a time)",
+            NULL),
+    MKV_OPT("scrub-every", MKV_OPT_DURATION, S, scrub_every_ms, "24h", "DURATION",
+            "read and check every block this often (in the background); in a cluster a bad "
+            "copy is then repaired from another replica; 0: never",
             NULL),
     MKV_OPT("orphan-age", MKV_OPT_DURATION, S, orphan_age_ms, "10m", "DURATION",
             "prepared data older than this is checked with the metadata service", NULL),
@@ -164,6 +169,7 @@ int main(int argc, char **argv)
     o.orphan_age_ms = s.orphan_age_ms;
     o.release_after_ms = s.release_after_ms;
     o.fill_rate = s.fill_rate;
+    o.scrub_every_ms = s.scrub_every_ms;
     if (s.cluster_key) {
         if (mkv_cluster_key_read(s.cluster_key, cluster_key, err, sizeof err)) {
             fprintf(stderr, "minikv-chunk: --cluster-key: %s\n", err[0] ? err : "cannot read it");

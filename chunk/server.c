@@ -32,6 +32,10 @@ struct mkv_chunk_server
     int auth; /* clients must show a token */
     uv_timer_t gc_timer;
     uv_timer_t orphan_timer;
+    uv_timer_t scrub_timer;
+    struct mkv_store_req scrub_req;
+    uint64_t scrub_bad;
+    int scrubbing;
     /* Registration and heartbeats (NODE_REGISTER, NODE_HEARTBEAT). */
     uv_timer_t hb_timer;
     struct mkv_meta_req hb_req;
@@ -882,6 +886,33 @@ static void hb_send(struct mkv_chunk_server *cs)
     else uv_timer_start(&cs->hb_timer, on_hb_timer, 2000, 0);
 }
 
+/* ---- scrubbing ---- */
+
+static void on_scrubbed(struct mkv_store_req *req, int status)
+{
+    struct mkv_chunk_server *cs = req->data;
+    cs->scrubbing = 0;
+    if (status && status != -ECANCELED)
+        MKV_WARN("chunk", "scrub failed err=\"%s\"", mkv_strerror(status));
+    else if (cs->scrub_bad)
+        MKV_WARN("chunk", "scrub found bad blocks bad=%llu", (unsigned long long)cs->scrub_bad);
+    else if (!status)
+        MKV_INFO("chunk", "scrub done: every block checked");
+}
+
+/* Every --scrub-every: every block read and checked in the background;
+ * versions with a bad block go to the store's list, which report_bad and
+ * the fill act on. */
+static void on_scrub_timer(uv_timer_t *t)
+{
+    struct mkv_chunk_server *cs = t->data;
+    if (cs->scrubbing || cs->stopping) return;
+    cs->scrub_bad = 0;
+    cs->scrub_req.data = cs;
+    cs->scrubbing = 1;
+    if (mkv_store_scrub(cs->store, &cs->scrub_req, &cs->scrub_bad, on_scrubbed)) cs->scrubbing = 0;
+}
+
 /* ---- start / stop ---- */
 
 int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *o,
@@ -938,8 +969,11 @@ int mkv_chunk_server_start(uv_loop_t *loop, const struct mkv_chunk_server_opts *
     uv_timer_init(loop, &cs->gc_timer);
     uv_timer_init(loop, &cs->orphan_timer);
     uv_timer_init(loop, &cs->hb_timer);
-    cs->gc_timer.data = cs->orphan_timer.data = cs->hb_timer.data = cs;
-    cs->handles = 3;
+    uv_timer_init(loop, &cs->scrub_timer);
+    cs->gc_timer.data = cs->orphan_timer.data = cs->hb_timer.data = cs->scrub_timer.data = cs;
+    cs->handles = 4;
+    if (o->scrub_every_ms)
+        uv_timer_start(&cs->scrub_timer, on_scrub_timer, o->scrub_every_ms, o->scrub_every_ms);
     if (cs->meta) {
         uv_timer_start(&cs->hb_timer, on_hb_timer, 0, 0); /* register now */
         uv_timer_start(&cs->gc_timer, on_gc_timer, cs->gc_interval_ms, cs->gc_interval_ms);
@@ -1036,5 +1070,6 @@ void mkv_chunk_server_stop(struct mkv_chunk_server *cs, void (*cb)(void *data), 
     uv_close((uv_handle_t *)&cs->gc_timer, on_timer_closed);
     uv_close((uv_handle_t *)&cs->orphan_timer, on_timer_closed);
     uv_close((uv_handle_t *)&cs->hb_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cs->scrub_timer, on_timer_closed);
     mkv_server_close(cs->srv, on_server_closed, cs);
 }
