@@ -63,6 +63,9 @@ struct mkv_fill
     struct mkv_store_req sreq;
     struct mkv_meta_req mreq;
     uint64_t total_copied, total_bytes;
+    /* bad copies this pass counted as missing (collect_local) */
+    struct mkv_store_bad skipped[64];
+    unsigned nskipped;
     /* pacing: the next piece may be read from pace_ns on (mkv_mono_ns) */
     uint64_t rate;
     int64_t pace_ns;
@@ -148,7 +151,13 @@ static int collect_local(void *arg, const struct mkv_store_version_info *vi)
     struct mkv_fill *f = arg;
     struct held h = {vi->chunk_id, vi->version, vi->state == MKV_VER_COMMITTED, vi->size, 0};
     if (mkv_vshard_of(vi->chunk_id) != f->v || vi->state == MKV_VER_FOLDED) return 0;
-    if (mkv_store_bad(f->store, vi->chunk_id, vi->version)) return 0;
+    if (mkv_store_bad(f->store, vi->chunk_id, vi->version)) {
+        if (f->nskipped < MKV_ARRAY_SIZE(f->skipped)) {
+            f->skipped[f->nskipped].chunk_id = vi->chunk_id;
+            f->skipped[f->nskipped++].version = vi->version;
+        }
+        return 0;
+    }
     return held_push(&f->local, &f->nlocal, &f->caplocal, &h);
 }
 
@@ -194,16 +203,12 @@ static void on_list(struct mkv_call *call, int status, struct mkv_frame *reply)
  * again) rather than making the vshard refill forever. */
 static void forget_unrepairable(struct mkv_fill *f)
 {
-    struct mkv_store_bad bad[256];
-    unsigned n;
-    mkv_store_bad_list(f->store, bad, MKV_ARRAY_SIZE(bad), &n);
-    for (unsigned i = 0; i < n; i++) {
-        if (mkv_vshard_of(bad[i].chunk_id) != f->v ||
-            held_has(f->todo, f->ntodo, bad[i].chunk_id, bad[i].version))
-            continue;
+    for (unsigned i = 0; i < f->nskipped; i++) {
+        const struct mkv_store_bad *b = &f->skipped[i];
+        if (held_has(f->todo, f->ntodo, b->chunk_id, b->version)) continue;
         MKV_ERROR("chunk", "a bad copy has no good copy on another replica chunk=%llx version=%u",
-                  (unsigned long long)bad[i].chunk_id, bad[i].version);
-        mkv_store_bad_clear(f->store, bad[i].chunk_id, bad[i].version);
+                  (unsigned long long)b->chunk_id, b->version);
+        mkv_store_bad_clear(f->store, b->chunk_id, b->version);
     }
 }
 
@@ -306,7 +311,10 @@ static int fill_paced(struct mkv_fill *f, uint64_t len)
     now = (int64_t)mkv_mono_ns();
     if (f->pace_ns > now) {
         f->pacing = 1;
-        uv_timer_start(&f->timer, on_paced, (uint64_t)(f->pace_ns - now) / 1000000u + 1, 0);
+        if (uv_timer_start(&f->timer, on_paced, (uint64_t)(f->pace_ns - now) / 1000000u + 1, 0)) {
+            f->pacing = 0; /* the timer is closing: the server stops */
+            fill_end(f);
+        }
         return 1;
     }
     /* Idle time earns at most one second of credit. */
@@ -322,6 +330,7 @@ static void on_bad_dropped(struct mkv_store_req *r, int status)
     if (status) {
         MKV_WARN("chunk", "fill: cannot drop a bad copy chunk=%llx version=%u status=%d",
                  (unsigned long long)h->chunk_id, h->version, status);
+        mkv_store_bad_note(f->store, h->chunk_id, h->version); /* still bad: next time */
         fill_end(f);
         return;
     }
@@ -335,6 +344,10 @@ static void fill_read_next(struct mkv_fill *f)
 {
     const struct held *h = &f->todo[f->next_todo - 1];
     struct mkv_chunk_read_req q = {0};
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
     /* Our copy failed its checksum: it goes before the good one comes. */
     if (f->off == 0 && mkv_store_bad(f->store, h->chunk_id, h->version)) {
         f->sreq.data = f;
@@ -416,7 +429,7 @@ static void fill_pass(struct mkv_fill *f)
 {
     f->pass++;
     f->copied = 0;
-    f->nlocal = f->ntodo = f->next_todo = 0;
+    f->nlocal = f->ntodo = f->next_todo = f->nskipped = 0;
     if (mkv_store_list_versions(f->store, collect_local, f)) {
         fill_end(f);
         return;

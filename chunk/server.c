@@ -48,9 +48,9 @@ struct mkv_chunk_server
     uint64_t fence[MKV_VSHARDS];
     char fence_path[PATH_MAX];
     struct mkv_fill *fill;
-    int fill_running;              /* until the fill has stopped */
-    uint64_t bad_gen;              /* of the store's bad versions, when last reported */
-    struct mkv_store_bad bad[256]; /* scratch for report_bad */
+    int fill_running; /* until the fill has stopped */
+    uint64_t bad_gen; /* of the store's bad versions, when last reported */
+    struct mkv_store_bad bad[MKV_STORE_BAD_MAX]; /* scratch for report_bad */
     /* Writes accepted and not yet answered, per vshard; listings of a
      * vshard wait for them (its fence just went up: they are the last
      * made with an older map). */
@@ -798,6 +798,15 @@ static void report_bad(struct mkv_chunk_server *cs)
         for (unsigned k = 0; k < view.n; k++)
             if (view.node[k] == cs->node_id) me = (int)k;
         if (me < 0 || (view.filling & (1u << me))) continue;
+        if (__builtin_popcount((unsigned)(~view.filling & ((1u << view.n) - 1u))) <= 1) {
+            /* The only filled copy: no source to repair it from. */
+            if (fresh)
+                MKV_ERROR("chunk",
+                          "a copy here failed its checksum and no other replica is "
+                          "filled: not repairable now vshard=%u",
+                          v);
+            continue;
+        }
         if (fresh)
             MKV_WARN("chunk", "a copy here failed its checksum: asking to refill vshard=%u", v);
         mkv_client_mark_missed(cs->meta, v, cs->node_id);
@@ -892,6 +901,7 @@ static void on_scrubbed(struct mkv_store_req *req, int status)
 {
     struct mkv_chunk_server *cs = req->data;
     cs->scrubbing = 0;
+    if (cs->stopping) return; /* cut short by the store's close */
     if (status && status != -ECANCELED)
         MKV_WARN("chunk", "scrub failed err=\"%s\"", mkv_strerror(status));
     else if (cs->scrub_bad)

@@ -387,13 +387,13 @@ void store_maybe_reap(struct mkv_store *s)
 /* ------------------------------------------------------------------------
  * Block verification (read path and scrubber)
  * ------------------------------------------------------------------------ */
-/* Remembers (c, v) as holding a bad block (the first STORE_BAD_MAX). */
-static void bad_add(struct mkv_store *s, uint64_t c, uint32_t v)
+/* Remembers (c, v) as holding a bad block (the first MKV_STORE_BAD_MAX). */
+void mkv_store_bad_note(struct mkv_store *s, uint64_t c, uint32_t v)
 {
     pthread_mutex_lock(&s->bad_lock);
     for (unsigned i = 0; i < s->nbad; i++)
         if (s->bad[i].chunk_id == c && s->bad[i].version == v) goto out;
-    if (s->nbad < STORE_BAD_MAX) {
+    if (s->nbad < MKV_STORE_BAD_MAX) {
         s->bad[s->nbad].chunk_id = c;
         s->bad[s->nbad++].version = v;
         s->bad_gen++;
@@ -457,7 +457,7 @@ int store_check_block(struct mkv_store *s, uint64_t c, uint32_t v, uint32_t b,
         return 0;
     }
     mkv_counter_add(&s->st_corrupt, 1);
-    bad_add(s, c, v);
+    mkv_store_bad_note(s, c, v);
     MKV_ERROR(COMP,
               "block failed verification chunk=%016" PRIx64 " version=%u block=%u segment=%016" PRIx64
               " offset=%" PRIu64 " reason=%s",

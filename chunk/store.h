@@ -198,7 +198,8 @@ MKV_API void mkv_store_get_stats(struct mkv_store *s, struct mkv_store_stats *ou
 
 /* Versions found with a bad block (a read or the scrubber) since start, so
  * that a replica can copy them again from another (chunk/fill.c); deleting
- * a version forgets it. Any thread. mkv_store_bad_clear with version 0
+ * a version forgets it. Any thread. mkv_store_bad_note adds one (the first
+ * MKV_STORE_BAD_MAX are kept); mkv_store_bad_clear with version 0
  * forgets every version of the chunk. mkv_store_bad_list writes up to max
  * of them and returns a number that grows whenever one is added. */
 struct mkv_store_bad
@@ -206,6 +207,8 @@ struct mkv_store_bad
     uint64_t chunk_id;
     uint32_t version;
 };
+#define MKV_STORE_BAD_MAX 1024
+MKV_API void mkv_store_bad_note(struct mkv_store *s, uint64_t chunk_id, uint32_t version);
 MKV_API int mkv_store_bad(struct mkv_store *s, uint64_t chunk_id, uint32_t version);
 MKV_API void mkv_store_bad_clear(struct mkv_store *s, uint64_t chunk_id, uint32_t version);
 MKV_API uint64_t mkv_store_bad_list(struct mkv_store *s, struct mkv_store_bad *out, unsigned max,

@@ -62,8 +62,6 @@ struct fault
     int err;
 };
 
-#define STORE_BAD_MAX 1024
-
 struct mkv_store
 {
     uv_loop_t *loop;
@@ -81,7 +79,7 @@ struct mkv_store
     /* Versions a read or the scrubber found a bad block in, since start
      * (mkv_store_bad): a replica's fill copies them again. */
     pthread_mutex_t bad_lock;
-    struct mkv_store_bad bad[STORE_BAD_MAX];
+    struct mkv_store_bad bad[MKV_STORE_BAD_MAX];
     unsigned nbad;
     uint64_t bad_gen;
     /* Held shared by mkv_store_read_cached (any thread) from the index

@@ -64,13 +64,22 @@ static void txn_error(struct s3req *r, enum mkv_s3_error e, unsigned operation, 
     char msg[512];
     va_list ap;
     json_t *err, *root;
+    int n;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof msg) {
+        /* Cut at a character boundary: the message may quote the request. */
+        size_t len = strlen(msg);
+        while (len && ((unsigned char)msg[len - 1] & 0xC0) == 0x80) len--;
+        if (len && ((unsigned char)msg[len - 1] & 0x80)) len--;
+        msg[len] = '\0';
+    }
     err = json_pack("{s:s, s:s, s:s}", "code", mkv_s3_error_code(e), "message", msg, "request_id",
                     r->request_id);
     if (err && operation) json_object_set_new(err, "operation", json_integer(operation));
-    root = err ? json_pack("{s:b, s:o}", "committed", 0, "error", err) : NULL;
+    root = err ? json_pack("{s:b, s:O}", "committed", 0, "error", err) : NULL;
+    json_decref(err);
     if (!root) {
         s3_error(r, MKV_S3_INTERNAL, NULL);
         return;
@@ -147,12 +156,15 @@ static int encode_op(struct s3req *r, struct txn_state *ts, unsigned i, json_t *
             n = json_string_length(val);
             if (n > MKV_INLINE_MAX) goto too_big;
             memcpy(data, json_string_value(val), n);
-        } else if (mkv_base64_decode(json_string_value(b64), json_string_length(b64), data,
-                                     MKV_INLINE_MAX, &n)) {
-            if (json_string_length(b64) / 4 * 3 > MKV_INLINE_MAX + 3) goto too_big;
-            txn_error(r, MKV_S3_INVALID_REQUEST, i, "operation %u: \"value_base64\" is not base64",
-                      i);
-            return -1;
+        } else {
+            int rv = mkv_base64_decode(json_string_value(b64), json_string_length(b64), data,
+                                       MKV_INLINE_MAX, &n);
+            if (rv == -ENOSPC) goto too_big;
+            if (rv) {
+                txn_error(r, MKV_S3_INVALID_REQUEST, i,
+                          "operation %u: \"value_base64\" is not base64 (padded, on one line)", i);
+                return -1;
+            }
         }
         t.data = mkv_slice_mem(data, n);
         if (ct && (!json_is_string(ct) || json_string_length(ct) > 256)) {
@@ -275,13 +287,13 @@ static void on_txn(struct s3req *r, int status, struct mkv_frame *reply)
         err = json_pack("{s:s, s:s, s:I, s:s}", "code", mkv_s3_error_code(e), "message",
                         mkv_strerror((int)rep.status), "operation", (json_int_t)rep.failed,
                         "request_id", r->request_id);
-        root = res && err ? json_pack("{s:b, s:o, s:o, s:I, s:I}", "committed", 0, "error", err,
+        root = res && err ? json_pack("{s:b, s:O, s:O, s:I, s:I}", "committed", 0, "error", err,
                                       "results", res, "total_operations", (json_int_t)ts->n,
                                       "successful_operations", (json_int_t)0)
                           : NULL;
+        json_decref(res);
+        json_decref(err);
         if (!root) {
-            json_decref(res);
-            json_decref(err);
             s3_error(r, MKV_S3_INTERNAL, NULL);
             return;
         }
@@ -290,9 +302,10 @@ static void on_txn(struct s3req *r, int status, struct mkv_frame *reply)
     }
     res = results(r, ts, 0, NULL);
     root =
-        res ? json_pack("{s:b, s:o, s:I, s:I}", "committed", 1, "results", res, "total_operations",
+        res ? json_pack("{s:b, s:O, s:I, s:I}", "committed", 1, "results", res, "total_operations",
                         (json_int_t)ts->n, "successful_operations", (json_int_t)ts->n)
             : NULL;
+    json_decref(res);
     if (!root) {
         s3_error(r, MKV_S3_INTERNAL, NULL);
         return;

@@ -504,7 +504,8 @@ static int cmd_server(int argc, char **argv)
     co.listen = s.chunk_listen;
     co.meta = s.meta_listen;
     co.cluster_key = cluster_key;
-    co.scrub_every_ms = 24ull * 3600 * 1000; /* as minikv-chunk's default */
+    co.scrub_every_ms = 24ull * 3600 * 1000; /* minikv-chunk's defaults */
+    co.fill_rate = 100ull << 20;
     chunk.name = "chunk";
     chunk.opts = &co;
     chunk.start = chunk_start;

@@ -4,12 +4,13 @@
 # clients and a mount write: the leader moves vshards to it (a bounded
 # number at a time, each copied before the old replica is dropped) until
 # every server holds 192 of the 768 replicas, copying no faster than its
-# --fill-rate. The new server is killed:
-# once declared dead, its vshards are copied to the others until the
-# factor is back; restarted, it is given vshards again. Then one server is drained
-# (minikvctl drain): its vshards get replicas on the others, filled, and
-# it ends up holding none, and deletes its data. Killed then, it takes
-# nothing with it: every acknowledged upload and fsynced file reads back.
+# --fill-rate. The new server is killed: once declared dead, its vshards
+# are copied to the others until the factor is back; restarted, it is
+# given vshards again (and stopped with SIGTERM in the middle of its
+# fills, it exits cleanly). Then one server is drained (minikvctl drain):
+# its vshards get replicas on the others, filled, and it ends up holding
+# none, and deletes its data. Killed then, it takes nothing with it: every
+# acknowledged upload and fsynced file reads back.
 . "$top_srcdir/tests/integration/lib.sh"
 fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 needed)"
 MKV_ELECTION=1s
@@ -61,7 +62,14 @@ mkv_check_writers dead 5
 d=$(mkv_ctl_eval status 'm["vshards"]["degraded"]')
 expect_eq "$d" 0 "vshards short of copies after the re-replication"
 # Restarted, it is given vshards again, filled before they are read there;
-# what it held from before is released.
+# what it held from before is released. Stopped (SIGTERM) in the middle of
+# those fills, it exits at once and cleanly, and picks them up again.
+mkv_chunk_start 2
+mkv_ctl_wait nodes "[x for x in n if x[\"id\"] == $id2][0][\"filling\"] > 0" 30 \
+    "the restarted server filling"
+t0=$(date +%s.%N)
+mkv_daemon_stop chunk2
+log "stopped during its fills in $(echo "$(date +%s.%N) - $t0" | bc) s"
 mkv_chunk_start 2
 mkv_ctl_wait nodes "([x for x in n if x[\"id\"] == $id2][0][\"vshards\"] > 0 and
     [x for x in n if x[\"id\"] == $id2][0][\"filling\"] == 0)" 60 "the restarted server holding filled vshards"

@@ -103,6 +103,10 @@ big=$(head -c 70000 /dev/zero | tr '\0' a)
 code=$(post /transaction "{\"operations\": [{\"op\": \"put\", \"key\": \"tx1/big\", \"value\": \"$big\"}]}")
 expect_eq "$code" 400 "value over 64 KiB"
 expect_contains "$(cat "$T/out")" "EntityTooLarge" "value over 64 KiB"
+big64=$(head -c 70000 /dev/zero | base64 -w0)
+code=$(post /transaction "{\"operations\": [{\"op\": \"put\", \"key\": \"tx1/big\", \"value_base64\": \"$big64\"}]}")
+expect_eq "$code" 400 "base64 value over 64 KiB"
+expect_contains "$(cat "$T/out")" "EntityTooLarge" "base64 value over 64 KiB"
 code=$(curl -sS -o "$T/out" -w '%{http_code}' -X POST --data-binary '{"operations":[]}' "$ENDPOINT/transaction")
 expect_eq "$code" 403 "unsigned transaction"
 aws_v2 s3 ls s3://tx1/ >/dev/null || fail "server stopped answering after bad requests"
