@@ -1,8 +1,8 @@
 /* metaload: a load tool for the metadata service (not a test).
  *
  *   metaload --meta H:P[,H:P] (--cluster-key FILE | --credentials FILE)
- *            --bucket NAME --op create|stat|rename|delete [--count N]
- *            [--concurrency C] [--prefix P] [--json]
+ *            --bucket NAME --op create|stat|rename|delete|txn [--count N]
+ *            [--concurrency C] [--prefix P] [--batch B] [--json]
  *
  * Drives the namespace operations a file system front makes, through the
  * client library (the same wire protocol, sessions and leader following as
@@ -11,7 +11,10 @@
  *            bucket's top directory;
  *   stat     INO_LOOKUP of each (a linearizable read);
  *   rename   INO_RENAME of each to PREFIX-r-I in the same directory;
- *   delete   INO_UNLINK of PREFIX-r-I (or PREFIX-I when --no-renamed).
+ *   delete   INO_UNLINK of PREFIX-r-I (or PREFIX-I when --no-renamed);
+ *   txn      OBJ_TXN (a REST transaction) of B empty-object puts
+ *            PREFIX-t-I-J each: N / B requests, counted as N operations
+ *            (batching in the client: B writes in one Raft entry).
  * Writes are durable when acknowledged (no early replies: each waits for
  * its Raft commit). Prints operations per second and latency percentiles.
  * Run the ops in that order on the same prefix. */
@@ -29,7 +32,7 @@
 #include "minikv/log.h"
 #include "minikv/wire.h"
 
-enum op { OP_CREATE, OP_STAT, OP_RENAME, OP_DELETE };
+enum op { OP_CREATE, OP_STAT, OP_RENAME, OP_DELETE, OP_TXN };
 
 struct slot
 {
@@ -43,7 +46,8 @@ struct load
 {
     struct mkv_client *client;
     enum op op;
-    const char *prefix;
+    const char *prefix, *bucket;
+    unsigned batch; /* puts per OBJ_TXN */
     int renamed;
     uint64_t dir;
     uint64_t count, next, done, errors;
@@ -59,8 +63,12 @@ static void done_cb(struct mkv_meta_req *req, int status, struct mkv_frame *repl
 {
     struct slot *s = MKV_CONTAINER_OF(req, struct slot, req);
     struct load *l = s->l;
-    (void)reply;
     l->lat[s->i] = mkv_mono_ns() - s->t0;
+    if (status == 0 && l->op == OP_TXN) {
+        struct mkv_obj_txn_rep rep;
+        if (mkv_frame_decode(reply, &mkv_desc_obj_txn_rep, &rep)) status = -EPROTO;
+        else if (rep.failed) status = (int)rep.status;
+    }
     if (status) {
         if (!l->errors++) {
             l->first_error = status;
@@ -101,6 +109,26 @@ static void issue(struct slot *s)
                            done_cb);
         break;
     }
+    case OP_TXN: {
+        struct mkv_obj_txn_req q = {0};
+        struct mkv_buf ops = MKV_BUF_INIT;
+        rv = 0;
+        for (unsigned j = 0; j < l->batch && rv == 0; j++) {
+            struct mkv_txn_op t = {0};
+            snprintf(name, sizeof name, "%s-t-%" PRIu64 "-%u", l->prefix, s->i, j);
+            t.kind = MKV_TXN_PUT;
+            t.bucket = mkv_slice_str(l->bucket);
+            t.key = mkv_slice_str(name);
+            t.etag = mkv_slice_str("\"d41d8cd98f00b204e9800998ecf8427e\""); /* MD5 of nothing */
+            rv = mkv_msg_append(&ops, &mkv_desc_txn_op, &t);
+        }
+        q.ops = mkv_slice_mem(ops.p, ops.len);
+        if (rv == 0)
+            rv = mkv_meta_call(l->client, &s->req, MKV_MSG_OBJ_TXN, &mkv_desc_obj_txn_req, &q,
+                               done_cb);
+        mkv_buf_free(&ops);
+        break;
+    }
     case OP_RENAME: {
         struct mkv_ino_rename_req q = {0};
         q.parent = q.newparent = l->dir;
@@ -130,11 +158,12 @@ static int cmp_u64(const void *a, const void *b)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: metaload --meta H:P[,H:P] (--cluster-key FILE | --credentials FILE)\n"
-                 "                --bucket NAME --op create|stat|rename|delete [--count N]\n"
-                 "                [--concurrency C] [--prefix P] [--no-renamed] [--json]\n"
-                 "Namespace operations through the client library, C in flight (default\n"
-                 "64), N of them (default 10000); see the top of bench/metaload.c.\n");
+    fprintf(out,
+            "Usage: metaload --meta H:P[,H:P] (--cluster-key FILE | --credentials FILE)\n"
+            "                --bucket NAME --op create|stat|rename|delete|txn [--count N]\n"
+            "                [--concurrency C] [--prefix P] [--batch B] [--no-renamed] [--json]\n"
+            "Namespace operations through the client library, C in flight (default\n"
+            "64), N of them (default 10000); see the top of bench/metaload.c.\n");
 }
 
 int main(int argc, char **argv)
@@ -170,6 +199,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--count")) l.count = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--concurrency")) conc = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--prefix")) l.prefix = v, i++;
+        else if (!strcmp(a, "--batch")) l.batch = (unsigned)strtoul(v, NULL, 10), i++;
         else {
             usage(stderr);
             return 2;
@@ -184,10 +214,22 @@ int main(int argc, char **argv)
     else if (!strcmp(opname, "stat")) l.op = OP_STAT;
     else if (!strcmp(opname, "rename")) l.op = OP_RENAME;
     else if (!strcmp(opname, "delete")) l.op = OP_DELETE;
+    else if (!strcmp(opname, "txn")) l.op = OP_TXN;
     else {
         usage(stderr);
         return 2;
     }
+    if (l.op == OP_TXN) { /* --count counts puts; requests carry --batch each */
+        if (!l.batch) l.batch = 16;
+        if (l.batch > MKV_MULTI_MAX) {
+            fprintf(stderr, "metaload: --batch is at most %u\n", MKV_MULTI_MAX);
+            return 2;
+        }
+        l.count = (l.count + l.batch - 1) / l.batch;
+    } else {
+        l.batch = 1;
+    }
+    l.bucket = bucket;
     mkv_log_init();
     if (key_file) {
         uint8_t key[32];
@@ -233,17 +275,20 @@ int main(int argc, char **argv)
     t1 = mkv_mono_ns();
     qsort(l.lat, l.count, sizeof *l.lat, cmp_u64);
     {
-        double secs = (double)(t1 - t0) / 1e9, rate = (double)l.count / secs;
+        /* Operations (a transaction's puts each count); latencies per request. */
+        uint64_t ops = l.count * l.batch;
+        double secs = (double)(t1 - t0) / 1e9, rate = (double)ops / secs;
         double p50 = (double)l.lat[l.count / 2] / 1e6,
                p99 = (double)l.lat[l.count * 99 / 100] / 1e6;
         if (json)
-            printf("{\"op\":\"%s\",\"count\":%" PRIu64 ",\"concurrency\":%u,\"seconds\":%.3f,"
-                   "\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"errors\":%" PRIu64 "}\n",
-                   opname, l.count, conc, secs, rate, p50, p99, l.errors);
+            printf("{\"op\":\"%s\",\"count\":%" PRIu64 ",\"batch\":%u,\"concurrency\":%u,"
+                   "\"seconds\":%.3f,\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+                   "\"errors\":%" PRIu64 "}\n",
+                   opname, ops, l.batch, conc, secs, rate, p50, p99, l.errors);
         else
-            printf("%s: %" PRIu64 " ops in %.2f s, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, %" PRIu64
-                   " errors\n",
-                   opname, l.count, secs, rate, p50, p99, l.errors);
+            printf("%s: %" PRIu64 " ops (%u per request) in %.2f s, %.0f ops/s, p50 %.2f ms, "
+                   "p99 %.2f ms, %" PRIu64 " errors\n",
+                   opname, ops, l.batch, secs, rate, p50, p99, l.errors);
         if (l.errors) fprintf(stderr, "metaload: first error: %s\n", l.errmsg);
     }
     mkv_client_close(l.client);
