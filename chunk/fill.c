@@ -334,9 +334,9 @@ static void on_bad_dropped(struct mkv_store_req *r, int status)
         fill_end(f);
         return;
     }
+    /* (mkv_store_delete forgot it as bad) */
     MKV_INFO("chunk", "repairing a bad copy from another replica chunk=%llx version=%u",
              (unsigned long long)h->chunk_id, h->version);
-    mkv_store_bad_clear(f->store, h->chunk_id, h->version);
     fill_read_next(f);
 }
 

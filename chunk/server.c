@@ -798,7 +798,7 @@ static void report_bad(struct mkv_chunk_server *cs)
         for (unsigned k = 0; k < view.n; k++)
             if (view.node[k] == cs->node_id) me = (int)k;
         if (me < 0 || (view.filling & (1u << me))) continue;
-        if (__builtin_popcount((unsigned)(~view.filling & ((1u << view.n) - 1u))) <= 1) {
+        if (mkv_vshard_nfilled(view.filling, view.n) <= 1) {
             /* The only filled copy: no source to repair it from. */
             if (fresh)
                 MKV_ERROR("chunk",

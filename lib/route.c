@@ -206,8 +206,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
 
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order)
 {
-    unsigned k = 0, filled = 0, start;
-    for (unsigned i = 0; i < rt->n; i++) filled += !(rt->filling & (1u << i));
+    unsigned k = 0, filled = mkv_vshard_nfilled(rt->filling, rt->n), start;
     /* Filled replicas first, starting at one chosen by a hash of the chunk
      * id so that reads spread over them whatever the replicas' order,
      * then the filling ones. */

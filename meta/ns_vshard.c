@@ -126,7 +126,7 @@ int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len)
         if ((i = mkv_vshard_find(&v, mk.node)) < 0 || (v.filling & (1u << i))) continue;
         /* The last filled replica stays filled: fills need a source, and
          * its copy is still the best there is. */
-        if (__builtin_popcount((unsigned)(~v.filling & ((1u << v.n) - 1u))) <= 1) {
+        if (mkv_vshard_nfilled(v.filling, v.n) <= 1) {
             MKV_WARN("meta", "mark of the last filled replica ignored vshard=%u node=%llu",
                      mk.vshard, (unsigned long long)mk.node);
             continue;

@@ -22,6 +22,12 @@ static inline unsigned mkv_vshard_of(uint64_t chunk_id)
     return (unsigned)(chunk_id % MKV_VSHARDS);
 }
 
+/* How many of n replicas are filled, given the filling bits. */
+static inline unsigned mkv_vshard_nfilled(uint8_t filling, unsigned n)
+{
+    return (unsigned)__builtin_popcount(~(unsigned)filling & ((1u << n) - 1u));
+}
+
 /* A vshard_rec into v: -EPROTO unless the ids are non-zero and distinct,
  * at most MKV_REPLICAS_MAX, and filling a subset of replicas. */
 MKV_API int mkv_vshard_from_rec(const struct mkv_vshard_rec *r, struct mkv_vshard *v);
