@@ -314,6 +314,14 @@ try: m=n=json.load(sys.stdin)
 except Exception: print(""); sys.exit(0)
 print(eval(sys.argv[1]))' "$2"
 }
+# mkv_chunk_stat ADDRESS FIELD: FIELD of the chunk server at ADDRESS
+# (minikvctl --chunk ADDRESS --json status), -1 when it cannot be had.
+mkv_chunk_stat() {
+    { timeout 5 "$MINIKVCTL" --cluster-key "$KEY" --chunk "$1" --json status 2>/dev/null || true; } |
+        "$PY" -c 'import json,sys
+try: print(json.load(sys.stdin)["chunk"][sys.argv[1]])
+except Exception: print(-1)' "$2"
+}
 mkv_ctl_wait() {
     for _ in $(seq $(($3 * 10))); do
         [ "$(mkv_ctl_eval "$1" "$2")" = True ] && return 0

@@ -36,12 +36,7 @@ cp "$T/file" "$T/mnt/file" && sync "$T/mnt/file" || fail "write through the moun
 cmp "$T/big" "$T/mnt/big" || fail "the upload read through the mount"
 aws_v2 s3 cp s3://data/file "$T/file.s3" >/dev/null && cmp "$T/file" "$T/file.s3" ||
     fail "the file read through S3"
-chunks_on() { # chunks_on ADDRESS: chunks the server holds
-    { timeout 5 "${CTL[@]}" --chunk "$1" --json status 2>/dev/null || true; } |
-        "$PY" -c 'import json,sys
-try: print(json.load(sys.stdin)["chunk"]["chunks"])
-except Exception: print(-1)'
-}
+chunks_on() { mkv_chunk_stat "$1" chunks; } # chunks_on ADDRESS: chunks the server holds
 # at_least ADDRESS N: the server counts N chunks within 5 s (its count
 # follows its index, which is written a moment after the data).
 at_least() {

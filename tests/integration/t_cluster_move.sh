@@ -40,8 +40,8 @@ mkv_check_writers add 5
 "${CTL[@]}" nodes
 id2=$(cat "$T/chunk2/node.id")
 t1=$(date +%s.%N)
-read -r n copied < <({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[2]}" --json status || true; } |
-    "$PY" -c 'import json,sys; c=json.load(sys.stdin)["chunk"]; print(c["chunks"], c["fill_bytes"])')
+n=$(mkv_chunk_stat "127.0.0.1:${CHUNK_PORTS[2]}" chunks)
+copied=$(mkv_chunk_stat "127.0.0.1:${CHUNK_PORTS[2]}" fill_bytes)
 [ "$n" -gt 0 ] || fail "the new server holds no chunk"
 log "the new server (id $id2) holds $n chunk versions; its fills copied $copied bytes"
 # No faster than the cap: one second of credit and one 1 MiB piece aside.
@@ -90,8 +90,7 @@ expect_eq "$d" 0 "vshards short of copies after the drain"
 # It deletes what it held once older than --release-after (its index
 # scan runs every 10 s at most).
 for _ in $(seq 300); do
-    n=$({ timeout 5 "${CTL[@]}" --chunk "127.0.0.1:${CHUNK_PORTS[0]}" --json status || true; } |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["chunk"]["chunks"])')
+    n=$(mkv_chunk_stat "127.0.0.1:${CHUNK_PORTS[0]}" chunks)
     [ "$n" = 0 ] && break
     sleep 0.1
 done

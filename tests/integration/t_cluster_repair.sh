@@ -16,7 +16,6 @@ MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 60s"
 MKV_EXTRA_CHUNKS=2
 MKV_CHUNK_ARGS="--scrub-every 1s"
 mkv_start_cluster
-CTL=("$MINIKVCTL" --cluster-key "$KEY")
 mkv_ctl_wait vshards 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 and
     not any(r["filling"] for r in v["replicas"]) for v in m["vshards"])' 15 \
     "three filled replicas for every vshard"
@@ -26,15 +25,9 @@ rand_file "$T/victim" $((3 * 65536 + 1000))
 aws_v2 s3 cp "$T/victim" s3://rep/victim >/dev/null || fail "put victim"
 rand_file "$T/quiet" $((2 * 65536 + 777))
 aws_v2 s3 cp "$T/quiet" s3://rep/quiet >/dev/null || fail "put quiet"
-chunk_stat() { # chunk_stat ADDRESS FIELD
-    { timeout 5 "${CTL[@]}" --chunk "$1" --json status 2>/dev/null || true; } |
-        "$PY" -c 'import json,sys
-try: print(json.load(sys.stdin)["chunk"][sys.argv[1]])
-except Exception: print(-1)' "$2"
-}
 A0=127.0.0.1:${CHUNK_PORTS[0]}
 for _ in $(seq 50); do
-    [ "$(chunk_stat "$A0" chunks)" -ge 1 ] && break
+    [ "$(mkv_chunk_stat "$A0" chunks)" -ge 1 ] && break
     sleep 0.1
 done
 
@@ -46,7 +39,7 @@ mkv_daemon_kill chunk1
 mkv_flip_bit "$T/chunk0" "$T/victim" || fail "could not find the object's bytes in chunk0's segments"
 id0=$(cat "$T/chunk0/node.id")
 aws_v2 s3 cp s3://rep/victim "$T/got" >/dev/null 2>&1 && fail "GET succeeded from a damaged copy"
-bad=$(chunk_stat "$A0" corrupt_blocks)
+bad=$(mkv_chunk_stat "$A0" corrupt_blocks)
 [ "$bad" -ge 1 ] || fail "chunk0 counts $bad corrupt blocks"
 mkv_ctl_wait vshards "any(r[\"id\"] == $id0 and r[\"filling\"] for v in m[\"vshards\"] for r in v[\"replicas\"])" 10 \
     "chunk0's damaged vshard back to filling"
@@ -63,10 +56,10 @@ grep -q "repairing a bad copy from another replica" "$T/chunk0.log" || fail "chu
 # The repaired copy alone serves the object, and it is sound.
 mkv_daemon_kill chunk
 mkv_daemon_kill chunk1
-before=$(chunk_stat "$A0" corrupt_blocks)
+before=$(mkv_chunk_stat "$A0" corrupt_blocks)
 aws_v2 s3 cp s3://rep/victim "$T/got2" >/dev/null || fail "GET from the repaired copy"
 cmp "$T/victim" "$T/got2" || fail "the repaired copy differs"
-expect_eq "$(chunk_stat "$A0" corrupt_blocks)" "$before" "corrupt blocks after reading the repaired copy"
+expect_eq "$(mkv_chunk_stat "$A0" corrupt_blocks)" "$before" "corrupt blocks after reading the repaired copy"
 mkv_first_chunk_start
 mkv_chunk_start 1
 
