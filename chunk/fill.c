@@ -127,21 +127,42 @@ static int held_has(const struct held *v, size_t n, uint64_t chunk, uint32_t ver
     return n && bsearch(&key, v, n, sizeof *v, held_cmp) != NULL;
 }
 
+static int skipped_has(const struct mkv_fill *f, const struct held *h)
+{
+    for (unsigned i = 0; i < f->nskipped; i++)
+        if (f->skipped[i].chunk_id == h->chunk_id && f->skipped[i].version == h->version) return 1;
+    return 0;
+}
+
 /* Sorts the copies to make and keeps one of each version (a committed one
- * when a source has it committed). */
+ * when a source has it committed). A chunk of fewer copies than the
+ * cluster's factor (mkv_chunk_reduced) is copied only when fewer filled
+ * replicas than it asks for hold it, and not while it is being written
+ * (not yet committed: its writer sends it where it goes); except during a
+ * move (more replicas than the factor), when this server may replace one
+ * that holds it and so copies everything; and except a bad copy here,
+ * which is always replaced. */
 static void todo_unique(struct mkv_fill *f)
 {
-    size_t k = 0;
+    size_t k = 0, count = 1;
+    int move = f->view.n > f->view.replicas;
     if (f->ntodo == 0) return;
     qsort(f->todo, f->ntodo, sizeof *f->todo, held_cmp);
-    for (size_t i = 1; i < f->ntodo; i++) {
-        if (held_cmp(&f->todo[k], &f->todo[i]) == 0) {
+    for (size_t i = 1; i <= f->ntodo; i++) {
+        unsigned copies;
+        if (i < f->ntodo && held_cmp(&f->todo[k], &f->todo[i]) == 0) {
             if (f->todo[i].committed && !f->todo[k].committed) f->todo[k] = f->todo[i];
+            count++;
             continue;
         }
-        f->todo[++k] = f->todo[i];
+        copies = mkv_chunk_reduced(f->todo[k].chunk_id, f->view.replicas);
+        if (!copies || move || skipped_has(f, &f->todo[k]) ||
+            (f->todo[k].committed && count < copies))
+            k++; /* keep it */
+        if (i < f->ntodo) f->todo[k] = f->todo[i];
+        count = 1;
     }
-    f->ntodo = k + 1;
+    f->ntodo = k;
 }
 
 /* What this server holds of the vshard; a version with a bad block counts

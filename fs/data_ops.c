@@ -874,6 +874,7 @@ static void wb_start(struct fs *fs, struct fino *fi)
 static void wb_stream(struct wb *wb)
 {
     struct fs *fs = wb->fs;
+    const char *bucket;
     size_t n = 0;
     uint64_t s = 0;
     int rv;
@@ -893,6 +894,17 @@ static void wb_stream(struct wb *wb)
     }
     wb->nranges = n;
     if ((rv = mkv_writer_new(fs->client, &wb_writer_ops, wb, &wb->w))) {
+        wb_finish(wb, rv);
+        return;
+    }
+    /* The bucket's replication factor; a file this mount cannot place (it
+     * was reached without a lookup through its bucket) gets the cluster's,
+     * which is never fewer copies than a bucket's. */
+    if ((bucket = fino_bucket(fs, wb->fi))) rv = mkv_writer_set_bucket(wb->w, bucket);
+    else
+        MKV_DEBUG("fs", "write-back of inode %llu: bucket not known, the cluster's factor",
+                  (unsigned long long)wb->fi->ino);
+    if (rv) {
         wb_finish(wb, rv);
         return;
     }
@@ -979,6 +991,7 @@ void op_create_existing(struct fop *op, struct mkv_frame *reply)
         fop_error(op, -ENOMEM);
         return;
     }
+    fino_place(op->fs, fi, op->ino, op->name);
     if (!fi->dirty && !fi->writing) {
         if (content_set(fi, &oi)) {
             fino_maybe_free(op->fs, fi);

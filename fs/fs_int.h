@@ -67,6 +67,13 @@ struct dirty
 struct fs_waiter;
 struct dnames;
 
+/* A bucket's directory inode and name (struct fs, bnames). */
+struct fs_bucket_name
+{
+    uint64_t ino;
+    char name[MKV_BUCKET_MAX + 1];
+};
+
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct fino
 {
@@ -88,6 +95,9 @@ struct fino
      * every write that could clear privileges). */
     uint64_t nocap_until;
     int locked; /* this mount took a lock on it: closes must drop theirs */
+    /* The namespace inode of the bucket directory it lies in (0: not
+     * known), for the bucket's replication factor (fino_bucket). */
+    uint64_t bucket;
     /* A directory whose names this mount knows whole (dnames.c). */
     struct dnames *names;
     /* The committed content, loaded at open and dropped at the last
@@ -151,6 +161,10 @@ struct fs
     pthread_cond_t icond;
     struct fop *iq_head, *iq_tail;
     int inval_started, inval_stop;
+    /* Buckets' names by directory inode, as lookups under the namespace
+     * root saw them (a whole-namespace mount; fino_place). */
+    struct fs_bucket_name *bnames;
+    size_t nbnames;
 };
 
 /* A request from the kernel, with what its steps carry along. */
@@ -274,6 +288,11 @@ struct fino *fino_get(struct fs *fs, uint64_t ino);
 struct fino *fino_find(struct fs *fs, uint64_t ino);
 /* Records an inode the kernel was told about (nlookup + 1) with attr. */
 struct fino *fino_learn(struct fs *fs, const struct mkv_obj_info *oi);
+/* Notes which bucket fi lies in, given that the kernel reached it as name
+ * in directory parent (a FUSE inode number). */
+void fino_place(struct fs *fs, struct fino *fi, fuse_ino_t parent, const char *name);
+/* The name of the bucket fi lies in, or NULL when not known. */
+const char *fino_bucket(struct fs *fs, const struct fino *fi);
 void fino_set_attr(struct fs *fs, struct fino *fi, const struct mkv_obj_info *oi);
 /* A directory's entries changed by a command of this mount at time now
  * (ns): its cached mtime and ctime follow, as the cluster's did. */

@@ -3,6 +3,7 @@
  * An inode is kept while the kernel holds lookups on it (released by
  * forget) or while it is open; attributes come with every reply that
  * names it and are what getattr answers until they expire. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,6 +83,37 @@ struct fino *fino_learn(struct fs *fs, const struct mkv_obj_info *oi)
     fino_set_attr(fs, fi, oi);
     fi->nlookup++;
     return fi;
+}
+
+void fino_place(struct fs *fs, struct fino *fi, fuse_ino_t parent, const char *name)
+{
+    uint64_t dir = fs_ns_ino(fs, parent);
+    struct fino *p;
+    if (fs->o.bucket || fi->bucket) return; /* a bucket mount: one bucket */
+    if (dir != 1) {
+        if ((p = fino_find(fs, dir)) && p->bucket) fi->bucket = p->bucket;
+        return;
+    }
+    /* A directory of the namespace root: a bucket. */
+    fi->bucket = fi->ino;
+    for (size_t i = 0; i < fs->nbnames; i++)
+        if (fs->bnames[i].ino == fi->ino) return;
+    if (!name || strlen(name) > MKV_BUCKET_MAX) return;
+    {
+        struct fs_bucket_name *v = realloc(fs->bnames, (fs->nbnames + 1) * sizeof *v);
+        if (!v) return;
+        fs->bnames = v;
+        v[fs->nbnames].ino = fi->ino;
+        snprintf(v[fs->nbnames++].name, sizeof v->name, "%s", name);
+    }
+}
+
+const char *fino_bucket(struct fs *fs, const struct fino *fi)
+{
+    if (fs->o.bucket) return fs->o.bucket;
+    for (size_t i = 0; i < fs->nbnames; i++)
+        if (fs->bnames[i].ino == fi->bucket) return fs->bnames[i].name;
+    return NULL;
 }
 
 void fino_attr_stale(struct fino *fi)
@@ -204,4 +236,7 @@ void fs_inodes_free(struct fs *fs)
     free(fs->htab);
     fs->htab = NULL;
     fs->hcap = fs->hcount = 0;
+    free(fs->bnames);
+    fs->bnames = NULL;
+    fs->nbnames = 0;
 }

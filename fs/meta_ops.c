@@ -25,8 +25,10 @@ static int decode_inode(struct mkv_frame *reply, struct mkv_obj_info *oi)
     return reply && mkv_frame_decode(reply, &mkv_desc_obj_info, oi) == 0 ? 0 : -EIO;
 }
 
-/* Learns the inode of a reply and answers the kernel with an entry. */
-static void reply_entry(struct fop *op, struct mkv_frame *reply)
+/* Learns the inode of a reply (reached as name in parent) and answers the
+ * kernel with an entry. */
+static void reply_entry(struct fop *op, struct mkv_frame *reply, fuse_ino_t parent,
+                        const char *name)
 {
     struct mkv_obj_info oi;
     struct fuse_entry_param e;
@@ -39,6 +41,7 @@ static void reply_entry(struct fop *op, struct mkv_frame *reply)
         fop_error(op, -ENOMEM);
         return;
     }
+    fino_place(op->fs, fi, parent, name);
     fs_entry(op->fs, fi, &e);
     if (fuse_reply_entry(op->req, &e) != 0) fino_forget(op->fs, fi, 1); /* interrupted */
     fop_free(op);
@@ -68,7 +71,7 @@ static void on_lookup(struct fop *op, int status, struct mkv_frame *reply)
         return;
     }
     fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino), op->name); /* heals a set */
-    reply_entry(op, reply);
+    reply_entry(op, reply, op->ino, op->name);
 }
 
 void op_lookup(struct fop *op)
@@ -339,7 +342,7 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
     if (op->kind != FOP_CREATE) {
         struct fs *fs = op->fs;
         int mkdir = op->kind == FOP_MKDIR && have;
-        reply_entry(op, reply);
+        reply_entry(op, reply, op->ino, op->name);
         /* A directory of its own: every name in it is this mount's doing
          * until others make some (dnames.c). */
         if (mkdir && (fi = fino_find(fs, oi.ino))) fs_names_new_dir(fs, fi);
@@ -349,6 +352,7 @@ static void on_make(struct fop *op, int status, struct mkv_frame *reply)
         fop_error(op, -EIO);
         return;
     }
+    fino_place(op->fs, fi, op->ino, op->name);
     fi->nocap_until = fi->attr_until; /* made just now: no extended attributes */
     op_create_done(op, fi);
 }
@@ -530,7 +534,7 @@ static void on_link(struct fop *op, int status, struct mkv_frame *reply)
     fs_names_add(op->fs, fs_ns_ino(op->fs, op->ino2), op->name);
     if (decode_inode(reply, &oi) == 0)
         fino_dir_changed(op->fs, fs_ns_ino(op->fs, op->ino2), oi.ctime);
-    reply_entry(op, reply);
+    reply_entry(op, reply, op->ino2, op->name);
 }
 
 void op_link(struct fop *op)
@@ -610,6 +614,7 @@ static size_t add_entry(struct fop *op, char *buf, size_t used, size_t cap, cons
         if (attr) {
             if (!(fi = fino_get(fs, attr->ino))) return 0;
             fino_set_attr(fs, fi, attr);
+            fino_place(fs, fi, op->ino, name);
             fs_entry(fs, fi, &ep);
         }
         need = fuse_add_direntry_plus(op->req, buf + used, cap - used, name, &ep, next);

@@ -23,6 +23,7 @@ struct chunk_node
     uint64_t id;
     char addr[256];
     struct mkv_peer *peer;
+    uint64_t failed_ms; /* loop time of its last failed write (0: none) */
 };
 
 /* Where a chunk's data goes (route.c): the vshard's replicas in order. */
@@ -32,6 +33,7 @@ struct mkv_route
     unsigned need;   /* durable copies a write needs */
     uint64_t epoch;  /* the vshard's epoch in the map used (chunk_write_req.vepoch) */
     uint8_t filling; /* bit i: replica i may lack older data */
+    unsigned replicas;               /* the cluster's factor (the map's) */
     uint64_t node[MKV_REPLICAS_MAX]; /* 0: the configured chunk server */
     struct mkv_peer *peer[MKV_REPLICAS_MAX];
 };
@@ -114,6 +116,15 @@ struct mkv_client
     struct mkv_map_wait *map_wait_head, *map_wait_tail;
     struct chunk_node *cnodes;
     size_t ncnodes, cap_cnodes;
+    /* Buckets' replication factors, as writers looked them up (stream.c):
+     * a few recent ones, each trusted for BUCKET_TTL_MS. */
+    struct bucket_copies
+    {
+        char name[MKV_BUCKET_MAX + 1];
+        unsigned copies;
+        uint64_t at_ms; /* loop time it was learnt (0: empty) */
+    } bcache[16];
+    unsigned bcache_next;
 };
 
 /* Sets the authentication hello of a new peer (nothing without credentials). */
@@ -127,6 +138,21 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
                      struct mkv_map_wait *w);
 /* The order to read rt's replicas in (indexes into rt); returns how many. */
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order);
+/* Narrows rt (from mkv_client_route) to the replicas a write of chunk_id
+ * goes to. Unchanged (returns 0) unless the chunk asks for fewer copies
+ * than the cluster's factor (mkv_chunk_reduced). Then, with nkeep 0: the
+ * first `copies` filled replicas in map order, passing over those that
+ * failed a write in the last seconds while enough others remain, topped
+ * up with filling ones when too few are filled; their node ids go to keep
+ * and their count is returned. With nkeep > 0: the replicas keep lists
+ * (the chunk's earlier pieces went there), those still in the vshard.
+ * Either way, while the vshard has more replicas than the factor (a
+ * move), every filling replica too. rt->need becomes a majority of the
+ * copies. */
+unsigned mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id,
+                          uint64_t *keep, unsigned nkeep);
+/* Remembers that node failed a write (mkv_route_narrow passes it over). */
+void mkv_client_node_failed(struct mkv_client *c, uint64_t node);
 /* A chunk server failed a call: reload the map at the next use. */
 void mkv_client_map_stale(struct mkv_client *c);
 /* A chunk server refused a write made with an older map (MKV_ESTALE):

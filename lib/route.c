@@ -186,7 +186,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
     if (c->vmap_epoch == 0) {
         /* No map and no chunk server registered: the configured one. */
         if (!c->chunk) return -ENOTCONN;
-        rt->n = rt->need = 1;
+        rt->n = rt->need = rt->replicas = 1;
         rt->peer[0] = c->chunk;
         return 0;
     }
@@ -200,19 +200,90 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
     }
     if (rt->n == 0) return MKV_EUNAVAILABLE; /* no chunk server holds this vshard */
     rt->need = MKV_MIN(c->vmap_replicas / 2 + 1, rt->n);
+    rt->replicas = c->vmap_replicas;
     rt->epoch = v->epoch;
     return 0;
 }
 
+#define FAILED_AVOID_MS 10000 /* how long a failed write steers writes away */
+
+void mkv_client_node_failed(struct mkv_client *c, uint64_t node)
+{
+    struct chunk_node *n = node ? node_find(c, node) : NULL;
+    if (n) n->failed_ms = uv_now(c->loop) + 1;
+}
+
+static int node_avoided(struct mkv_client *c, uint64_t node)
+{
+    struct chunk_node *n = node_find(c, node);
+    return n && n->failed_ms && uv_now(c->loop) + 1 - n->failed_ms < FAILED_AVOID_MS;
+}
+
+unsigned mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id,
+                          uint64_t *keep, unsigned nkeep)
+{
+    unsigned copies = mkv_chunk_reduced(chunk_id, rt->replicas), k = 0, pick[MKV_REPLICAS_MAX];
+    uint8_t chosen = 0, filling = 0;
+    struct mkv_route in = *rt;
+    if (!copies) return 0;
+    if (nkeep) {
+        /* The replicas the chunk's first piece went to, where still in the
+         * vshard: a chunk is never split over different replicas. */
+        for (unsigned j = 0; j < nkeep; j++)
+            for (unsigned i = 0; i < in.n; i++)
+                if (in.node[i] == keep[j] && !(chosen & (1u << i))) {
+                    chosen |= (uint8_t)(1u << i);
+                    pick[k++] = i;
+                }
+    } else {
+        /* Filled replicas in map order, the recently failed ones last;
+         * then filling ones if too few are filled. */
+        for (int pass = 0; pass < 3 && k < copies; pass++)
+            for (unsigned i = 0; i < in.n && k < copies; i++) {
+                int fill = (in.filling >> i) & 1;
+                if ((chosen >> i) & 1) continue;
+                if (pass < 2 ? fill || (pass == 0 && node_avoided(c, in.node[i])) : !fill) continue;
+                chosen |= (uint8_t)(1u << i);
+                pick[k++] = i;
+            }
+        nkeep = k;
+        for (unsigned j = 0; j < k; j++) keep[j] = in.node[pick[j]];
+    }
+    /* During a move (more replicas than the factor) every filling replica
+     * gets the writes too: the one that leaves may be one of the above. */
+    for (unsigned i = 0; i < in.n; i++)
+        if ((in.filling & (1u << i)) && !(chosen & (1u << i)) && in.n > in.replicas) {
+            chosen |= (uint8_t)(1u << i);
+            pick[k++] = i;
+        }
+    rt->n = 0;
+    for (unsigned j = 0; j < k; j++) {
+        unsigned i = pick[j];
+        if (in.filling & (1u << i)) filling |= (uint8_t)(1u << rt->n);
+        rt->node[rt->n] = in.node[i];
+        rt->peer[rt->n++] = in.peer[i];
+    }
+    rt->filling = filling;
+    /* A majority of the copies asked for, among those first chosen: a
+     * chosen replica gone from the map leaves the write short. */
+    rt->need = MKV_MIN(copies / 2 + 1, nkeep);
+    if (rt->need == 0) rt->need = 1;
+    return nkeep;
+}
+
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order)
 {
-    unsigned k = 0, filled = mkv_vshard_nfilled(rt->filling, rt->n), start;
+    unsigned k = 0, filled = mkv_vshard_nfilled(rt->filling, rt->n), start, spread = filled;
+    unsigned copies = mkv_chunk_reduced(chunk_id, rt->replicas);
     /* Filled replicas first, starting at one chosen by a hash of the chunk
      * id so that reads spread over them whatever the replicas' order,
-     * then the filling ones. */
-    start = filled ? (unsigned)(((chunk_id * 0x9E3779B97F4A7C15ull) >> 32) % filled) : 0;
+     * then the filling ones. A chunk of fewer copies was written to the
+     * first filled ones in map order: the spread stays among those, and
+     * the others follow in map order (a move may have left it there). */
+    if (copies && copies < filled) spread = copies;
+    start = spread ? (unsigned)(((chunk_id * 0x9E3779B97F4A7C15ull) >> 32) % spread) : 0;
     for (unsigned j = 0; j < filled; j++) {
-        unsigned want = (start + j) % filled, seen = 0;
+        unsigned want = j < spread ? (start + j) % spread : j, seen = 0;
         for (unsigned i = 0; i < rt->n; i++) {
             if (rt->filling & (1u << i)) continue;
             if (seen++ == want) order[k++] = i;
@@ -294,6 +365,7 @@ int mkv_client_vshard(struct mkv_client *c, unsigned vshard, struct mkv_vshard_v
     v->epoch = rt.epoch;
     v->n = rt.n;
     v->filling = rt.filling;
+    v->replicas = rt.replicas;
     memcpy(v->node, rt.node, sizeof v->node);
     memcpy(v->peer, rt.peer, sizeof v->peer);
     return 0;

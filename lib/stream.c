@@ -77,9 +77,29 @@ struct mkv_writer
     struct mkv_buf missed; /* vshard_mark records */
     int marking;
     struct mkv_meta_req markreq;
+    /* The bucket's replication factor (mkv_writer_set_bucket), carried by
+     * every chunk id: known before the first id is asked for. */
+    char bucket[MKV_BUCKET_MAX + 1];
+    unsigned copies;
+    int copies_state; /* COPIES_* */
+    int discarded;    /* its chunks were dropped (mkv_writer_abort) */
+    struct mkv_meta_req bucketreq;
+    /* Chunks of fewer copies than the cluster's factor: the replicas each
+     * chunk's first piece went to (mkv_route_narrow), per chunk index. */
+    struct chunk_targets *targets;
+};
+
+enum { COPIES_KNOWN, COPIES_WANTED, COPIES_ASKING };
+#define BUCKET_TTL_MS 10000
+
+struct chunk_targets
+{
+    unsigned n;
+    uint64_t node[MKV_REPLICAS_MAX];
 };
 
 static void writer_pump(struct mkv_writer *w);
+static void writer_ask_copies(struct mkv_writer *w);
 static int writer_write(struct mkv_writer *w, const void *data, size_t len);
 static int writer_finish(struct mkv_writer *w);
 
@@ -124,6 +144,14 @@ static int writer_extents(struct mkv_writer *w, struct mkv_buf *b)
 static void writer_release(struct mkv_writer *w)
 {
     struct wframe *f;
+    if (w->state == W_FAILED && !w->discarded && w->nchunks && !w->c->closing) {
+        /* Failed on its own: what some replicas took is of no use. Sent
+         * now that no write of it is on the wire (the chunk servers'
+         * collector removes what this misses). */
+        struct mkv_buf b = MKV_BUF_INIT;
+        if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
+        mkv_buf_free(&b);
+    }
     while ((f = w->pending_head)) {
         w->pending_head = f->next;
         wframe_free(f);
@@ -133,6 +161,7 @@ static void writer_release(struct mkv_writer *w)
     w->c->inflight--;
     mkv_buf_free(&w->missed);
     free(w->chunks);
+    free(w->targets);
     free(w);
 }
 
@@ -143,7 +172,7 @@ static void writer_release(struct mkv_writer *w)
 static void writer_maybe_reap(struct mkv_writer *w)
 {
     if (w->aborted && w->inflight == 0 && !w->id_wanted && !w->map_wanted && !w->marking &&
-        w->busy == 0)
+        w->copies_state != COPIES_ASKING && w->busy == 0)
         writer_release(w);
 }
 
@@ -254,6 +283,7 @@ static void on_frame_written(struct mkv_call *call, int status, struct mkv_frame
         MKV_DEBUG("client", "chunk write failed status=%d replica=%u", status, ws->idx);
         if (!f->first_err) f->first_err = status;
         mkv_client_map_stale(w->c);
+        mkv_client_node_failed(w->c, f->rt.node[ws->idx]);
         if (!w->aborted) writer_missed(w, f, ws->idx);
     }
     if (f->nanswered < f->nsent) return;
@@ -315,11 +345,89 @@ static void on_chunk_id(struct mkv_id_req *r, int status, uint64_t id)
     } else if (status) {
         writer_fail(w, status);
     } else {
-        w->chunks[w->nchunks - 1] = id;
+        w->chunks[w->nchunks - 1] = mkv_chunk_with_copies(id, w->copies);
         writer_pump(w);
         if (!w->aborted) writer_check_done(w);
     }
     writer_leave(w);
+}
+
+/* ---- the bucket's replication factor ---- */
+
+static struct bucket_copies *bcache_find(struct mkv_client *c, const char *name)
+{
+    for (unsigned i = 0; i < MKV_ARRAY_SIZE(c->bcache); i++)
+        if (c->bcache[i].at_ms && uv_now(c->loop) - c->bcache[i].at_ms < BUCKET_TTL_MS &&
+            !strcmp(c->bcache[i].name, name))
+            return &c->bcache[i];
+    return NULL;
+}
+
+static void bcache_put(struct mkv_client *c, const char *name, unsigned copies)
+{
+    struct bucket_copies *b = bcache_find(c, name);
+    if (!b) {
+        b = &c->bcache[c->bcache_next++ % MKV_ARRAY_SIZE(c->bcache)];
+        snprintf(b->name, sizeof b->name, "%s", name);
+    }
+    b->copies = copies;
+    b->at_ms = uv_now(c->loop) + 1;
+}
+
+static void on_bucket(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_writer *w = req->data;
+    struct mkv_bucket_head_rep rep;
+    w->copies_state = COPIES_WANTED;
+    writer_enter(w);
+    if (status == 0 && mkv_frame_decode(reply, &mkv_desc_bucket_head_rep, &rep)) status = -EPROTO;
+    if (w->aborted) {
+        /* reaped by writer_leave */
+    } else if (status) {
+        writer_fail(w, status);
+    } else {
+        bcache_put(w->c, w->bucket, rep.replicas);
+        w->copies = rep.replicas;
+        w->copies_state = COPIES_KNOWN;
+        writer_pump(w);
+        if (!w->aborted) writer_check_done(w);
+    }
+    writer_leave(w);
+}
+
+/* Looks the bucket's factor up (BUCKET_HEAD) unless the client knows it. */
+static void writer_ask_copies(struct mkv_writer *w)
+{
+    struct mkv_bucket_head_req q = {mkv_slice_str(w->bucket)};
+    struct bucket_copies *b = bcache_find(w->c, w->bucket);
+    int rv;
+    if (b) {
+        w->copies = b->copies;
+        w->copies_state = COPIES_KNOWN;
+        writer_pump(w);
+        return;
+    }
+    w->copies_state = COPIES_ASKING;
+    w->bucketreq.data = w;
+    if ((rv = mkv_meta_call(w->c, &w->bucketreq, MKV_MSG_BUCKET_HEAD, &mkv_desc_bucket_head_req, &q,
+                            on_bucket))) {
+        w->copies_state = COPIES_WANTED;
+        writer_fail(w, rv);
+    }
+}
+
+int mkv_writer_set_bucket(struct mkv_writer *w, const char *bucket)
+{
+    if (w->nchunks || w->pending_head || w->state != W_OPEN) return -EBUSY;
+    if (!bucket || !*bucket) {
+        w->copies_state = COPIES_KNOWN;
+        w->copies = 0;
+        return 0;
+    }
+    if (strlen(bucket) > MKV_BUCKET_MAX) return -EINVAL;
+    snprintf(w->bucket, sizeof w->bucket, "%s", bucket);
+    w->copies_state = COPIES_WANTED;
+    return 0;
 }
 
 /* Makes sure chunk index idx has (or is getting) an id. Returns 1 when the
@@ -331,13 +439,17 @@ static int writer_chunk_ready(struct mkv_writer *w, size_t idx)
     if (idx >= w->cap_chunks) {
         size_t cap = w->cap_chunks ? w->cap_chunks * 2 : 4;
         uint64_t *p = realloc(w->chunks, cap * sizeof *p);
-        if (!p) {
+        struct chunk_targets *t;
+        if (p) w->chunks = p;
+        t = p ? realloc(w->targets, cap * sizeof *t) : NULL;
+        if (!t) {
             writer_fail(w, -ENOMEM);
             return 0;
         }
-        w->chunks = p;
+        w->targets = t;
         w->cap_chunks = cap;
     }
+    w->targets[w->nchunks].n = 0;
     w->chunks[w->nchunks++] = 0;
     w->id_wanted = 1;
     if (mkv_client_alloc_chunk(w->c, &w->idreq, on_chunk_id)) {
@@ -355,6 +467,10 @@ static void writer_pump(struct mkv_writer *w)
 {
     struct wframe *f;
     if (w->pumping) return;
+    if (w->copies_state != COPIES_KNOWN) {
+        if (w->copies_state == COPIES_WANTED && w->pending_head) writer_ask_copies(w);
+        return;
+    }
     w->pumping = 1;
     while (!w->aborted && w->state != W_FAILED && (f = w->pending_head) &&
            w->inflight < w->c->write_window) {
@@ -375,6 +491,11 @@ static void writer_pump(struct mkv_writer *w)
         if (rv) {
             writer_fail(w, rv);
             break;
+        }
+        if (mkv_chunk_reduced(w->chunks[idx], f->rt.replicas)) {
+            struct chunk_targets *t = &w->targets[idx];
+            unsigned k = mkv_route_narrow(w->c, &f->rt, w->chunks[idx], t->node, t->n);
+            if (!t->n) t->n = k;
         }
         w->pending_head = f->next;
         if (!w->pending_head) w->pending_tail = NULL;
@@ -511,6 +632,7 @@ void mkv_writer_abort(struct mkv_writer *w)
         if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
         mkv_buf_free(&b);
     }
+    w->discarded = 1;
     w->state = W_FAILED;
     writer_maybe_reap(w);
 }
@@ -698,7 +820,10 @@ static void on_piece(struct mkv_call *call, int status, struct mkv_frame *reply)
         unsigned i = p->order[p->tries];
         MKV_DEBUG("client", "chunk read failed chunk=%llx offset=%llu length=%zu status=%d",
                   (unsigned long long)p->chunk_id, (unsigned long long)p->offset, p->n, status);
-        mkv_client_map_stale(r->c);
+        /* A chunk of fewer copies than replicas is missing from some of
+         * them by design: no reason to doubt the map. */
+        if (status != -ENOENT || !mkv_chunk_reduced(p->chunk_id, p->rt.replicas))
+            mkv_client_map_stale(r->c);
         /* A replica whose copy fails its checksum goes back to filling. */
         if (status == MKV_ECHECKSUM && p->rt.node[i])
             mkv_client_mark_missed(r->c, mkv_vshard_of(p->chunk_id), p->rt.node[i]);

@@ -257,6 +257,8 @@ int ns_key_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_register(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_vshard_set(struct ns_op *op, const uint8_t *p, size_t len);
+/* The cluster's replication factor (the vshard map's; 0: no map yet). */
+int ns_vshard_factor(struct ns_op *op, uint32_t *replicas);
 int ns_vshard_list(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_node_drain(struct ns_op *op, const uint8_t *p, size_t len);
 int ns_vshard_mark(struct ns_op *op, const uint8_t *p, size_t len);

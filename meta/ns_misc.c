@@ -23,7 +23,8 @@ int ns_meta_alloc(struct ns_op *op, const uint8_t *p, size_t len)
         op->ns->next_ino += req.count;
         return ns_reply(op, &mkv_desc_meta_alloc_rep, &rep);
     }
-    if (op->ns->next_chunk > UINT64_MAX - req.count) return -EOVERFLOW;
+    /* Chunk ids carry their copies in the top bits (minikv/vshard.h). */
+    if (op->ns->next_chunk > MKV_CHUNK_ID_LIMIT - req.count) return -EOVERFLOW;
     rep.first = op->ns->next_chunk;
     rep.count = req.count;
     op->ns->next_chunk += req.count;

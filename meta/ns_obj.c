@@ -5,6 +5,7 @@
 
 #include "meta/ns_int.h"
 #include "minikv/names.h"
+#include "minikv/vshard.h"
 
 /* Copies *s into b and points *s at the copy. */
 static int dup_slice(struct ns_op *op, struct mkv_buf *b, struct mkv_slice *s)
@@ -54,7 +55,16 @@ int ns_bucket_create(struct ns_op *op, const uint8_t *p, size_t len)
     struct mkv_bucket_create_rep rep;
     struct mkv_obj_info oi;
     int rv;
+    uint32_t factor;
     DECODE(mkv_desc_bucket_create_req, p, len, &req);
+    /* A factor of its own: at most the cluster's (a chunk goes to some of
+     * its vshard's replicas, never more), and only once there is a map
+     * (without one, a single server: 1). */
+    if (req.replicas) {
+        if ((rv = ns_vshard_factor(op, &factor))) return rv;
+        if (req.replicas > (factor ? factor : 1) || req.replicas >= (1u << MKV_COPIES_BITS))
+            return -ERANGE;
+    }
     if ((rv = ns_bucket_make(op, req.name, req.replicas, req.flags, 0, 0, 0, &oi))) return rv;
     rep.ctime = op->now;
     return ns_reply(op, &mkv_desc_bucket_create_rep, &rep);

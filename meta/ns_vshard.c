@@ -25,6 +25,14 @@ static int map_get(struct ns_op *op, struct mkv_vshard_map *map)
     return rv;
 }
 
+int ns_vshard_factor(struct ns_op *op, uint32_t *replicas)
+{
+    struct mkv_vshard_map map;
+    int rv = map_get(op, &map);
+    *replicas = rv == 0 && map.epoch ? map.replicas : 0;
+    return rv;
+}
+
 static int node_known(struct ns_op *op, uint64_t id)
 {
     uint8_t key[8];

@@ -366,7 +366,9 @@ void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, uint64_t inline_max
      * one durable write (the Raft entry) instead of chunk data plus the
      * metadata commit. */
     pp->inl = pp->expected <= inline_max && pp->expected <= MKV_INLINE_MAX;
-    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer))) {
+    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer)) == 0)
+        rv = mkv_writer_set_bucket(r->writer, r->bucket); /* its replication factor */
+    if (!pp->inl && rv) {
         pp->failed = 1;
         done(r, rv, NULL);
         return;
@@ -439,7 +441,9 @@ void s3_copy_to_chunks(struct s3req *r, const struct mkv_obj_info *src, uint64_t
     }
     pp->have_md5 = 1;
     pp->inl = len <= inline_max && len <= MKV_INLINE_MAX;
-    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer))) {
+    if (!pp->inl && (rv = mkv_writer_new(r->wk->client, &writer_ops, pp, &r->writer)) == 0)
+        rv = mkv_writer_set_bucket(r->writer, r->bucket); /* its replication factor */
+    if (!pp->inl && rv) {
         pp->failed = 1;
         done(r, rv, NULL);
         return;

@@ -66,6 +66,7 @@ INTEGRATION_TESTS = \
 	tests/integration/t_fuse_tools.sh \
 	tests/integration/t_cluster_partition.sh \
 	tests/integration/t_cluster_failover.sh \
+	tests/integration/t_cluster_factor.sh \
 	tests/integration/t_cluster_repair.sh \
 	tests/integration/t_fuse_fragment.sh \
 	tests/integration/t_fuse_faults.sh \

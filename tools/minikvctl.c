@@ -52,10 +52,10 @@ static void usage(FILE *out)
             "Commands:\n"
             "  status                    metadata group (role, term, indexes, leader,\n"
             "                            members), namespace counters and chunk server state\n"
-            "  buckets                   list buckets\n"
+            "  buckets                   list buckets with their replication factors\n"
             "  bucket create NAME [--replicas N]\n"
-            "                            create a bucket (N: only the cluster's factor;\n"
-            "                            per-bucket factors are not built)\n"
+            "                            create a bucket; N copies of its data (1 up to\n"
+            "                            the cluster's factor, which is the default)\n"
             "  bucket delete NAME        delete an empty bucket\n"
             "  ls BUCKET [PREFIX]        list keys (directories end in '/')\n"
             "  stat BUCKET KEY           show an object's metadata and extents\n"
@@ -515,13 +515,24 @@ static int cmd_buckets(struct ctl *c)
     if (c->json) printf("[");
     cur = rep.buckets;
     while (mkv_msg_next(&mkv_desc_bucket_entry, &cur, &e) == 1) {
+        /* Its factor: its own, or (0) the cluster's. */
+        struct mkv_bucket_head_req hq = {e.name};
+        struct mkv_bucket_head_rep hr = {0};
+        struct mkv_frame *hreply = NULL;
+        char copies[16] = "?";
+        if (call(c, MKV_MSG_BUCKET_HEAD, &mkv_desc_bucket_head_req, &hq, &hreply) == 0 &&
+            mkv_frame_decode(hreply, &mkv_desc_bucket_head_rep, &hr) == 0)
+            snprintf(copies, sizeof copies, "%u", hr.replicas);
+        if (hreply) mkv_frame_unref(hreply);
         fmt_time(e.ctime, date, sizeof date);
         if (c->json) {
             printf("%s{\"name\":", first ? "" : ",");
             json_str((const char *)e.name.p, e.name.len);
-            printf(",\"created\":\"%s\"}", date);
+            printf(",\"created\":\"%s\",\"replicas\":%s}", date,
+                   copies[0] == '?' ? "null" : copies);
         } else {
-            printf("%s  %.*s\n", date, (int)e.name.len, (const char *)e.name.p);
+            printf("%s  %-8s %.*s\n", date, copies[0] == '0' ? "default" : copies, (int)e.name.len,
+                   (const char *)e.name.p);
         }
         first = 0;
     }
@@ -534,30 +545,37 @@ static int cmd_bucket(struct ctl *c, int argc, char **argv)
 {
     struct mkv_frame *reply = NULL;
     int rv;
+    uint32_t replicas = 0;
     if (argc == 4 && !strcmp(argv[0], "create") && !strcmp(argv[2], "--replicas")) {
-        /* Every bucket has the cluster's factor: a bucket of its own
-         * factor is refused rather than silently given another. */
+        /* At most the cluster's factor: a bucket's chunks go to some of
+         * their vshard's replicas. Checked here for a clear message; the
+         * metadata service refuses it too (ERANGE). */
         struct mkv_vshard_list_req lq = {0};
         struct mkv_vshard_list_rep lr;
         char *end;
         unsigned long want = strtoul(argv[3], &end, 10);
-        if (*end || want == 0) {
+        unsigned factor;
+        if (*end || want == 0 || want > 255) {
             fprintf(stderr, "minikvctl: --replicas needs a positive number\n");
             return EXIT_USAGE;
         }
         if ((rv = call(c, MKV_MSG_VSHARD_LIST, &mkv_desc_vshard_list_req, &lq, &reply)))
             return exit_for(rv);
         rv = mkv_frame_decode(reply, &mkv_desc_vshard_list_rep, &lr) ? -EPROTO : 0;
-        if (rv == 0 && want != (lr.epoch ? lr.replicas : 1)) {
+        factor = lr.epoch ? lr.replicas : 1;
+        if (rv == 0 && want > factor) {
             fprintf(stderr,
-                    "minikvctl: a replication factor per bucket is not built: every bucket has "
-                    "the cluster's (%u: minikv-meta --replicas)\n",
-                    lr.epoch ? lr.replicas : 1);
-            rv = -ENOSYS;
+                    "minikvctl: --replicas %lu: a bucket can have at most the cluster's factor "
+                    "(%u: minikv-meta --replicas)%s\n",
+                    want, factor,
+                    lr.epoch ? ""
+                             : "; the cluster has no vshard map yet (no chunk server registered)");
+            rv = -ERANGE;
         }
         mkv_frame_unref(reply);
         reply = NULL;
         if (rv) return EXIT_FAILED;
+        replicas = (uint32_t)want;
         argc = 2;
     }
     if (argc != 2 || (strcmp(argv[0], "create") && strcmp(argv[0], "delete"))) {
@@ -575,6 +593,7 @@ static int cmd_bucket(struct ctl *c, int argc, char **argv)
     if (!strcmp(argv[0], "create")) {
         struct mkv_bucket_create_req q = {0};
         q.name = mkv_slice_str(argv[1]);
+        q.replicas = replicas;
         rv = call(c, MKV_MSG_BUCKET_CREATE, &mkv_desc_bucket_create_req, &q, &reply);
     } else {
         struct mkv_bucket_delete_req q = {0};

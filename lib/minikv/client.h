@@ -144,6 +144,7 @@ struct mkv_vshard_view
     uint64_t epoch;  /* the map epoch of its last change */
     unsigned n;      /* replicas, in order */
     uint8_t filling; /* bit i: replica i is still filling */
+    unsigned replicas; /* the cluster's factor */
     uint64_t node[MKV_REPLICAS_MAX];
     struct mkv_peer *peer[MKV_REPLICAS_MAX];
 };
@@ -193,6 +194,12 @@ struct mkv_writer_ops
 
 MKV_API int mkv_writer_new(struct mkv_client *c, const struct mkv_writer_ops *ops, void *data,
                            struct mkv_writer **out);
+/* The bucket the data is for: its chunks get that bucket's replication
+ * factor (BUCKET_HEAD, remembered by the client for 10 s; a bucket of
+ * fewer copies than the cluster's factor has its chunks written to that
+ * many replicas of their vshard). Call before the first write. Without
+ * it, the cluster's factor. -EBUSY once data was written. */
+MKV_API int mkv_writer_set_bucket(struct mkv_writer *w, const char *bucket);
 /* Appends data (copied). Returns 0, 1 when the caller should stop writing
  * until on_ready, or a negative code when the writer has failed. */
 MKV_API int mkv_writer_write(struct mkv_writer *w, const void *data, size_t len);

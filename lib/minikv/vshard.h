@@ -22,6 +22,31 @@ static inline unsigned mkv_vshard_of(uint64_t chunk_id)
     return (unsigned)(chunk_id % MKV_VSHARDS);
 }
 
+/* A chunk id's top MKV_COPIES_BITS bits carry the copies its bucket asks
+ * for (its replication factor), 0 meaning the cluster's factor; the
+ * metadata service hands out ids below 1 << MKV_COPIES_SHIFT. A chunk of c
+ * copies, c below the cluster's factor, is written to c of its vshard's
+ * replicas only (mkv_route_narrow), and reads fail over to the others. */
+#define MKV_COPIES_SHIFT 60
+#define MKV_COPIES_BITS 4
+#define MKV_CHUNK_ID_LIMIT (1ull << MKV_COPIES_SHIFT)
+static inline unsigned mkv_chunk_copies(uint64_t chunk_id)
+{
+    return (unsigned)(chunk_id >> MKV_COPIES_SHIFT);
+}
+static inline uint64_t mkv_chunk_with_copies(uint64_t chunk_id, unsigned copies)
+{
+    if (copies >= (1u << MKV_COPIES_BITS)) copies = 0;
+    return (chunk_id & (MKV_CHUNK_ID_LIMIT - 1)) | ((uint64_t)copies << MKV_COPIES_SHIFT);
+}
+/* The copies chunk_id asks for, when fewer than the cluster's factor
+ * replicas; 0 when it goes to every replica. */
+static inline unsigned mkv_chunk_reduced(uint64_t chunk_id, unsigned replicas)
+{
+    unsigned c = mkv_chunk_copies(chunk_id);
+    return c && c < replicas ? c : 0;
+}
+
 /* How many of n replicas are filled, given the filling bits. */
 static inline unsigned mkv_vshard_nfilled(uint8_t filling, unsigned n)
 {

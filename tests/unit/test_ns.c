@@ -740,6 +740,31 @@ static void vshard_marks(void **state)
     assert_int_equal(mark(t, 9), 0);
     vshard0(t, &v);
     assert_int_equal(v.filling, 0x3);
+    /* With a map of factor 3, a bucket may ask for 1 to 3 copies. */
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("two"), .replicas = 2),
+                     0);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("two")), 0);
+    {
+        struct mkv_bucket_head_rep h;
+        decode_reply(t, &mkv_desc_bucket_head_rep, &h);
+        assert_int_equal(h.replicas, 2);
+    }
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("three"), .replicas = 3),
+                     0);
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("four"), .replicas = 4),
+                     -ERANGE);
+    assert_int_equal(QUERY(t, BUCKET_HEAD, bucket_head_req, .name = S("four")), MKV_ENOBUCKET);
+}
+
+/* Without a vshard map (a single server), a bucket's own factor is 1. */
+static void bucket_factor_no_map(void **state)
+{
+    struct t *t = *state;
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("one"), .replicas = 1),
+                     0);
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("two"), .replicas = 2),
+                     -ERANGE);
+    assert_int_equal(APPLY(t, BUCKET_CREATE, bucket_create_req, .name = S("dflt")), 0);
 }
 
 static void list_basic(void **state)
@@ -2488,6 +2513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(delete_multi, setup, teardown),
         cmocka_unit_test_setup_teardown(transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(vshard_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(bucket_factor_no_map, setup, teardown),
         cmocka_unit_test_setup_teardown(list_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(list_random, setup, teardown),
         cmocka_unit_test_setup_teardown(multipart, setup, teardown),

@@ -1,0 +1,169 @@
+#!/bin/bash
+# Replication factor per bucket: four chunk servers, factor 3. Buckets of
+# 1 and 2 copies are made with minikvctl (more than the cluster's factor
+# is refused); uploads through S3, files copied into a whole-namespace
+# mount and into a bucket mount take exactly their bucket's number of
+# copies across the servers (counted on the servers), and read back the
+# same through both fronts. A chunk server is killed (-9): uploads to the
+# 2-copy bucket go on at once, the 2- and 3-copy buckets read back whole,
+# the 1-copy bucket either reads back right or fails (its only copy was
+# there), never wrong bytes. Once the server is declared dead, its
+# vshards are re-replicated and every chunk is back to its bucket's
+# number of copies: no fewer, and no more for the 1- and 2-copy buckets.
+# Deleted objects are collected from every server that holds a copy.
+. "$top_srcdir/tests/integration/lib.sh"
+fuse_usable || skip "FUSE is not usable here (root, /dev/fuse and fusermount3 needed)"
+MKV_ELECTION=1s
+MKV_META_ARGS="--chunk-heartbeat 300ms --chunk-dead-after 4s"
+MKV_EXTRA_CHUNKS=3
+mkv_start_cluster
+CTL=("$MINIKVCTL" --cluster-key "$KEY")
+ADDRS=("127.0.0.1:$CHUNK_PORT")
+for p in "${CHUNK_PORTS[@]}"; do ADDRS+=("127.0.0.1:$p"); done
+mkv_ctl_wait vshards 'len(m["vshards"]) == 256 and all(len(v["replicas"]) == 3 and
+    not any(r["filling"] for r in v["replicas"]) for v in m["vshards"])' 20 \
+    "three filled replicas for every vshard"
+
+# 1. Buckets of their own factor; more than the cluster's is refused.
+"${CTL[@]}" bucket create one --replicas 1 >/dev/null || fail "bucket create one --replicas 1"
+"${CTL[@]}" bucket create two --replicas 2 >/dev/null || fail "bucket create two --replicas 2"
+aws_v2 s3 mb s3://three >/dev/null || fail "mb three"
+rc=0
+"${CTL[@]}" bucket create big --replicas 4 2>"$T/big.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "a bucket of 4 copies on a cluster of factor 3 was made"
+grep -q "at most the cluster's factor (3" "$T/big.err" || fail "refusal says: $(cat "$T/big.err")"
+"${CTL[@]}" --json buckets >"$T/buckets.json"
+"$PY" -c 'import json,sys
+b={x["name"]: x["replicas"] for x in json.load(open(sys.argv[1]))}
+assert b == {"one": 1, "two": 2, "three": 0}, b' "$T/buckets.json" ||
+    fail "buckets --json: $(cat "$T/buckets.json")"
+"${CTL[@]}" buckets
+
+# total_chunks: chunk versions held by the live servers (each object here
+# is one chunk, one version); settled: the same twice, 0.5 s apart (a
+# commit reaches the servers just after the upload's answer).
+total_chunks() {
+    local a n s=0
+    for a in "${ADDRS[@]}"; do
+        [ "$a" = "$DEAD" ] && continue
+        n=$(mkv_chunk_stat "$a" chunks)
+        [ "$n" -ge 0 ] || { echo -1; return; }
+        s=$((s + n))
+    done
+    echo "$s"
+}
+expect_total() {
+    local now prev=-2
+    for _ in $(seq 40); do
+        now=$(total_chunks)
+        [ "$now" = "$1" ] && [ "$prev" = "$1" ] && return 0
+        prev=$now
+        sleep 0.5
+    done
+    fail "$2: the servers hold $now chunks, $1 expected"
+}
+DEAD=""
+N=12
+mkdir -p "$T/src"
+for i in $(seq $N); do rand_file "$T/src/o$i" $((200000 + i * 1000)); done
+base=$(total_chunks)
+aws_v2 s3 cp --recursive "$T/src" s3://one/s3/ >/dev/null || fail "upload to one"
+expect_total $((base + N)) "1-copy bucket"
+aws_v2 s3 cp --recursive "$T/src" s3://two/s3/ >/dev/null || fail "upload to two"
+expect_total $((base + 3 * N)) "2-copy bucket"
+aws_v2 s3 cp --recursive "$T/src" s3://three/s3/ >/dev/null || fail "upload to three"
+expect_total $((base + 6 * N)) "3-copy bucket"
+log "S3: $N uploads each took 1, 2 and 3 copies"
+
+# 2. Through FUSE: a whole-namespace mount (into a subdirectory) and a
+# mount of the 1-copy bucket.
+F=5
+mkv_mount "" "$T/ns"
+mkv_mount /one "$T/m1"
+mkdir -p "$T/ns/two/fuse/sub"
+for i in $(seq $F); do cp "$T/src/o$i" "$T/ns/two/fuse/sub/f$i"; done
+sync -f "$T/ns/two/fuse/sub"
+expect_total $((base + 6 * N + 2 * F)) "files copied into two through the namespace mount"
+for i in $(seq $F); do cp "$T/src/o$i" "$T/m1/f$i"; done
+sync -f "$T/m1"
+expect_total $((base + 6 * N + 3 * F)) "files copied into one through its bucket mount"
+log "FUSE: $F files each took 2 copies (namespace mount) and 1 copy (bucket mount)"
+for i in $(seq $F); do
+    aws_v2 s3 cp "s3://two/fuse/sub/f$i" "$T/got" >/dev/null && cmp -s "$T/src/o$i" "$T/got" ||
+        fail "two/fuse/sub/f$i read through S3"
+    cmp -s "$T/src/o$i" "$T/ns/one/f$i" || fail "one/f$i read through the namespace mount"
+done
+for b in one two three; do
+    for i in $(seq $N); do
+        cmp -s "$T/src/o$i" "$T/ns/$b/s3/o$i" || fail "$b/s3/o$i read through the mount"
+    done
+done
+
+# 3. kill -9 of one chunk server: the 2-copy bucket takes uploads at once.
+DEAD=${ADDRS[2]}
+held=$(mkv_chunk_stat "$DEAD" chunks)
+mkv_daemon_kill chunk1
+W=6
+mkdir -p "$T/after"
+for i in $(seq $W); do cp "$T/src/o$i" "$T/after/o$i"; done
+aws_v2 s3 cp --recursive "$T/after" s3://two/after/ >/dev/null || fail "uploads to two with a server down"
+log "$W uploads to the 2-copy bucket went through with a server down (it held $held chunks)"
+for b in two three; do
+    aws_v2 s3 cp --recursive "s3://$b/s3/" "$T/get-$b" >/dev/null || fail "download of $b with a server down"
+    for i in $(seq $N); do
+        cmp -s "$T/src/o$i" "$T/get-$b/o$i" || fail "$b/s3/o$i with a server down"
+    done
+done
+# The 1-copy bucket: what downloads is right; what had its copy on the
+# killed server fails (one attempt each: the others would fail the same).
+AWS_MAX_ATTEMPTS=1 aws_v2 s3 cp --recursive s3://one/ "$T/get-one" >/dev/null 2>&1
+ok1=0
+for key in $(seq $N | sed 's|^|s3/o|') $(seq $F | sed 's|^|f|'); do
+    i=${key##*[a-z]}
+    [ -f "$T/get-one/$key" ] || continue
+    cmp -s "$T/src/o$i" "$T/get-one/$key" || fail "one/$key: wrong bytes with a server down"
+    ok1=$((ok1 + 1))
+done
+log "1-copy bucket with a server down: $ok1 of $((N + F)) objects readable, the rest had their copy there"
+[ "$ok1" -lt $((N + F)) ] || log "(none of them was on the killed server)"
+
+# 4. Declared dead: re-replicated to each bucket's factor, no more.
+mkv_ctl_wait vshards "m[\"degraded\"] == 0 and all(len(v[\"replicas\"]) == 3 for v in m[\"vshards\"])" 60 \
+    "every vshard back to three filled replicas"
+expect_total $((ok1 + 2 * (N + F + W) + 3 * N)) "after re-replication"
+for i in $(seq $W); do
+    cmp -s "$T/src/o$i" "$T/ns/two/after/o$i" || fail "two/after/o$i after re-replication"
+done
+log "$((ok1 + 2 * (N + F + W) + 3 * N)) chunk copies = $ok1 x 1 + $((N + F + W)) x 2 + $N x 3"
+
+# 5. Deleted, a bucket's chunks are collected from the replicas that hold
+# them (the others confirm a delete of what they never had).
+aws_v2 s3 rm --recursive s3://two/ >/dev/null || fail "rm two"
+expect_total $((ok1 + 3 * N)) "after deleting the 2-copy bucket's objects"
+
+# 6. A new chunk server (the killed one's port, an empty directory): some
+# vshards move to it. A move copies everything its vshard holds before the
+# map flips (the replica that leaves may hold a 1-copy chunk), so nothing
+# readable before is lost; the 1-copy chunks may then have more copies.
+rm -rf "$T/chunk1"
+DEAD=""
+mkv_chunk_start 1
+for _ in $(seq 100); do [ -s "$T/chunk1/node.id" ] && break; sleep 0.1; done
+new=$(cat "$T/chunk1/node.id") || fail "the new chunk server has no node id"
+mkv_ctl_wait vshards "all(len(v[\"replicas\"]) == 3 and not any(r[\"filling\"] for r in v[\"replicas\"])
+    for v in m[\"vshards\"]) and sum(r[\"id\"] == $new for v in m[\"vshards\"] for r in v[\"replicas\"]) >= 100" 90 \
+    "vshards moved to the new server"
+rm -rf "$T/get-one" "$T/get-three"
+# (the objects whose only copy was lost still fail)
+AWS_MAX_ATTEMPTS=1 aws_v2 s3 cp --recursive s3://one/ "$T/get-one" >/dev/null 2>&1
+for key in $(seq $N | sed 's|^|s3/o|') $(seq $F | sed 's|^|f|'); do
+    [ ! -f "$T/get-one/$key" ] || cmp -s "$T/src/o${key##*[a-z]}" "$T/get-one/$key" ||
+        fail "one/$key after the moves"
+done
+aws_v2 s3 cp --recursive s3://three/ "$T/get-three" >/dev/null || fail "download of three after the moves"
+n1=$(find "$T/get-one" -type f | wc -l)
+expect_eq "$n1" "$ok1" "objects of the 1-copy bucket after the moves"
+for i in $(seq $N); do cmp -s "$T/src/o$i" "$T/get-three/s3/o$i" || fail "three/s3/o$i after the moves"; done
+now=$(total_chunks)
+[ "$now" -ge $((ok1 + 3 * N)) ] || fail "after the moves: $now chunk copies, fewer than $((ok1 + 3 * N))"
+log "ok: after the moves $now chunk copies for $ok1 + 3 x $N"
