@@ -292,7 +292,15 @@ struct wb
     } * hash;
     size_t hash_n;
     int hashing, hash_ok, etag_due, commit_due, finish_due, finish_status;
+    int feeding;      /* wb_feed is on the stack */
+    unsigned retries; /* writers started again after a chunk server failed */
 };
+
+/* A round whose data could not be stored is written again (a new writer,
+ * new chunks) this many times when a chunk server failed it: the next
+ * writer passes a server that failed over where the bucket's factor
+ * leaves a choice (lib/route.c). */
+#define WB_RETRIES 2
 
 /* Extents per INO_WRITE: the request's extent field holds 4,096; a round
  * with more (scattered small writes) commits in several commands, in file
@@ -467,6 +475,24 @@ static int wb_map_extents(struct wb *wb, struct mkv_slice ext)
 }
 
 static void wb_feed(struct wb *wb);
+static int wb_writer_start(struct wb *wb);
+
+/* Failures of the chunk servers (not of this mount, nor of the request). */
+static int wb_retryable(int status)
+{
+    switch (status) {
+    case -EIO:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+    case -EPIPE:
+    case -ENOTCONN:
+    case -ETIMEDOUT:
+    case -EHOSTUNREACH:
+    case MKV_EUNAVAILABLE:
+    case MKV_ESTALE: return 1;
+    default: return 0;
+    }
+}
 
 static void on_wb_ready(struct mkv_writer *w, void *data)
 {
@@ -482,6 +508,15 @@ static void on_wb_done(struct mkv_writer *w, void *data, int status, struct mkv_
     if (!rv) rv = wb_map_extents(wb, extents);
     mkv_writer_free(w);
     wb->w = NULL;
+    if (status && wb_retryable(status) && wb->retries < WB_RETRIES && !wb->feeding) {
+        wb->retries++;
+        MKV_WARN("fs", "write-back ino=%llu: storing the data failed err=\"%s\", writing it again",
+                 (unsigned long long)wb->fi->ino, mkv_strerror(status));
+        if ((rv = wb_writer_start(wb)) == 0) {
+            wb_feed(wb);
+            return;
+        }
+    }
     if (rv) {
         if (!status) mkv_client_discard_extents(wb->fs->client, extents);
         wb_finish(wb, rv);
@@ -495,11 +530,13 @@ static const struct mkv_writer_ops wb_writer_ops = {on_wb_ready, on_wb_done};
 /* Hands the writer the ranges, as far as its window allows. */
 static void wb_feed(struct wb *wb)
 {
+    wb->feeding = 1;
     while (wb->cur) {
         struct dirty *d = wb->cur;
         size_t n = d->len - wb->cur_off;
         int rv = mkv_writer_write(wb->w, d->p + wb->cur_off, n);
         if (rv < 0) {
+            wb->feeding = 0;
             mkv_writer_abort(wb->w);
             wb->w = NULL;
             wb_finish(wb, rv);
@@ -507,8 +544,12 @@ static void wb_feed(struct wb *wb)
         }
         wb->cur = d->next;
         wb->cur_off = 0;
-        if (rv == 1) return; /* resumed by on_wb_ready */
+        if (rv == 1) {
+            wb->feeding = 0;
+            return; /* resumed by on_wb_ready */
+        }
     }
+    wb->feeding = 0;
     if (wb->w && !wb->cur) {
         struct mkv_writer *w = wb->w;
         int rv;
@@ -873,8 +914,6 @@ static void wb_start(struct fs *fs, struct fino *fi)
 /* The round's ranges, back to back, to the chunk writer. */
 static void wb_stream(struct wb *wb)
 {
-    struct fs *fs = wb->fs;
-    const char *bucket;
     size_t n = 0;
     uint64_t s = 0;
     int rv;
@@ -893,23 +932,36 @@ static void wb_stream(struct wb *wb)
         s += d->len;
     }
     wb->nranges = n;
-    if ((rv = mkv_writer_new(fs->client, &wb_writer_ops, wb, &wb->w))) {
+    if ((rv = wb_writer_start(wb))) {
         wb_finish(wb, rv);
         return;
     }
+    wb_feed(wb);
+}
+
+/* A writer for the round, from its first range. */
+static int wb_writer_start(struct wb *wb)
+{
+    const char *bucket;
+    int rv;
+    if ((rv = mkv_writer_new(wb->fs->client, &wb_writer_ops, wb, &wb->w))) return rv;
     /* The bucket's replication factor; a file this mount cannot place (it
      * was reached without a lookup through its bucket) gets the cluster's,
      * which is never fewer copies than a bucket's. */
-    if ((bucket = fino_bucket(fs, wb->fi))) rv = mkv_writer_set_bucket(wb->w, bucket);
-    else
+    if ((bucket = fino_bucket(wb->fs, wb->fi))) {
+        rv = mkv_writer_set_bucket(wb->w, bucket);
+    } else {
         MKV_DEBUG("fs", "write-back of inode %llu: bucket not known, the cluster's factor",
                   (unsigned long long)wb->fi->ino);
+    }
     if (rv) {
-        wb_finish(wb, rv);
-        return;
+        mkv_writer_abort(wb->w);
+        wb->w = NULL;
+        return rv;
     }
     wb->cur = wb->list;
-    wb_feed(wb);
+    wb->cur_off = 0;
+    return 0;
 }
 
 void fs_writeback(struct fs *fs, struct fino *fi)

@@ -61,7 +61,7 @@ static const struct mkv_option options[] = {
             "a chunk server silent this long is declared dead", NULL),
     MKV_OPT("replicas", MKV_OPT_INT, S, replicas, "3", "N",
             "copies of the data the vshard map aims at (1-6; fewer while fewer chunk servers "
-            "are registered)",
+            "are registered); a bucket may ask for fewer (minikvctl bucket create --replicas)",
             NULL),
     MKV_OPT("peers", MKV_OPT_STR, S, peers, NULL, "1=H:P,2=H:P,...",
             "every member's metadata address, this one included (none: a group of one)", NULL),

@@ -108,6 +108,12 @@ mkdir -p "$T/after"
 for i in $(seq $W); do cp "$T/src/o$i" "$T/after/o$i"; done
 aws_v2 s3 cp --recursive "$T/after" s3://two/after/ >/dev/null || fail "uploads to two with a server down"
 log "$W uploads to the 2-copy bucket went through with a server down (it held $held chunks)"
+# and the mount: a write-back a server fails is written again elsewhere
+mkdir -p "$T/ns/two/down"
+for i in $(seq $F); do cp "$T/src/o$i" "$T/ns/two/down/f$i" || fail "cp to two with a server down"; done
+sync -f "$T/ns/two/down" || fail "sync of two with a server down"
+W=$((W + F))
+log "and $F files through the mount (write-backs written again after a failure: $(grep -c "writing it again" "$T/fuse.log"))"
 for b in two three; do
     aws_v2 s3 cp --recursive "s3://$b/s3/" "$T/get-$b" >/dev/null || fail "download of $b with a server down"
     for i in $(seq $N); do
@@ -131,8 +137,11 @@ log "1-copy bucket with a server down: $ok1 of $((N + F)) objects readable, the 
 mkv_ctl_wait vshards "m[\"degraded\"] == 0 and all(len(v[\"replicas\"]) == 3 for v in m[\"vshards\"])" 60 \
     "every vshard back to three filled replicas"
 expect_total $((ok1 + 2 * (N + F + W) + 3 * N)) "after re-replication"
-for i in $(seq $W); do
+for i in $(seq $((W - F))); do
     cmp -s "$T/src/o$i" "$T/ns/two/after/o$i" || fail "two/after/o$i after re-replication"
+done
+for i in $(seq $F); do
+    cmp -s "$T/src/o$i" "$T/ns/two/down/f$i" || fail "two/down/f$i after re-replication"
 done
 log "$((ok1 + 2 * (N + F + W) + 3 * N)) chunk copies = $ok1 x 1 + $((N + F + W)) x 2 + $N x 3"
 
