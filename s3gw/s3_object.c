@@ -624,6 +624,8 @@ struct get_state
     struct mkv_obj_info info;
     uint64_t off, len;
     int head;
+    int ranged;  /* a Range was asked for (206) */
+    int started; /* the status line and headers are out */
     int finishing;
     unsigned writes; /* response writes not yet completed */
     int ended;
@@ -757,6 +759,8 @@ static unsigned object_headers(struct s3req *r, const struct mkv_obj_info *info,
     return n;
 }
 
+static void get_start(struct s3req *r);
+
 static void on_get_written(struct mkv_http_req *h, int status, void *arg)
 {
     struct mkv_frame *frame = arg;
@@ -784,6 +788,7 @@ static void on_get_data(struct mkv_reader *rd, void *data, struct mkv_frame *fra
     struct s3req *r = data;
     struct get_state *gs = r->opstate;
     (void)rd;
+    if (!gs->started) get_start(r);
     if (frame) mkv_frame_ref(frame);
     gs->writes++;
     r->bytes_out += n;
@@ -800,6 +805,14 @@ static void on_get_end(struct mkv_reader *rd, void *data, int status)
     mkv_reader_free(rd);
     r->reader = NULL;
     gs->ended = 1;
+    if (status && !gs->started) {
+        /* Nothing sent yet: an error the client can act on (a chunk no
+         * replica answered for is unavailable, not a missing key). */
+        s3_error_status(r, status == -ENOENT ? MKV_EUNAVAILABLE : status,
+                        "reading the object's data");
+        return;
+    }
+    if (!gs->started) get_start(r);
     if (status) {
         /* Headers are out: a short body (and a closed connection) is the
          * only honest signal left. */
@@ -816,7 +829,11 @@ static void on_get_end(struct mkv_reader *rd, void *data, int status)
 
 static const struct mkv_reader_ops get_reader_ops = {on_get_data, on_get_end};
 
-static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *reply)
+/* The status line and the object's headers. Sent once the first bytes
+ * of data are at hand (at once when there are none to read): an object
+ * whose data cannot be read (its copies on servers that are down) gets an
+ * error, not a cut body. */
+static void get_start(struct s3req *r)
 {
     struct get_state *gs = r->opstate;
     struct mkv_http_header h[64];
@@ -831,8 +848,57 @@ static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *rep
         {"response-content-encoding", "Content-Encoding"},
     };
     unsigned n = 0;
-    int code, ranged = 0, rv;
     const char *ctype;
+    gs->started = 1;
+    s3_http_date(gs->info.mtime, lm, sizeof lm);
+    h[n].name = "x-amz-request-id";
+    h[n++].value = r->request_id;
+    h[n].name = "Last-Modified";
+    h[n++].value = lm;
+    mkv_buf_reserve(&strings, 4096);
+    h[n].name = "ETag";
+    h[n++].value = (const char *)strings.p;
+    mkv_buf_append(&strings, gs->info.etag.p, gs->info.etag.len);
+    mkv_buf_append(&strings, "", 1);
+    h[n].name = "Accept-Ranges";
+    h[n++].value = "bytes";
+    ctype = gs->info.content_type.len ? NULL : "binary/octet-stream";
+    h[n].name = "Content-Type";
+    if (ctype) {
+        h[n++].value = ctype;
+    } else {
+        h[n++].value = (const char *)strings.p + strings.len;
+        mkv_buf_append(&strings, gs->info.content_type.p, gs->info.content_type.len);
+        mkv_buf_append(&strings, "", 1);
+    }
+    if (gs->ranged) {
+        snprintf(crange, sizeof crange, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, gs->off,
+                 gs->off + gs->len - 1, gs->info.size);
+        h[n].name = "Content-Range";
+        h[n++].value = crange;
+    }
+    n = object_headers(r, &gs->info, h, n, 50, &strings);
+    for (size_t i = 0; i < MKV_ARRAY_SIZE(overrides); i++) {
+        if (mkv_http_query(r->http, overrides[i][0], ovr[i], sizeof ovr[i]) == 1) {
+            unsigned k;
+            for (k = 0; k < n && strcasecmp(h[k].name, overrides[i][1]); k++)
+                ;
+            h[k].name = overrides[i][1];
+            h[k].value = ovr[i];
+            if (k == n) n++;
+        }
+    }
+    r->status_code = gs->ranged ? 206 : 200;
+    r->responded = 1;
+    mkv_http_start(r->http, r->status_code, h, n, (int64_t)gs->len);
+    mkv_buf_free(&strings);
+}
+
+static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *reply)
+{
+    struct get_state *gs = r->opstate;
+    char crange[80];
+    int code, rv;
     if (status) {
         s3_error_status(r, status == -ENOENT ? MKV_ENOTFOUND : status, r->errmsg);
         return;
@@ -878,49 +944,9 @@ static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *rep
         s3_error_h(r, MKV_S3_INVALID_RANGE, NULL, eh, 1);
         return;
     }
-    ranged = rv == 1;
-    s3_http_date(gs->info.mtime, lm, sizeof lm);
-    h[n].name = "x-amz-request-id";
-    h[n++].value = r->request_id;
-    h[n].name = "Last-Modified";
-    h[n++].value = lm;
-    mkv_buf_reserve(&strings, 4096);
-    h[n].name = "ETag";
-    h[n++].value = (const char *)strings.p;
-    mkv_buf_append(&strings, gs->info.etag.p, gs->info.etag.len);
-    mkv_buf_append(&strings, "", 1);
-    h[n].name = "Accept-Ranges";
-    h[n++].value = "bytes";
-    ctype = gs->info.content_type.len ? NULL : "binary/octet-stream";
-    h[n].name = "Content-Type";
-    if (ctype) {
-        h[n++].value = ctype;
-    } else {
-        h[n++].value = (const char *)strings.p + strings.len;
-        mkv_buf_append(&strings, gs->info.content_type.p, gs->info.content_type.len);
-        mkv_buf_append(&strings, "", 1);
-    }
-    if (ranged) {
-        snprintf(crange, sizeof crange, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, gs->off,
-                 gs->off + gs->len - 1, gs->info.size);
-        h[n].name = "Content-Range";
-        h[n++].value = crange;
-    }
-    n = object_headers(r, &gs->info, h, n, 50, &strings);
-    for (size_t i = 0; i < MKV_ARRAY_SIZE(overrides); i++) {
-        if (mkv_http_query(r->http, overrides[i][0], ovr[i], sizeof ovr[i]) == 1) {
-            unsigned k;
-            for (k = 0; k < n && strcasecmp(h[k].name, overrides[i][1]); k++)
-                ;
-            h[k].name = overrides[i][1];
-            h[k].value = ovr[i];
-            if (k == n) n++;
-        }
-    }
-    r->status_code = ranged ? 206 : 200;
-    r->responded = 1;
-    mkv_http_start(r->http, r->status_code, h, n, (int64_t)gs->len);
-    mkv_buf_free(&strings);
+    gs->ranged = rv == 1;
+    /* Nothing to wait for: the headers go now. */
+    if (gs->head || gs->len == 0 || gs->info.data.len) get_start(r);
     if (gs->head || gs->len == 0) {
         mkv_http_finish(r->http);
         s3req_done(r);
@@ -948,13 +974,7 @@ static void on_lookup_for_get(struct s3req *r, int status, struct mkv_frame *rep
     }
     rv = mkv_reader_new(r->wk->client, gs->info.extents, gs->info.size, gs->off, gs->len,
                         &get_reader_ops, r, &r->reader);
-    if (rv) {
-        MKV_ERROR("s3gw", "cannot start reading bucket=%s key=%s err=\"%s\"", r->bucket, r->key,
-                  mkv_strerror(rv));
-        mkv_http_close_after(r->http);
-        mkv_http_finish(r->http);
-        s3req_done(r);
-    }
+    if (rv) s3_error_status(r, rv, "reading the object's data");
 }
 
 void s3_op_get_object(struct s3req *r)

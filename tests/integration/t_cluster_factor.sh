@@ -131,6 +131,16 @@ for key in $(seq $N | sed 's|^|s3/o|') $(seq $F | sed 's|^|f|'); do
     ok1=$((ok1 + 1))
 done
 log "1-copy bucket with a server down: $ok1 of $((N + F)) objects readable, the rest had their copy there"
+# and an unreadable one is an error (503) before any byte, not a cut body
+for key in $(seq $N | sed 's|^|s3/o|'); do
+    [ -f "$T/get-one/$key" ] && continue
+    code=$(curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -o "$T/err.xml" -w '%{http_code}' "$ENDPOINT/one/$key")
+    expect_eq "$code" 503 "GET of one/$key, whose only copy is on the killed server"
+    log "GET of one/$key, whose only copy was on the killed server: HTTP $code"
+    grep -q "<Code>ServiceUnavailable</Code>" "$T/err.xml" || fail "error body: $(cat "$T/err.xml")"
+    break
+done
 [ "$ok1" -lt $((N + F)) ] || log "(none of them was on the killed server)"
 
 # 4. Declared dead: re-replicated to each bucket's factor, no more.
