@@ -57,6 +57,7 @@ struct mkv_fill
     struct held *todo;
     size_t ntodo, captodo, next_todo;
     unsigned copied;
+    unsigned waiting; /* this pass: chunks of fewer copies being written (todo_unique) */
     uint64_t off;
     struct mkv_call call;
     struct mkv_frame *piece;
@@ -70,6 +71,13 @@ struct mkv_fill
     uint64_t rate;
     int64_t pace_ns;
     int pacing; /* the timer waits for pace_ns */
+    /* handing back chunks of fewer copies than the factor (release) */
+    struct held *hb;
+    size_t nhb, caphb, hb_i;
+    struct mkv_vshard_view hb_view;
+    unsigned hb_copies, hb_r, hb_holders, hb_nlack, hb_lack[MKV_REPLICAS_MAX];
+    uint8_t *hb_buf;
+    uint64_t total_handed;
     /* releasing what this server no longer holds replicas of */
     uint64_t release_after_ns;
     int64_t last_release_ns;
@@ -141,7 +149,9 @@ static int skipped_has(const struct mkv_fill *f, const struct held *h)
  * (not yet committed: its writer sends it where it goes); except during a
  * move (more replicas than the factor), when this server may replace one
  * that holds it and so copies everything; and except a bad copy here,
- * which is always replaced. */
+ * which is always replaced. One with too few copies that is not committed
+ * yet (its commit may still come, or the orphan collector's verdict)
+ * keeps the vshard filling: the fill tries again later (f->waiting). */
 static void todo_unique(struct mkv_fill *f)
 {
     size_t k = 0, count = 1;
@@ -159,6 +169,8 @@ static void todo_unique(struct mkv_fill *f)
         if (!copies || move || skipped_has(f, &f->todo[k]) ||
             (f->todo[k].committed && count < copies))
             k++; /* keep it */
+        else if (count < copies)
+            f->waiting++; /* too few copies, not committed yet: see again later */
         if (i < f->ntodo) f->todo[k] = f->todo[i];
         count = 1;
     }
@@ -437,6 +449,11 @@ static void fill_copy_next(struct mkv_fill *f)
         fill_end(f);
         return;
     }
+    if (f->waiting) {
+        MKV_DEBUG("chunk", "fill: vshard=%u waits for %u chunks being written", f->v, f->waiting);
+        fill_end(f);
+        return;
+    }
     {
         struct mkv_vshard_filled_req q = {f->v, *f->node_id, f->view.epoch};
         if (mkv_meta_call(f->meta, &f->mreq, MKV_MSG_VSHARD_FILLED, &mkv_desc_vshard_filled_req, &q,
@@ -449,7 +466,7 @@ static void fill_copy_next(struct mkv_fill *f)
 static void fill_pass(struct mkv_fill *f)
 {
     f->pass++;
-    f->copied = 0;
+    f->copied = f->waiting = 0;
     f->nlocal = f->ntodo = f->next_todo = f->nskipped = 0;
     if (mkv_store_list_versions(f->store, collect_local, f)) {
         fill_end(f);
@@ -500,11 +517,272 @@ static int collect_release(void *arg, const struct mkv_store_version_info *vi)
 {
     struct release_scan *rs = arg;
     struct mkv_fill *f = rs->f;
-    struct held h = {vi->chunk_id, vi->version, 0, 0, 0};
+    struct held h = {vi->chunk_id, vi->version, vi->state == MKV_VER_COMMITTED, vi->size, 0};
+    unsigned v = mkv_vshard_of(vi->chunk_id);
     if (vi->state == MKV_VER_FOLDED || rs->now - vi->ctime_ns < (int64_t)f->release_after_ns ||
-        keep_vshard(rs, mkv_vshard_of(vi->chunk_id)))
+        keep_vshard(rs, v))
         return 0;
+    /* A chunk of fewer copies than the factor may exist nowhere else (this
+     * server was declared dead, and its vshards went elsewhere without
+     * it): handed back first (hand_next). One not committed is left to the
+     * orphan collector, which commits or deletes it. */
+    if (mkv_chunk_reduced(vi->chunk_id, rs->views[v].replicas))
+        return h.committed ? held_push(&f->hb, &f->nhb, &f->caphb, &h) : 0;
     return held_push(&f->todo, &f->ntodo, &f->captodo, &h);
+}
+
+/* ---- handing back ----
+ *
+ * For each chunk of c copies (c below the factor) that this server holds
+ * of a vshard it is no longer a replica of: if no object names it any
+ * more (REFCHECK), delete it; else ask the vshard's filled
+ * replicas whether they hold it (CHUNK_READ of one byte); while fewer than
+ * c do, copy it to one that does not (CHUNK_WRITE in 1 MiB pieces, then
+ * CHUNK_COMMIT); then delete it here. A replica that cannot be asked, or a
+ * copy that fails, leaves the chunk here for the next scan. */
+
+static void hand_next(struct mkv_fill *f);
+static void hand_decide(struct mkv_fill *f);
+
+static int view_has(const struct mkv_vshard_view *v, uint64_t node)
+{
+    for (unsigned i = 0; i < v->n; i++)
+        if (v->node[i] == node) return 1;
+    return 0;
+}
+static void hand_piece(struct mkv_fill *f);
+
+static void hand_skip(struct mkv_fill *f, const char *why, int status)
+{
+    const struct held *h = &f->hb[f->hb_i];
+    MKV_WARN("chunk", "hand back: kept chunk=%llx version=%u for the next scan (%s) status=%d",
+             (unsigned long long)h->chunk_id, h->version, why, status);
+    f->hb_i++;
+    hand_next(f);
+}
+
+static void on_hand_deleted(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    if (status && status != -ENOENT)
+        MKV_WARN("chunk", "release: delete failed chunk=%llx status=%d",
+                 (unsigned long long)f->hb[f->hb_i].chunk_id, status);
+    else f->total_released++;
+    f->hb_i++;
+    hand_next(f);
+}
+
+static void hand_probe(struct mkv_fill *f);
+
+static void on_hand_probe(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
+    (void)reply;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status == 0) f->hb_holders++;
+    else if (status == -ENOENT) f->hb_lack[f->hb_nlack++] = f->hb_r;
+    else {
+        hand_skip(f, "a replica did not answer", status);
+        return;
+    }
+    f->hb_r++;
+    hand_probe(f);
+}
+
+/* Asks the next filled replica (from hb_r on) whether it holds the chunk. */
+static void hand_probe(struct mkv_fill *f)
+{
+    const struct held *h = &f->hb[f->hb_i];
+    struct mkv_chunk_read_req q = {h->chunk_id, h->version, 0, 0, 1};
+    while (f->hb_r < f->hb_view.n && (f->hb_view.filling & (1u << f->hb_r))) f->hb_r++;
+    if (f->hb_r >= f->hb_view.n) {
+        hand_decide(f);
+        return;
+    }
+    if (mkv_peer_call(f->hb_view.peer[f->hb_r], &f->call, MKV_MSG_CHUNK_READ,
+                      &mkv_desc_chunk_read_req, &q, 30000, on_hand_probe))
+        hand_skip(f, "cannot ask a replica", -ENOTCONN);
+}
+
+static void on_hand_committed(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
+    const struct held *h = &f->hb[f->hb_i];
+    (void)reply;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status) {
+        hand_skip(f, "commit on a replica failed", status);
+        return;
+    }
+    MKV_INFO("chunk", "handed back chunk=%llx version=%u to node=%llu (its copies: %u of %u)",
+             (unsigned long long)h->chunk_id, h->version,
+             (unsigned long long)f->hb_view.node[f->hb_lack[0]], f->hb_holders + 1, f->hb_copies);
+    f->total_handed++;
+    f->hb_holders++;
+    memmove(f->hb_lack, f->hb_lack + 1, --f->hb_nlack * sizeof *f->hb_lack);
+    hand_decide(f);
+}
+
+static void on_hand_written(struct mkv_call *call, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
+    const struct held *h = &f->hb[f->hb_i];
+    (void)reply;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status) {
+        hand_skip(f, "writing to a replica failed", status);
+        return;
+    }
+    f->off += MKV_MIN((uint64_t)PIECE, h->size - f->off);
+    hand_piece(f);
+}
+
+static void on_hand_read(struct mkv_store_req *r, int status)
+{
+    struct mkv_fill *f = r->data;
+    const struct held *h = &f->hb[f->hb_i];
+    struct mkv_chunk_write_req q = {0};
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status) {
+        hand_skip(f, "reading the local copy failed", status);
+        return;
+    }
+    q.chunk_id = h->chunk_id;
+    q.version = h->version;
+    q.offset = f->off;
+    q.flags = MKV_CHUNK_SYNC;
+    q.vepoch = f->hb_view.epoch;
+    q.data = mkv_slice_mem(f->hb_buf, (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off));
+    if (mkv_peer_call(f->hb_view.peer[f->hb_lack[0]], &f->call, MKV_MSG_CHUNK_WRITE,
+                      &mkv_desc_chunk_write_req, &q, 30000, on_hand_written))
+        hand_skip(f, "cannot write to a replica", -ENOTCONN);
+}
+
+/* The next piece of the chunk to the replica hb_lack[0], then its commit. */
+static void hand_piece(struct mkv_fill *f)
+{
+    const struct held *h = &f->hb[f->hb_i];
+    int rv;
+    if (f->off >= h->size) {
+        struct mkv_chunk_ref ref = {h->chunk_id, h->version, 0};
+        struct mkv_chunk_commit_req q;
+        uint8_t buf[32];
+        size_t len;
+        if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
+            hand_skip(f, "encoding", -EPROTO);
+            return;
+        }
+        q.ids = mkv_slice_mem(buf, len);
+        if (mkv_peer_call(f->hb_view.peer[f->hb_lack[0]], &f->call, MKV_MSG_CHUNK_COMMIT,
+                          &mkv_desc_chunk_commit_req, &q, 30000, on_hand_committed))
+            hand_skip(f, "cannot commit on a replica", -ENOTCONN);
+        return;
+    }
+    if (!f->hb_buf && !(f->hb_buf = malloc(PIECE))) {
+        hand_skip(f, "memory", -ENOMEM);
+        return;
+    }
+    f->sreq.data = f;
+    rv = mkv_store_read(f->store, &f->sreq, h->chunk_id, h->version, f->off, f->hb_buf,
+                        (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off), on_hand_read);
+    if (rv) on_hand_read(&f->sreq, rv);
+}
+
+/* Enough copies elsewhere: delete this one; else copy it to a replica
+ * that lacks it; none left to copy to: keep it. */
+static void hand_decide(struct mkv_fill *f)
+{
+    const struct held *h = &f->hb[f->hb_i];
+    if (f->hb_holders >= f->hb_copies) {
+        f->sreq.data = f;
+        if (mkv_store_delete(f->store, &f->sreq, h->chunk_id, h->version, on_hand_deleted))
+            hand_skip(f, "delete", -EIO);
+        return;
+    }
+    if (f->hb_nlack == 0) {
+        hand_skip(f, "no filled replica to copy it to", 0);
+        return;
+    }
+    f->off = 0;
+    hand_piece(f);
+}
+
+static void on_hand_refcheck(struct mkv_meta_req *req, int status, struct mkv_frame *reply)
+{
+    struct mkv_fill *f = req->data;
+    struct mkv_refcheck_rep rep;
+    if (f->stopping) {
+        fill_end(f);
+        return;
+    }
+    if (status || mkv_frame_decode(reply, &mkv_desc_refcheck_rep, &rep) ||
+        rep.referenced.len != 1) {
+        hand_skip(f, "cannot ask the metadata service", status ? status : -EPROTO);
+        return;
+    }
+    if (rep.referenced.p[0]) {
+        hand_probe(f);
+        return;
+    }
+    /* Deleted while this server was away: nothing to hand back. */
+    f->hb_holders = f->hb_copies;
+    hand_decide(f);
+}
+
+/* Whether an object still names the chunk (deleted ones were collected
+ * from the replicas while this server was away: not to be revived). */
+static void hand_refcheck(struct mkv_fill *f)
+{
+    const struct held *h = &f->hb[f->hb_i];
+    struct mkv_chunk_ref ref = {h->chunk_id, h->version, 0};
+    struct mkv_refcheck_req q;
+    uint8_t buf[32];
+    size_t len;
+    if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
+        hand_skip(f, "encoding", -EPROTO);
+        return;
+    }
+    q.ids = mkv_slice_mem(buf, len);
+    f->mreq.data = f;
+    if (mkv_meta_call(f->meta, &f->mreq, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q,
+                      on_hand_refcheck))
+        hand_skip(f, "cannot ask the metadata service", -ENOTCONN);
+}
+
+static void hand_next(struct mkv_fill *f)
+{
+    if (f->stopping || f->hb_i >= f->nhb) {
+        fill_end(f);
+        return;
+    }
+    {
+        const struct held *h = &f->hb[f->hb_i];
+        unsigned v = mkv_vshard_of(h->chunk_id);
+        if (mkv_client_vshard(f->meta, v, &f->hb_view) || view_has(&f->hb_view, *f->node_id)) {
+            f->hb_i++; /* no map at hand, or a replica here again: kept */
+            hand_next(f);
+            return;
+        }
+        f->hb_copies = mkv_chunk_reduced(h->chunk_id, f->hb_view.replicas);
+        f->hb_r = f->hb_holders = f->hb_nlack = 0;
+        if (!f->hb_copies) { /* the factor changed: an ordinary chunk now */
+            f->hb_holders = 1;
+            f->hb_copies = 1;
+        }
+        hand_refcheck(f);
+    }
 }
 
 static void release_next(struct mkv_fill *f);
@@ -524,7 +802,8 @@ static void release_next(struct mkv_fill *f)
     if (f->stopping || f->next_todo >= f->ntodo) {
         if (f->ntodo)
             MKV_INFO("chunk", "released data of vshards held elsewhere versions=%zu", f->ntodo);
-        fill_end(f);
+        f->hb_i = 0;
+        hand_next(f);
         return;
     }
     f->sreq.data = f;
@@ -546,8 +825,8 @@ static void release_scan(struct mkv_fill *f)
     if (!(rs = calloc(1, sizeof *rs))) return;
     rs->f = f;
     rs->now = now;
-    f->ntodo = f->next_todo = 0;
-    if (mkv_store_list_versions(f->store, collect_release, rs) || f->ntodo == 0) {
+    f->ntodo = f->next_todo = f->nhb = 0;
+    if (mkv_store_list_versions(f->store, collect_release, rs) || (f->ntodo == 0 && f->nhb == 0)) {
         free(rs);
         return;
     }
@@ -634,6 +913,8 @@ void mkv_fill_free(struct mkv_fill *f)
     if (f->piece) mkv_frame_unref(f->piece);
     free(f->local);
     free(f->todo);
+    free(f->hb);
+    free(f->hb_buf);
     free(f);
 }
 

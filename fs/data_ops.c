@@ -293,6 +293,7 @@ struct wb
     size_t hash_n;
     int hashing, hash_ok, etag_due, commit_due, finish_due, finish_status;
     int feeding;      /* wb_feed is on the stack */
+    int failed;       /* the writer failed inside wb_feed: its status */
     unsigned retries; /* writers started again after a chunk server failed */
 };
 
@@ -500,6 +501,22 @@ static void on_wb_ready(struct mkv_writer *w, void *data)
     wb_feed(data);
 }
 
+/* The round's writer failed with status: written again by a new writer
+ * when a chunk server failed it (WB_RETRIES), else the round fails. */
+static void wb_writer_failed(struct wb *wb, int status)
+{
+    if (wb_retryable(status) && wb->retries < WB_RETRIES) {
+        wb->retries++;
+        MKV_WARN("fs", "write-back ino=%llu: storing the data failed err=\"%s\", writing it again",
+                 (unsigned long long)wb->fi->ino, mkv_strerror(status));
+        if (wb_writer_start(wb) == 0) {
+            wb_feed(wb);
+            return;
+        }
+    }
+    wb_finish(wb, status);
+}
+
 static void on_wb_done(struct mkv_writer *w, void *data, int status, struct mkv_slice extents)
 {
     struct wb *wb = data;
@@ -508,18 +525,16 @@ static void on_wb_done(struct mkv_writer *w, void *data, int status, struct mkv_
     if (!rv) rv = wb_map_extents(wb, extents);
     mkv_writer_free(w);
     wb->w = NULL;
-    if (status && wb_retryable(status) && wb->retries < WB_RETRIES && !wb->feeding) {
-        wb->retries++;
-        MKV_WARN("fs", "write-back ino=%llu: storing the data failed err=\"%s\", writing it again",
-                 (unsigned long long)wb->fi->ino, mkv_strerror(status));
-        if ((rv = wb_writer_start(wb)) == 0) {
-            wb_feed(wb);
-            return;
-        }
+    if (rv && !status) {
+        mkv_client_discard_extents(wb->fs->client, extents);
+        status = rv;
     }
-    if (rv) {
-        if (!status) mkv_client_discard_extents(wb->fs->client, extents);
-        wb_finish(wb, rv);
+    if (status && wb->feeding) {
+        wb->failed = status; /* inside wb_feed's call: it takes over */
+        return;
+    }
+    if (status) {
+        wb_writer_failed(wb, status);
         return;
     }
     wb_commit(wb);
@@ -530,36 +545,33 @@ static const struct mkv_writer_ops wb_writer_ops = {on_wb_ready, on_wb_done};
 /* Hands the writer the ranges, as far as its window allows. */
 static void wb_feed(struct wb *wb)
 {
+    int rv = 0;
+    /* The writer may fail inside a call made here (on_wb_done then leaves
+     * the status in wb->failed, and frees the writer). */
     wb->feeding = 1;
-    while (wb->cur) {
+    wb->failed = 0;
+    while (wb->cur && !wb->failed) {
         struct dirty *d = wb->cur;
         size_t n = d->len - wb->cur_off;
-        int rv = mkv_writer_write(wb->w, d->p + wb->cur_off, n);
-        if (rv < 0) {
-            wb->feeding = 0;
-            mkv_writer_abort(wb->w);
-            wb->w = NULL;
-            wb_finish(wb, rv);
-            return;
-        }
+        rv = mkv_writer_write(wb->w, d->p + wb->cur_off, n);
+        if (rv < 0 || wb->failed) break;
         wb->cur = d->next;
         wb->cur_off = 0;
-        if (rv == 1) {
-            wb->feeding = 0;
-            return; /* resumed by on_wb_ready */
-        }
+        if (rv == 1) break; /* resumed by on_wb_ready */
+    }
+    if (rv == 0 && !wb->failed && wb->w && !wb->cur) {
+        wb->cur_off = (size_t)-1; /* finishing: feed no more */
+        rv = mkv_writer_finish(wb->w);
     }
     wb->feeding = 0;
-    if (wb->w && !wb->cur) {
-        struct mkv_writer *w = wb->w;
-        int rv;
-        wb->cur = NULL;
-        wb->cur_off = (size_t)-1; /* finishing: feed no more */
-        if ((rv = mkv_writer_finish(w))) {
-            mkv_writer_abort(w);
-            wb->w = NULL;
-            wb_finish(wb, rv);
-        }
+    if (wb->failed) {
+        rv = wb->failed;
+        wb->failed = 0;
+        wb_writer_failed(wb, rv);
+    } else if (rv < 0) {
+        mkv_writer_abort(wb->w);
+        wb->w = NULL;
+        wb_finish(wb, rv);
     }
 }
 

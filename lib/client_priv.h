@@ -139,18 +139,20 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
 /* The order to read rt's replicas in (indexes into rt); returns how many. */
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order);
 /* Narrows rt (from mkv_client_route) to the replicas a write of chunk_id
- * goes to. Unchanged (returns 0) unless the chunk asks for fewer copies
- * than the cluster's factor (mkv_chunk_reduced). Then, with nkeep 0: the
- * first `copies` filled replicas in map order, passing over those that
- * failed a write in the last seconds while enough others remain, topped
- * up with filling ones when too few are filled; their node ids go to keep
- * and their count is returned. With nkeep > 0: the replicas keep lists
- * (the chunk's earlier pieces went there), those still in the vshard.
- * Either way, while the vshard has more replicas than the factor (a
- * move), every filling replica too. rt->need becomes a majority of the
- * copies. */
-unsigned mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id,
-                          uint64_t *keep, unsigned nkeep);
+ * goes to. Unchanged unless the chunk asks for fewer copies than the
+ * cluster's factor (mkv_chunk_reduced). Then, for the chunk's first piece
+ * (*nkeep 0): the first `copies` filled replicas in map order, passing
+ * over those that failed a write in the last seconds while enough others
+ * remain, topped up with filling ones when too few are filled; or every
+ * replica while the vshard has more than the factor (a move). Their node
+ * ids go to keep, their count to *nkeep. For later pieces (*nkeep > 0):
+ * those of keep still in the vshard. rt->need becomes a majority of the
+ * copies (plus the replicas a move will drop). Returns 0, or
+ * MKV_EUNAVAILABLE when the chunk cannot be completed where it began (a
+ * move began meanwhile, or too few of its replicas are left): the writer
+ * fails, and its client writes again. */
+int mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id, uint64_t *keep,
+                     unsigned *nkeep);
 /* Remembers that node failed a write (mkv_route_narrow passes it over). */
 void mkv_client_node_failed(struct mkv_client *c, uint64_t node);
 /* A chunk server failed a call: reload the map at the next use. */

@@ -219,43 +219,53 @@ static int node_avoided(struct mkv_client *c, uint64_t node)
     return n && n->failed_ms && uv_now(c->loop) + 1 - n->failed_ms < FAILED_AVOID_MS;
 }
 
-unsigned mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id,
-                          uint64_t *keep, unsigned nkeep)
+int mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_id, uint64_t *keep,
+                     unsigned *nkeep)
 {
     unsigned copies = mkv_chunk_reduced(chunk_id, rt->replicas), k = 0, pick[MKV_REPLICAS_MAX];
+    unsigned surplus;
     uint8_t chosen = 0, filling = 0;
     struct mkv_route in = *rt;
     if (!copies) return 0;
-    if (nkeep) {
-        /* The replicas the chunk's first piece went to, where still in the
-         * vshard: a chunk is never split over different replicas. */
-        for (unsigned j = 0; j < nkeep; j++)
-            for (unsigned i = 0; i < in.n; i++)
-                if (in.node[i] == keep[j] && !(chosen & (1u << i))) {
+    /* A move: the vshard has more replicas than the factor until the one
+     * that leaves is dropped (filling or not: a filled newcomer and the
+     * drop are two map changes), and any of them may be that one. */
+    surplus = in.n > in.replicas ? in.n - in.replicas : 0;
+    if (*nkeep == 0) {
+        if (surplus) {
+            /* Every replica: whichever leaves, the others hold it. */
+            for (unsigned i = 0; i < in.n; i++) pick[k++] = i;
+        } else {
+            /* The first `copies` filled replicas in map order, those that
+             * failed a write lately last; filling ones if too few are
+             * filled (a fill copies a committed chunk held by fewer than
+             * `copies` filled replicas). */
+            for (int pass = 0; pass < 3 && k < copies; pass++)
+                for (unsigned i = 0; i < in.n && k < copies; i++) {
+                    int fill = (in.filling >> i) & 1;
+                    if ((chosen >> i) & 1) continue;
+                    if (pass < 2 ? fill || (pass == 0 && node_avoided(c, in.node[i])) : !fill)
+                        continue;
                     chosen |= (uint8_t)(1u << i);
                     pick[k++] = i;
                 }
-    } else {
-        /* Filled replicas in map order, the recently failed ones last;
-         * then filling ones if too few are filled. */
-        for (int pass = 0; pass < 3 && k < copies; pass++)
-            for (unsigned i = 0; i < in.n && k < copies; i++) {
-                int fill = (in.filling >> i) & 1;
-                if ((chosen >> i) & 1) continue;
-                if (pass < 2 ? fill || (pass == 0 && node_avoided(c, in.node[i])) : !fill) continue;
-                chosen |= (uint8_t)(1u << i);
-                pick[k++] = i;
-            }
-        nkeep = k;
-        for (unsigned j = 0; j < k; j++) keep[j] = in.node[pick[j]];
-    }
-    /* During a move (more replicas than the factor) every filling replica
-     * gets the writes too: the one that leaves may be one of the above. */
-    for (unsigned i = 0; i < in.n; i++)
-        if ((in.filling & (1u << i)) && !(chosen & (1u << i)) && in.n > in.replicas) {
-            chosen |= (uint8_t)(1u << i);
-            pick[k++] = i;
         }
+        for (unsigned j = 0; j < k; j++) keep[j] = in.node[pick[j]];
+        *nkeep = k;
+    } else {
+        /* The replicas the chunk's first piece went to that are still in
+         * the vshard: a chunk is never split over different replicas. One
+         * that joined since (a move began) would miss the earlier pieces
+         * and a fill would not complete them: the write is given up (the
+         * client writes the object again, with the new map). */
+        for (unsigned i = 0; i < in.n; i++) {
+            unsigned j = 0;
+            while (j < *nkeep && keep[j] != in.node[i]) j++;
+            if (j < *nkeep) pick[k++] = i;
+            else if (surplus) return MKV_EUNAVAILABLE;
+        }
+    }
+    if (k == 0) return MKV_EUNAVAILABLE; /* every chosen replica left the vshard */
     rt->n = 0;
     for (unsigned j = 0; j < k; j++) {
         unsigned i = pick[j];
@@ -264,11 +274,12 @@ unsigned mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t c
         rt->peer[rt->n++] = in.peer[i];
     }
     rt->filling = filling;
-    /* A majority of the copies asked for, among those first chosen: a
-     * chosen replica gone from the map leaves the write short. */
-    rt->need = MKV_MIN(copies / 2 + 1, nkeep);
-    if (rt->need == 0) rt->need = 1;
-    return nkeep;
+    /* A majority of the copies, and during a move that many more than
+     * may leave; at most the replicas first chosen. Fewer left than that:
+     * the write cannot be acknowledged. */
+    rt->need = MKV_MIN(copies / 2 + 1 + surplus, *nkeep);
+    if (rt->n < rt->need) return MKV_EUNAVAILABLE;
+    return 0;
 }
 
 unsigned mkv_route_read_order(const struct mkv_route *rt, uint64_t chunk_id, unsigned *order)

@@ -357,7 +357,7 @@ static void on_chunk_id(struct mkv_id_req *r, int status, uint64_t id)
 static struct bucket_copies *bcache_find(struct mkv_client *c, const char *name)
 {
     for (unsigned i = 0; i < MKV_ARRAY_SIZE(c->bcache); i++)
-        if (c->bcache[i].at_ms && uv_now(c->loop) - c->bcache[i].at_ms < BUCKET_TTL_MS &&
+        if (c->bcache[i].at_ms && uv_now(c->loop) + 1 - c->bcache[i].at_ms < BUCKET_TTL_MS &&
             !strcmp(c->bcache[i].name, name))
             return &c->bcache[i];
     return NULL;
@@ -494,8 +494,10 @@ static void writer_pump(struct mkv_writer *w)
         }
         if (mkv_chunk_reduced(w->chunks[idx], f->rt.replicas)) {
             struct chunk_targets *t = &w->targets[idx];
-            unsigned k = mkv_route_narrow(w->c, &f->rt, w->chunks[idx], t->node, t->n);
-            if (!t->n) t->n = k;
+            if ((rv = mkv_route_narrow(w->c, &f->rt, w->chunks[idx], t->node, &t->n))) {
+                writer_fail(w, rv);
+                break;
+            }
         }
         w->pending_head = f->next;
         if (!w->pending_head) w->pending_tail = NULL;
