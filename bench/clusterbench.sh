@@ -10,7 +10,9 @@
 #            GET 1 MiB;
 #   3x3      three minikv-meta members, three minikv-chunk servers
 #            (factor 3: every chunk written to all three) and one
-#            minikv-s3gw: the same three workloads;
+#            minikv-s3gw: the same three workloads, then PUT 1 MiB into
+#            buckets of 2 and of 1 copies (minikvctl bucket create
+#            --replicas);
 #   reads    GET 1 MiB with 1, 2 and 3 chunk servers (factor = servers, so
 #            every object is on every server and reads spread over them),
 #            three metadata members and one gateway each time.
@@ -161,6 +163,7 @@ print(min((len(v["replicas"]) for v in m["vshards"]), default=0))' || echo 0)
     creds "$T/$name.credentials"
     "$CTL" --meta "$meta" --cluster-key "$T/key" bucket create bench >/dev/null
     EP="http://127.0.0.1:${P[$((3 + nc))]}"
+    meta_addrs=$meta
 }
 stop_cluster() {
     local p
@@ -168,9 +171,16 @@ stop_cluster() {
     for p in $CPIDS; do wait "$p" 2>/dev/null || true; done
 }
 
-# 2. 3 metadata members x 3 chunk servers.
+# 2. 3 metadata members x 3 chunk servers; then buckets of fewer copies.
 cluster c3x3 3
 load c3x3 "$EP"
+for r in 2 1; do
+    "$CTL" --meta "$meta_addrs" --cluster-key "$T/key" bucket create "bench$r" --replicas "$r" >/dev/null
+    out=$("$LOAD" --endpoint "$EP" --bucket "bench$r" --op put --size 1M --keys 200 --prefix p1m \
+        --concurrency "$conc" --duration "$dur" --json)
+    R[c3x3,put1m_r$r]=$(echo "$out" | fmt)
+    R[c3x3,put1m_r${r}_raw]=$out
+done
 stop_cluster
 
 # 3. Reads with 1 and 2 chunk servers (3 is the cluster above).
@@ -186,6 +196,13 @@ echo "|---|---|---|---|"
 for w in put4k put1m get1m; do
     case $w in put4k) label="PUT 4 KiB" ;; put1m) label="PUT 1 MiB" ;; get1m) label="GET 1 MiB" ;; esac
     echo "| $label | ${R[single,$w]} | ${R[c3x3,$w]} | $(ratio "${R[c3x3,${w}_raw]}" "${R[single,${w}_raw]}") |"
+done
+echo
+echo "| PUT 1 MiB on the 3x3 cluster, by bucket factor | ops/s | ratio to factor 3 |"
+echo "|---|---|---|"
+echo "| 3 copies (the cluster's) | ${R[c3x3,put1m]} | 1.00 |"
+for r in 2 1; do
+    echo "| $r cop$([ "$r" = 1 ] && echo y || echo ies) | ${R[c3x3,put1m_r$r]} | $(ratio "${R[c3x3,put1m_r${r}_raw]}" "${R[c3x3,put1m_raw]}") |"
 done
 echo
 echo "| GET 1 MiB, 3 meta + N chunk servers (factor N)${chunk_cpu:+, each limited to $chunk_cpu CPU} | ops/s |"

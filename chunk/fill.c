@@ -526,7 +526,7 @@ static int collect_release(void *arg, const struct mkv_store_version_info *vi)
      * server was declared dead, and its vshards went elsewhere without
      * it): handed back first (hand_next). One not committed is left to the
      * orphan collector, which commits or deletes it. */
-    if (mkv_chunk_reduced(vi->chunk_id, rs->views[v].replicas))
+    if (mkv_chunk_copies(vi->chunk_id))
         return h.committed ? held_push(&f->hb, &f->nhb, &f->caphb, &h) : 0;
     return held_push(&f->todo, &f->ntodo, &f->captodo, &h);
 }
@@ -561,6 +561,14 @@ static void hand_skip(struct mkv_fill *f, const char *why, int status)
     hand_next(f);
 }
 
+/* A call that could not even be made (the client or server is closing):
+ * the hand-back stops here, the next scan starts it again. */
+static void hand_stop(struct mkv_fill *f, const char *why, int status)
+{
+    MKV_WARN("chunk", "hand back: stopped (%s) status=%d", why, status);
+    fill_end(f);
+}
+
 static void on_hand_deleted(struct mkv_store_req *r, int status)
 {
     struct mkv_fill *f = r->data;
@@ -577,44 +585,65 @@ static void hand_probe(struct mkv_fill *f);
 static void on_hand_probe(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
-    (void)reply;
+    const struct held *h = &f->hb[f->hb_i];
+    struct mkv_chunk_list_rep rep;
+    struct mkv_chunk_held ch;
+    struct mkv_slice cur;
+    int state = 0; /* 0: lacks it, 1: holds it committed, 2: committed, another size, 3: prepared */
     if (f->stopping) {
         fill_end(f);
         return;
     }
-    if (status == 0) f->hb_holders++;
-    else if (status == -ENOENT) f->hb_lack[f->hb_nlack++] = f->hb_r;
-    else {
-        hand_skip(f, "a replica did not answer", status);
+    if (status || mkv_frame_decode(reply, &mkv_desc_chunk_list_rep, &rep)) {
+        hand_skip(f, "a replica did not answer", status ? status : -EPROTO);
         return;
     }
+    cur = rep.held;
+    while (mkv_msg_next(&mkv_desc_chunk_held, &cur, &ch) == 1)
+        if (ch.chunk_id == h->chunk_id && ch.version == h->version)
+            state = !ch.committed ? 3 : ch.size == h->size ? 1 : 2;
+    /* Only a whole committed copy counts. A prepared one (a hand-back cut
+     * short) is written again; a committed one of another size cannot be
+     * (committed versions are immutable): neither. */
+    if (state == 1) f->hb_holders++;
+    else if (state != 2) f->hb_lack[f->hb_nlack++] = f->hb_r;
     f->hb_r++;
     hand_probe(f);
 }
 
-/* Asks the next filled replica (from hb_r on) whether it holds the chunk. */
+/* Asks the next filled replica (from hb_r on) what it holds of the chunk
+ * (CHUNK_LIST from just before it, without raising its fence). */
 static void hand_probe(struct mkv_fill *f)
 {
     const struct held *h = &f->hb[f->hb_i];
-    struct mkv_chunk_read_req q = {h->chunk_id, h->version, 0, 0, 1};
+    struct mkv_chunk_list_req q = {0};
     while (f->hb_r < f->hb_view.n && (f->hb_view.filling & (1u << f->hb_r))) f->hb_r++;
     if (f->hb_r >= f->hb_view.n) {
         hand_decide(f);
         return;
     }
-    if (mkv_peer_call(f->hb_view.peer[f->hb_r], &f->call, MKV_MSG_CHUNK_READ,
-                      &mkv_desc_chunk_read_req, &q, 30000, on_hand_probe))
-        hand_skip(f, "cannot ask a replica", -ENOTCONN);
+    q.vshard = mkv_vshard_of(h->chunk_id);
+    q.fence = 0;
+    q.after = h->chunk_id - 1;
+    q.max = 16;
+    if (mkv_peer_call(f->hb_view.peer[f->hb_r], &f->call, MKV_MSG_CHUNK_LIST,
+                      &mkv_desc_chunk_list_req, &q, 30000, on_hand_probe))
+        hand_stop(f, "cannot ask a replica", -ENOTCONN);
 }
 
 static void on_hand_committed(struct mkv_call *call, int status, struct mkv_frame *reply)
 {
     struct mkv_fill *f = MKV_CONTAINER_OF(call, struct mkv_fill, call);
     const struct held *h = &f->hb[f->hb_i];
-    (void)reply;
     if (f->stopping) {
         fill_end(f);
         return;
+    }
+    {
+        struct mkv_chunk_commit_rep rep;
+        if (status == 0 &&
+            (mkv_frame_decode(reply, &mkv_desc_chunk_commit_rep, &rep) || rep.count != 1))
+            status = -ENOENT; /* the replica did not have it to commit */
     }
     if (status) {
         hand_skip(f, "commit on a replica failed", status);
@@ -639,6 +668,7 @@ static void on_hand_written(struct mkv_call *call, int status, struct mkv_frame 
         return;
     }
     if (status) {
+        if (status == MKV_ESTALE) mkv_client_map_refresh(f->meta); /* its map is newer */
         hand_skip(f, "writing to a replica failed", status);
         return;
     }
@@ -667,7 +697,7 @@ static void on_hand_read(struct mkv_store_req *r, int status)
     q.data = mkv_slice_mem(f->hb_buf, (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off));
     if (mkv_peer_call(f->hb_view.peer[f->hb_lack[0]], &f->call, MKV_MSG_CHUNK_WRITE,
                       &mkv_desc_chunk_write_req, &q, 30000, on_hand_written))
-        hand_skip(f, "cannot write to a replica", -ENOTCONN);
+        hand_stop(f, "cannot write to a replica", -ENOTCONN);
 }
 
 /* The next piece of the chunk to the replica hb_lack[0], then its commit. */
@@ -681,23 +711,23 @@ static void hand_piece(struct mkv_fill *f)
         uint8_t buf[32];
         size_t len;
         if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
-            hand_skip(f, "encoding", -EPROTO);
+            hand_stop(f, "encoding", -EPROTO);
             return;
         }
         q.ids = mkv_slice_mem(buf, len);
         if (mkv_peer_call(f->hb_view.peer[f->hb_lack[0]], &f->call, MKV_MSG_CHUNK_COMMIT,
                           &mkv_desc_chunk_commit_req, &q, 30000, on_hand_committed))
-            hand_skip(f, "cannot commit on a replica", -ENOTCONN);
+            hand_stop(f, "cannot commit on a replica", -ENOTCONN);
         return;
     }
     if (!f->hb_buf && !(f->hb_buf = malloc(PIECE))) {
-        hand_skip(f, "memory", -ENOMEM);
+        hand_stop(f, "memory", -ENOMEM);
         return;
     }
     f->sreq.data = f;
     rv = mkv_store_read(f->store, &f->sreq, h->chunk_id, h->version, f->off, f->hb_buf,
                         (size_t)MKV_MIN((uint64_t)PIECE, h->size - f->off), on_hand_read);
-    if (rv) on_hand_read(&f->sreq, rv);
+    if (rv) hand_stop(f, "reading the local copy", rv);
 }
 
 /* Enough copies elsewhere: delete this one; else copy it to a replica
@@ -708,7 +738,7 @@ static void hand_decide(struct mkv_fill *f)
     if (f->hb_holders >= f->hb_copies) {
         f->sreq.data = f;
         if (mkv_store_delete(f->store, &f->sreq, h->chunk_id, h->version, on_hand_deleted))
-            hand_skip(f, "delete", -EIO);
+            hand_stop(f, "delete", -EIO);
         return;
     }
     if (f->hb_nlack == 0) {
@@ -751,38 +781,31 @@ static void hand_refcheck(struct mkv_fill *f)
     uint8_t buf[32];
     size_t len;
     if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
-        hand_skip(f, "encoding", -EPROTO);
+        hand_stop(f, "encoding", -EPROTO);
         return;
     }
     q.ids = mkv_slice_mem(buf, len);
     f->mreq.data = f;
     if (mkv_meta_call(f->meta, &f->mreq, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q,
                       on_hand_refcheck))
-        hand_skip(f, "cannot ask the metadata service", -ENOTCONN);
+        hand_stop(f, "cannot ask the metadata service", -ENOTCONN);
 }
 
 static void hand_next(struct mkv_fill *f)
 {
-    if (f->stopping || f->hb_i >= f->nhb) {
-        fill_end(f);
+    /* Chunks that need no call are passed over here, in a loop. */
+    for (; !f->stopping && f->hb_i < f->nhb; f->hb_i++) {
+        const struct held *h = &f->hb[f->hb_i];
+        unsigned v = mkv_vshard_of(h->chunk_id), c = mkv_chunk_copies(h->chunk_id);
+        if (mkv_client_vshard(f->meta, v, &f->hb_view) || view_has(&f->hb_view, *f->node_id))
+            continue; /* no map at hand, or a replica here again: kept */
+        /* At most the factor (it may have been lowered since). */
+        f->hb_copies = MKV_MIN(c, f->hb_view.replicas ? f->hb_view.replicas : 1);
+        f->hb_r = f->hb_holders = f->hb_nlack = 0;
+        hand_refcheck(f);
         return;
     }
-    {
-        const struct held *h = &f->hb[f->hb_i];
-        unsigned v = mkv_vshard_of(h->chunk_id);
-        if (mkv_client_vshard(f->meta, v, &f->hb_view) || view_has(&f->hb_view, *f->node_id)) {
-            f->hb_i++; /* no map at hand, or a replica here again: kept */
-            hand_next(f);
-            return;
-        }
-        f->hb_copies = mkv_chunk_reduced(h->chunk_id, f->hb_view.replicas);
-        f->hb_r = f->hb_holders = f->hb_nlack = 0;
-        if (!f->hb_copies) { /* the factor changed: an ordinary chunk now */
-            f->hb_holders = 1;
-            f->hb_copies = 1;
-        }
-        hand_refcheck(f);
-    }
+    fill_end(f);
 }
 
 static void release_next(struct mkv_fill *f);

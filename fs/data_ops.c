@@ -294,6 +294,7 @@ struct wb
     int hashing, hash_ok, etag_due, commit_due, finish_due, finish_status;
     int feeding;      /* wb_feed is on the stack */
     int failed;       /* the writer failed inside wb_feed: its status */
+    int stored;       /* the writer finished inside wb_feed: commit next */
     unsigned retries; /* writers started again after a chunk server failed */
 };
 
@@ -529,8 +530,9 @@ static void on_wb_done(struct mkv_writer *w, void *data, int status, struct mkv_
         mkv_client_discard_extents(wb->fs->client, extents);
         status = rv;
     }
-    if (status && wb->feeding) {
-        wb->failed = status; /* inside wb_feed's call: it takes over */
+    if (wb->feeding) { /* inside wb_feed's call: it takes over */
+        if (status) wb->failed = status;
+        else wb->stored = 1;
         return;
     }
     if (status) {
@@ -546,10 +548,10 @@ static const struct mkv_writer_ops wb_writer_ops = {on_wb_ready, on_wb_done};
 static void wb_feed(struct wb *wb)
 {
     int rv = 0;
-    /* The writer may fail inside a call made here (on_wb_done then leaves
-     * the status in wb->failed, and frees the writer). */
+    /* The writer may end inside a call made here: on_wb_done then frees
+     * it and leaves its outcome in wb->failed or wb->stored, for below. */
     wb->feeding = 1;
-    wb->failed = 0;
+    wb->failed = wb->stored = 0;
     while (wb->cur && !wb->failed) {
         struct dirty *d = wb->cur;
         size_t n = d->len - wb->cur_off;
@@ -564,7 +566,11 @@ static void wb_feed(struct wb *wb)
         rv = mkv_writer_finish(wb->w);
     }
     wb->feeding = 0;
-    if (wb->failed) {
+    /* Each branch hands wb on (it may be freed): nothing after. */
+    if (wb->stored) {
+        wb->stored = 0;
+        wb_commit(wb);
+    } else if (wb->failed) {
         rv = wb->failed;
         wb->failed = 0;
         wb_writer_failed(wb, rv);
