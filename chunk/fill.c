@@ -561,6 +561,16 @@ static void hand_skip(struct mkv_fill *f, const char *why, int status)
     hand_next(f);
 }
 
+/* h as a list of one chunk_ref record, in buf. */
+static int held_ref(const struct held *h, uint8_t *buf, size_t cap, struct mkv_slice *out)
+{
+    struct mkv_chunk_ref ref = {h->chunk_id, h->version, 0};
+    size_t len;
+    if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, cap, &len)) return -EPROTO;
+    *out = mkv_slice_mem(buf, len);
+    return 0;
+}
+
 /* A call that could not even be made (the client or server is closing):
  * the hand-back stops here, the next scan starts it again. */
 static void hand_stop(struct mkv_fill *f, const char *why, int status)
@@ -706,15 +716,12 @@ static void hand_piece(struct mkv_fill *f)
     const struct held *h = &f->hb[f->hb_i];
     int rv;
     if (f->off >= h->size) {
-        struct mkv_chunk_ref ref = {h->chunk_id, h->version, 0};
         struct mkv_chunk_commit_req q;
         uint8_t buf[32];
-        size_t len;
-        if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
+        if (held_ref(h, buf, sizeof buf, &q.ids)) {
             hand_stop(f, "encoding", -EPROTO);
             return;
         }
-        q.ids = mkv_slice_mem(buf, len);
         if (mkv_peer_call(f->hb_view.peer[f->hb_lack[0]], &f->call, MKV_MSG_CHUNK_COMMIT,
                           &mkv_desc_chunk_commit_req, &q, 30000, on_hand_committed))
             hand_stop(f, "cannot commit on a replica", -ENOTCONN);
@@ -775,16 +782,12 @@ static void on_hand_refcheck(struct mkv_meta_req *req, int status, struct mkv_fr
  * from the replicas while this server was away: not to be revived). */
 static void hand_refcheck(struct mkv_fill *f)
 {
-    const struct held *h = &f->hb[f->hb_i];
-    struct mkv_chunk_ref ref = {h->chunk_id, h->version, 0};
     struct mkv_refcheck_req q;
     uint8_t buf[32];
-    size_t len;
-    if (mkv_msg_encode(&mkv_desc_chunk_ref, &ref, buf, sizeof buf, &len)) {
+    if (held_ref(&f->hb[f->hb_i], buf, sizeof buf, &q.ids)) {
         hand_stop(f, "encoding", -EPROTO);
         return;
     }
-    q.ids = mkv_slice_mem(buf, len);
     f->mreq.data = f;
     if (mkv_meta_call(f->meta, &f->mreq, MKV_MSG_REFCHECK, &mkv_desc_refcheck_req, &q,
                       on_hand_refcheck))
