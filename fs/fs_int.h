@@ -52,6 +52,7 @@ struct fs_opts
     uint64_t dirty_max;     /* buffered write bytes per file before writing back */
     uint64_t inline_max;    /* files up to this size are stored inline */
     uint64_t etag_max;      /* out-of-order written files up to this size get their MD5 at close */
+    uint32_t min_replicas;  /* durable copies a write needs (0: a majority) */
     int read_only;
 };
 

@@ -56,6 +56,9 @@ static void usage(FILE *out)
             "                         onwards) is read back at close for its MD5, the S3\n"
             "                         ETag, up to SIZE (default 64M; 0: never); larger\n"
             "                         ones show a non-MD5 ETag ending in -1\n"
+            "  min_replicas=N         durable copies a write needs before it is\n"
+            "                         acknowledged (default: a majority of the bucket's\n"
+            "                         factor, 2 of 3; at most the factor)\n"
             "  _netdev, auto, noauto, nofail, user, users, defaults: for mount(8), ignored\n\n"
             "  -f  stay in the foreground     -d  debug: foreground, log every request\n");
 }
@@ -113,6 +116,9 @@ static int apply_option(struct fs_opts *o, struct args *a, char *opt, int *entry
         o->inline_max = size;
     } else if (!strcmp(opt, "etag_max") && v && !mkv_parse_size(v, &size)) {
         o->etag_max = size;
+    } else if (!strcmp(opt, "min_replicas") && v && !mkv_parse_size(v, &size) && size >= 1 &&
+               size < MKV_REPLICAS_MAX) {
+        o->min_replicas = (uint32_t)size;
     } else if (!strcmp(opt, "_netdev") || !strcmp(opt, "auto") || !strcmp(opt, "noauto") ||
                !strcmp(opt, "nofail") || !strcmp(opt, "user") || !strcmp(opt, "users") ||
                !strcmp(opt, "nouser") || !strcmp(opt, "defaults") || !strcmp(opt, "exec") ||
@@ -428,6 +434,7 @@ int main(int argc, char **argv)
      * write went from about 0.76 to 0.87 of the passthrough (A/B, 5-8
      * runs each). One writer per file being written back. */
     co.write_window = 32;
+    co.min_replicas = fs->o.min_replicas;
     co.cred = have_cred ? &cred : NULL;
     rv = mkv_client_new(&fs->loop, &co, &fs->client, err, sizeof err);
     memset(&cred, 0, sizeof cred);

@@ -78,6 +78,7 @@ int mkv_client_new(uv_loop_t *loop, const struct mkv_client_opts *o, struct mkv_
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->retry_ms = o->retry_ms ? o->retry_ms : DEFAULT_RETRY_MS;
     c->write_window = o->write_window ? o->write_window : 8;
+    c->min_replicas = o->min_replicas;
     c->frame_bytes = o->frame_bytes ? o->frame_bytes : (1u << 20);
     c->read_window = o->read_window ? o->read_window : 8;
     if (c->frame_bytes % MKV_BLOCK_SIZE || c->frame_bytes > MKV_DATA_MAX ||

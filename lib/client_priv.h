@@ -107,6 +107,7 @@ struct mkv_client
     uint64_t vmap_epoch;     /* 0: the cluster has none */
     int vmap_nodes;          /* chunk servers have registered */
     uint32_t vmap_replicas;
+    uint32_t min_replicas; /* mkv_client_opts.min_replicas */
     int vmap_have, vmap_loading, vmap_stale;
     int vmap_must; /* a chunk server knows a newer map: routes wait for one */
     unsigned vmap_retries;

@@ -160,6 +160,15 @@ void mkv_client_map_outdated(struct mkv_client *c)
     c->vmap_must = 1;
 }
 
+/* Durable copies a write needs: min_replicas, or a majority of the
+ * copies asked for, plus the replicas a move will drop; at most n. */
+static unsigned route_need(const struct mkv_client *c, unsigned copies, unsigned surplus,
+                               unsigned n)
+{
+    unsigned need = c->min_replicas ? MKV_MIN(c->min_replicas, copies) : copies / 2 + 1;
+    return MKV_MIN(need + surplus, n);
+}
+
 int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *rt,
                      struct mkv_map_wait *w)
 {
@@ -199,7 +208,7 @@ int mkv_client_route(struct mkv_client *c, uint64_t chunk_id, struct mkv_route *
         rt->peer[rt->n++] = n->peer;
     }
     if (rt->n == 0) return MKV_EUNAVAILABLE; /* no chunk server holds this vshard */
-    rt->need = MKV_MIN(c->vmap_replicas / 2 + 1, rt->n);
+    rt->need = route_need(c, c->vmap_replicas, 0, rt->n);
     rt->replicas = c->vmap_replicas;
     rt->epoch = v->epoch;
     return 0;
@@ -274,10 +283,10 @@ int mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_
         rt->peer[rt->n++] = in.peer[i];
     }
     rt->filling = filling;
-    /* A majority of the copies, and during a move that many more than
-     * may leave; at most the replicas first chosen. Fewer left than that:
-     * the write cannot be acknowledged. */
-    rt->need = MKV_MIN(copies / 2 + 1 + surplus, *nkeep);
+    /* min_replicas or a majority of the copies, and during a move that
+     * many more than may leave; at most the replicas first chosen. Fewer
+     * left than that: the write cannot be acknowledged. */
+    rt->need = route_need(c, copies, surplus, *nkeep);
     if (rt->n < rt->need) return MKV_EUNAVAILABLE;
     return 0;
 }

@@ -647,6 +647,7 @@ static void worker_main(void *arg)
     int rv;
     co.meta = gw->o.meta;
     co.chunk = gw->o.chunk;
+    co.min_replicas = gw->o.min_replicas;
     /* The gateway talks to the cluster as the cluster itself. */
     mkv_cred_cluster(&cred, gw->cluster_key);
     co.cred = &cred;

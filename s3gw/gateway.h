@@ -28,6 +28,7 @@ struct mkv_gw_opts
     uint64_t max_object_size;     /* largest single PUT; 0: 5 GiB (S3's limit) */
     uint64_t inline_max;          /* objects up to this size live in their inode (no chunks);
                                    * at most MKV_INLINE_MAX; 0: never */
+    unsigned min_replicas;        /* durable copies a write needs (0: a majority) */
     int quiet;                    /* do not print generated credentials */
     /* Services in this same process (minikv server), handed to every
      * worker's client: see mkv_client_opts. NULL: network only. */

@@ -15,6 +15,7 @@
 #include "minikv/buf.h"
 #include "minikv/config.h"
 #include "minikv/log.h"
+#include "minikv/wire.h"
 
 struct settings
 {
@@ -30,6 +31,7 @@ struct settings
     long long threads;
     uint64_t max_object_size;
     uint64_t inline_max;
+    long long min_replicas;
     char *log_level;
 };
 
@@ -57,6 +59,10 @@ static const struct mkv_option options[] = {
     MKV_OPT("inline-max", MKV_OPT_SIZE, S, inline_max, "16K", "SIZE",
             "objects up to SIZE (at most 64K) are kept in their metadata record, not in chunks; 0: never",
             mkv_gw_validate_inline_max),
+    MKV_OPT("min-replicas", MKV_OPT_INT, S, min_replicas, "0", "N",
+            "durable copies a write needs before it is acknowledged; 0: a majority of the "
+            "bucket's factor (2 of 3); at most the factor",
+            NULL),
     MKV_OPT("log-level", MKV_OPT_STR, S, log_level, NULL, "LEVEL",
             "error, warn, info, debug or trace (default: $MINIKV_LOG_LEVEL, else info)", NULL),
 };
@@ -108,6 +114,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "minikv-s3gw: unknown log level '%s'\n", s.log_level);
         return 2;
     }
+    if (s.min_replicas < 0 || s.min_replicas >= MKV_REPLICAS_MAX) {
+        fprintf(stderr, "minikv-s3gw: --min-replicas must be 0-%d\n", MKV_REPLICAS_MAX - 1);
+        return 2;
+    }
     if ((s.tls_cert != NULL) != (s.tls_key != NULL)) {
         fprintf(stderr, "minikv-s3gw: --tls-cert and --tls-key go together\n");
         return 2;
@@ -124,6 +134,7 @@ int main(int argc, char **argv)
     o.threads = (int)s.threads;
     o.max_object_size = s.max_object_size;
     o.inline_max = s.inline_max;
+    o.min_replicas = (unsigned)s.min_replicas;
     /* Signals are taken synchronously below; worker threads inherit the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

@@ -345,7 +345,7 @@ void s3_stream_body_to_chunks(struct s3req *r, uint64_t max, uint64_t inline_max
 {
     struct put_pipe *pp = pipe_new(r, done);
     enum mkv_s3_error e;
-    int rv;
+    int rv = 0;
     if (!pp) {
         done(r, -ENOMEM, NULL);
         return;

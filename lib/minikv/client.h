@@ -47,6 +47,10 @@ struct mkv_client_opts
     uint32_t write_window; /* data frames in flight per writer (0: 8) */
     uint32_t frame_bytes;  /* data bytes per write frame, multiple of MKV_BLOCK_SIZE (0: 1 MiB) */
     uint32_t read_window;  /* read requests in flight per reader (0: 8) */
+    /* Durable copies a write of a chunk needs before it is acknowledged
+     * (0: a majority of the chunk's factor, 2 of 3). At most the factor,
+     * or the replicas there are when fewer. */
+    uint32_t min_replicas;
     /* Optional shortcuts to services running in this very process (as in
      * `minikv server`). Each is called on the client's thread, answers
      * without a round trip, or returns -EAGAIN, and the request then takes

@@ -1,11 +1,13 @@
 #!/bin/bash
-# Replication factor per bucket: four chunk servers, factor 3. Buckets of
+# Replication factor per bucket, and min_replicas: four chunk servers,
+# factor 3. Buckets of
 # 1 and 2 copies are made with minikvctl (more than the cluster's factor
 # is refused); uploads through S3, files copied into a whole-namespace
 # mount and into a bucket mount take exactly their bucket's number of
 # copies across the servers (counted on the servers), and read back the
 # same through both fronts. A chunk server is killed (-9): uploads to the
 # 2-copy bucket go on at once, the 2- and 3-copy buckets read back whole,
+# a mount with min_replicas=3 refuses writes that cannot get three copies,
 # the 1-copy bucket either reads back right or fails (its only copy was
 # there), never wrong bytes, and an error rather than a cut body. Once
 # the server is declared dead, its vshards are re-replicated and every
@@ -84,6 +86,7 @@ log "S3: $N uploads each took 1, 2 and 3 copies"
 F=5
 mkv_mount "" "$T/ns"
 mkv_mount /one "$T/m1"
+mkv_mount "" "$T/strict" -o min_replicas=3
 mkdir -p "$T/ns/two/fuse/sub"
 for i in $(seq $F); do cp "$T/src/o$i" "$T/ns/two/fuse/sub/f$i"; done
 sync -f "$T/ns/two/fuse/sub"
@@ -118,6 +121,13 @@ for i in $(seq $F); do cp "$T/src/o$i" "$T/ns/two/down/f$i" || fail "cp to two w
 sync -f "$T/ns/two/down" || fail "sync of two with a server down"
 W=$((W + F))
 log "and $F files through the mount (write-backs written again after a failure: $(grep -c "writing it again" "$T/fuse.log"))"
+# A mount that wants every copy (min_replicas=3) gets EIO for the files
+# whose vshard has a replica on the killed server (3 of 4 vshards).
+failed=0
+for i in $(seq 8); do cp "$T/src/o$i" "$T/strict/three/strict$i" 2>/dev/null || failed=$((failed + 1)); done
+[ "$failed" -ge 1 ] || fail "min_replicas=3: every write went through with a server down"
+log "min_replicas=3 mount: $failed of 8 files refused (EIO) with a server down"
+S=$((8 - failed)) # those stored: three copies each
 for b in two three; do
     aws_v2 s3 cp --recursive "s3://$b/s3/" "$T/get-$b" >/dev/null || fail "download of $b with a server down"
     for i in $(seq $N); do
@@ -150,19 +160,19 @@ done
 # 4. Declared dead: re-replicated to each bucket's factor, no more.
 mkv_ctl_wait vshards "m[\"degraded\"] == 0 and all(len(v[\"replicas\"]) == 3 for v in m[\"vshards\"])" 60 \
     "every vshard back to three filled replicas"
-expect_total $((ok1 + 2 * (N + F + W) + 3 * N)) "after re-replication"
+expect_total $((ok1 + 2 * (N + F + W) + 3 * (N + S))) "after re-replication"
 for i in $(seq $((W - F))); do
     cmp -s "$T/src/o$i" "$T/ns/two/after/o$i" || fail "two/after/o$i after re-replication"
 done
 for i in $(seq $F); do
     cmp -s "$T/src/o$i" "$T/ns/two/down/f$i" || fail "two/down/f$i after re-replication"
 done
-log "$((ok1 + 2 * (N + F + W) + 3 * N)) chunk copies = $ok1 x 1 + $((N + F + W)) x 2 + $N x 3"
+log "$((ok1 + 2 * (N + F + W) + 3 * (N + S))) chunk copies = $ok1 x 1 + $((N + F + W)) x 2 + $((N + S)) x 3"
 
 # 5. Deleted, a bucket's chunks are collected from the replicas that hold
 # them (the others confirm a delete of what they never had).
 aws_v2 s3 rm --recursive s3://two/ >/dev/null || fail "rm two"
-expect_total $((ok1 + 3 * N)) "after deleting the 2-copy bucket's objects"
+expect_total $((ok1 + 3 * (N + S))) "after deleting the 2-copy bucket's objects"
 
 # 6. The killed server comes back with its disk. It was declared dead and
 # its vshards went elsewhere, but the 1-copy chunks only it held are not
