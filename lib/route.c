@@ -163,7 +163,7 @@ void mkv_client_map_outdated(struct mkv_client *c)
 /* Durable copies a write needs: min_replicas, or a majority of the
  * copies asked for, plus the replicas a move will drop; at most n. */
 static unsigned route_need(const struct mkv_client *c, unsigned copies, unsigned surplus,
-                               unsigned n)
+                           unsigned n)
 {
     unsigned need = c->min_replicas ? MKV_MIN(c->min_replicas, copies) : copies / 2 + 1;
     return MKV_MIN(need + surplus, n);
