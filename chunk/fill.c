@@ -535,11 +535,12 @@ static int collect_release(void *arg, const struct mkv_store_version_info *vi)
  *
  * For each chunk of c copies (c below the factor) that this server holds
  * of a vshard it is no longer a replica of: if no object names it any
- * more (REFCHECK), delete it; else ask the vshard's filled
- * replicas whether they hold it (CHUNK_READ of one byte); while fewer than
- * c do, copy it to one that does not (CHUNK_WRITE in 1 MiB pieces, then
- * CHUNK_COMMIT); then delete it here. A replica that cannot be asked, or a
- * copy that fails, leaves the chunk here for the next scan. */
+ * more (REFCHECK), delete it; else ask the vshard's filled replicas what
+ * they hold of it (CHUNK_LIST: only a committed copy of the same size
+ * counts); while fewer than c hold it, copy it to one that does not
+ * (CHUNK_WRITE in 1 MiB pieces, then CHUNK_COMMIT); then delete it here.
+ * A replica that cannot be asked, or a copy that fails, leaves the chunk
+ * here for the next scan. */
 
 static void hand_next(struct mkv_fill *f);
 static void hand_decide(struct mkv_fill *f);

@@ -234,8 +234,9 @@ int mkv_route_narrow(struct mkv_client *c, struct mkv_route *rt, uint64_t chunk_
     unsigned copies = mkv_chunk_reduced(chunk_id, rt->replicas), k = 0, pick[MKV_REPLICAS_MAX];
     unsigned surplus;
     uint8_t chosen = 0, filling = 0;
-    struct mkv_route in = *rt;
+    struct mkv_route in;
     if (!copies) return 0;
+    in = *rt;
     /* A move: the vshard has more replicas than the factor until the one
      * that leaves is dropped (filling or not: a filled newcomer and the
      * drop are two map changes), and any of them may be that one. */

@@ -82,7 +82,7 @@ struct mkv_writer
     char bucket[MKV_BUCKET_MAX + 1];
     unsigned copies;
     int copies_state; /* COPIES_* */
-    int discarded;    /* its chunks were dropped (mkv_writer_abort) */
+    int discarded;    /* its chunks were dropped (writer_discard) */
     struct mkv_meta_req bucketreq;
     /* Chunks of fewer copies than the cluster's factor: the replicas each
      * chunk's first piece went to (mkv_route_narrow), per chunk index. */
@@ -141,17 +141,24 @@ static int writer_extents(struct mkv_writer *w, struct mkv_buf *b)
     return 0;
 }
 
+/* Drops what was written, once (CHUNK_DELETE, best effort: anything
+ * missed is an orphan the chunk servers' collector removes). */
+static void writer_discard(struct mkv_writer *w)
+{
+    struct mkv_buf b = MKV_BUF_INIT;
+    if (w->discarded) return;
+    w->discarded = 1;
+    if (w->state == W_DONE || !w->nchunks) return;
+    if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
+    mkv_buf_free(&b);
+}
+
 static void writer_release(struct mkv_writer *w)
 {
     struct wframe *f;
-    if (w->state == W_FAILED && !w->discarded && w->nchunks && !w->c->closing) {
-        /* Failed on its own: what some replicas took is of no use. Sent
-         * now that no write of it is on the wire (the chunk servers'
-         * collector removes what this misses). */
-        struct mkv_buf b = MKV_BUF_INIT;
-        if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
-        mkv_buf_free(&b);
-    }
+    /* Failed on its own: what some replicas took is of no use. Sent now
+     * that no write of it is on the wire. */
+    if (w->state == W_FAILED && !w->c->closing) writer_discard(w);
     while ((f = w->pending_head)) {
         w->pending_head = f->next;
         wframe_free(f);
@@ -492,12 +499,11 @@ static void writer_pump(struct mkv_writer *w)
             writer_fail(w, rv);
             break;
         }
-        if (mkv_chunk_reduced(w->chunks[idx], f->rt.replicas)) {
-            struct chunk_targets *t = &w->targets[idx];
-            if ((rv = mkv_route_narrow(w->c, &f->rt, w->chunks[idx], t->node, &t->n))) {
-                writer_fail(w, rv);
-                break;
-            }
+        /* (unchanged unless the chunk has fewer copies than replicas) */
+        if ((rv = mkv_route_narrow(w->c, &f->rt, w->chunks[idx], w->targets[idx].node,
+                                   &w->targets[idx].n))) {
+            writer_fail(w, rv);
+            break;
         }
         w->pending_head = f->next;
         if (!w->pending_head) w->pending_tail = NULL;
@@ -626,15 +632,8 @@ static int writer_finish(struct mkv_writer *w)
 
 void mkv_writer_abort(struct mkv_writer *w)
 {
-    struct mkv_buf b = MKV_BUF_INIT;
     w->aborted = 1;
-    if (w->state != W_DONE && w->nchunks) {
-        /* Drop what was written; anything missed is an orphan the chunk
-         * server's collector removes. */
-        if (writer_extents(w, &b) == 0) mkv_client_discard_extents(w->c, mkv_slice_mem(b.p, b.len));
-        mkv_buf_free(&b);
-    }
-    w->discarded = 1;
+    writer_discard(w);
     w->state = W_FAILED;
     writer_maybe_reap(w);
 }
